@@ -1,0 +1,1 @@
+export { openDatabase, migrate, isDiskFull, type Db } from './database.js';
