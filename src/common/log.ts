@@ -18,11 +18,19 @@ export interface LogSink {
   write(line: string): void;
 }
 
-let threshold: LogLevel = (process.env['LINEWATCH_LOG_LEVEL'] as LogLevel | undefined) ?? 'info';
+export type LogFormat = 'json' | 'text';
+
+let threshold: LogLevel = 'info';
 let sink: LogSink = { write: (line) => process.stderr.write(line) };
+// journald and log shippers want JSON; a person at a terminal wants a readable line.
+let format: LogFormat = process.stderr.isTTY ? 'text' : 'json';
 
 export function setLogLevel(level: LogLevel): void {
   threshold = level;
+}
+
+export function setLogFormat(next: LogFormat): void {
+  format = next;
 }
 
 /** Redirect log lines (tests capture them; the CLI in --json mode keeps stdout clean). */
@@ -33,8 +41,17 @@ export function setLogSink(next: LogSink): void {
 export function createLogger(component = 'linewatch'): Logger {
   const emit = (level: LogLevel, msg: string, fields?: Record<string, unknown>): void => {
     if (order[level] < order[threshold]) return;
-    const entry = { time: new Date().toISOString(), level, component, msg, ...fields };
-    sink.write(JSON.stringify(entry, jsonSafe) + '\n');
+    const time = new Date().toISOString();
+    if (format === 'json') {
+      sink.write(JSON.stringify({ time, level, component, msg, ...fields }, jsonSafe) + '\n');
+      return;
+    }
+    const extra = fields
+      ? Object.entries(fields)
+          .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value, jsonSafe)}`)
+          .join(' ')
+      : '';
+    sink.write(`${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${component}: ${msg}${extra ? ' ' + extra : ''}\n`);
   };
   return {
     debug: (msg, fields) => emit('debug', msg, fields),

@@ -1,0 +1,162 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import YAML from 'yaml';
+import type { z } from 'zod';
+import { UserError } from '../common/index.js';
+import { configSchema, type Config } from './schema.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/linewatch/config.yml';
+const ENV_PREFIX = 'LINEWATCH_';
+/** LINEWATCH_ variables that are not config keys. */
+const ENV_NOT_KEYS = new Set(['LINEWATCH_CONFIG']);
+
+/** Keys holding file paths: resolved against the config file's folder, as a user reading the file expects. */
+const PATH_KEYS = ['stateDir', 'model', 'capture.replay.folder', 'enroll.folder', 'mqtt.caFile', 'mqtt.certFile', 'mqtt.keyFile'];
+
+export interface LoadedConfig {
+  config: Config;
+  /** The file read, or null when none was given and the default does not exist. */
+  path: string;
+}
+
+/** A config problem: the message lists every bad key, its value and what is expected. */
+export class ConfigError extends UserError {}
+
+interface Leaf {
+  path: string[];
+  /** Strings take an env value as it is; other types parse it as YAML (numbers, booleans, lists). */
+  isString: boolean;
+}
+
+/** Every leaf key of the schema, for env overrides. */
+function leaves(schema: z.ZodType, path: string[] = []): Leaf[] {
+  const def = (schema as unknown as { _zod: { def: { type: string; shape?: Record<string, z.ZodType>; innerType?: z.ZodType; options?: z.ZodType[] } } })._zod.def;
+  switch (def.type) {
+    case 'default':
+    case 'prefault':
+    case 'optional':
+    case 'nullable':
+      return leaves(def.innerType!, path);
+    case 'object':
+      if (path.length > 0 && isRoiLike(def.shape!)) return [{ path, isString: false }];
+      return Object.entries(def.shape!).flatMap(([key, child]) => leaves(child, [...path, key]));
+    default:
+      return [{ path, isString: def.type === 'string' || def.type === 'enum' }];
+  }
+}
+
+/** Small value objects (the ROI) are set whole from one variable, as YAML/JSON. */
+function isRoiLike(shape: Record<string, z.ZodType>): boolean {
+  return 'x' in shape && 'width' in shape;
+}
+
+export function envName(path: string[]): string {
+  return ENV_PREFIX + path.map((key) => key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
+}
+
+const envLeaves = new Map(leaves(configSchema).map((leaf) => [envName(leaf.path), leaf]));
+
+/**
+ * Reads the YAML file, applies LINEWATCH_* overrides, validates against the schema and resolves
+ * relative paths. Throws ConfigError naming each bad key, its value and what is expected.
+ */
+export function loadConfig(options: { path?: string | undefined; env?: NodeJS.ProcessEnv } = {}): LoadedConfig {
+  const env = options.env ?? process.env;
+  const path = resolve(options.path ?? env['LINEWATCH_CONFIG'] ?? DEFAULT_CONFIG_PATH);
+  const raw = readYaml(path);
+  const fromEnv = applyEnv(raw, env);
+
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => describeIssue(issue, raw, fromEnv));
+    throw new ConfigError(
+      `invalid configuration in ${path}:\n${lines.map((l) => `  - ${l}`).join('\n')}`,
+      'fix the keys above (docs/configuration.md lists every key); the daemon did not start',
+    );
+  }
+  const config = result.data;
+  const base = dirname(path);
+  for (const key of PATH_KEYS) {
+    const parts = key.split('.');
+    const parent = parts.slice(0, -1).reduce<Record<string, unknown>>((obj, k) => obj[k] as Record<string, unknown>, config as unknown as Record<string, unknown>);
+    const last = parts[parts.length - 1]!;
+    const value = parent[last];
+    if (typeof value === 'string' && !isAbsolute(value)) parent[last] = resolve(base, value);
+  }
+  return { config, path };
+}
+
+function readYaml(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(
+      code === 'ENOENT' ? `no configuration file at ${path}` : `cannot read the configuration file ${path} (${code ?? (err as Error).message})`,
+      code === 'ENOENT'
+        ? `copy config/example.yml to ${DEFAULT_CONFIG_PATH}, or pass --config FILE (or set LINEWATCH_CONFIG)`
+        : 'check the file permissions',
+    );
+  }
+  const doc = YAML.parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(`${path} is not valid YAML: ${doc.errors[0]!.message}`, 'fix the YAML syntax at the line shown');
+  }
+  const value: unknown = doc.toJS();
+  if (value === null || value === undefined) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new ConfigError(`${path} must hold a YAML mapping of keys (site:, capture:, mqtt: ...)`, 'see config/example.yml');
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Writes LINEWATCH_<PATH> values into the raw config; returns which paths came from which variable. */
+function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Map<string, string> {
+  const fromEnv = new Map<string, string>();
+  const unknown: string[] = [];
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || ENV_NOT_KEYS.has(name) || value === undefined) continue;
+    const leaf = envLeaves.get(name);
+    if (!leaf) {
+      unknown.push(name);
+      continue;
+    }
+    let target = raw;
+    for (const key of leaf.path.slice(0, -1)) {
+      const next = target[key];
+      if (typeof next !== 'object' || next === null || Array.isArray(next)) target[key] = {};
+      target = target[key] as Record<string, unknown>;
+    }
+    target[leaf.path[leaf.path.length - 1]!] = leaf.isString ? value : parseEnvValue(value);
+    fromEnv.set(leaf.path.join('.'), name);
+  }
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      `unknown environment variable${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}: not a configuration key`,
+      'LINEWATCH_<PATH> names a key path in capitals with _ between words, e.g. LINEWATCH_MQTT_URL for mqtt.url; docs/configuration.md lists them',
+    );
+  }
+  return fromEnv;
+}
+
+function parseEnvValue(value: string): unknown {
+  try {
+    return YAML.parse(value);
+  } catch {
+    return value;
+  }
+}
+
+function describeIssue(issue: z.core.$ZodIssue, raw: Record<string, unknown>, fromEnv: Map<string, string>): string {
+  const path = issue.path.map(String);
+  if (issue.code === 'unrecognized_keys') {
+    const where = path.length ? `${path.join('.')}.` : '';
+    return `unknown key ${issue.keys.map((k) => where + k).join(', ')} (misspelt? docs/configuration.md lists every key)`;
+  }
+  const key = path.join('.') || '(top level)';
+  const value = path.reduce<unknown>((obj, k) => (obj && typeof obj === 'object' ? (obj as Record<string, unknown>)[k] : undefined), raw);
+  const env = fromEnv.get(key);
+  const got = value === undefined ? 'missing' : `got ${JSON.stringify(value)}`;
+  return `${key}: ${issue.message.replace(/^Invalid input: /, '')} (${got}${env ? `, from ${env}` : ''})`;
+}

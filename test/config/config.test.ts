@@ -1,0 +1,86 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, envName, loadConfig } from '../../dist/config/index.js';
+
+function configFile(text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'lw-config-'));
+  const path = join(dir, 'config.yml');
+  writeFileSync(path, text);
+  return path;
+}
+
+function failure(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('config', () => {
+  it('fills every default from an empty file and resolves paths against the file', () => {
+    const path = configFile('stateDir: state\nmodel: /abs/model\n');
+    const { config } = loadConfig({ path, env: {} });
+    expect(config.capture.source).toBe('replay');
+    expect(config.knn.exactBelow).toBe(20000);
+    expect(config.mqtt.url).toBe('mqtt://localhost:1883');
+    expect(config.stateDir).toBe(join(path, '..', 'state'));
+    expect(config.model).toBe('/abs/model');
+  });
+
+  it('names the key, the bad value and what is expected, for every bad key', () => {
+    const path = configFile('site: two words\ncapture:\n  replay:\n    fps: -1\n  sorce: replay\nmqtt:\n  url: broker\n');
+    const err = failure(() => loadConfig({ path, env: {} }));
+    expect(err.message).toContain('site:');
+    expect(err.message).toContain('"two words"');
+    expect(err.message).toMatch(/capture\.replay\.fps: .*>=0.*got -1/);
+    expect(err.message).toContain('unknown key capture.sorce');
+    expect(err.message).toMatch(/mqtt\.url: a URL such as mqtt:\/\/host:1883.*got "broker"/);
+    expect(err.hint).toContain('docs/configuration.md');
+  });
+
+  it('overrides any key from LINEWATCH_<PATH> and says which variable was bad', () => {
+    const path = configFile('mqtt:\n  url: mqtt://a:1883\n');
+    const { config } = loadConfig({
+      path,
+      env: {
+        LINEWATCH_MQTT_URL: 'mqtt://b:1884',
+        LINEWATCH_MQTT_PASSWORD: '0123',
+        LINEWATCH_CAPTURE_STALL_TIMEOUT_MS: '7000',
+        LINEWATCH_INFERENCE_PROVIDERS: '[cpu]',
+        LINEWATCH_PREPROCESS_ROI: '{x: 1, y: 2, width: 30, height: 40}',
+        LINEWATCH_HTTP_ENABLED: 'false',
+      },
+    });
+    expect(config.mqtt.url).toBe('mqtt://b:1884');
+    expect(config.mqtt.password).toBe('0123'); // a string key keeps leading zeros
+    expect(config.capture.stallTimeoutMs).toBe(7000);
+    expect(config.inference.providers).toEqual(['cpu']);
+    expect(config.preprocess.roi).toEqual({ x: 1, y: 2, width: 30, height: 40 });
+    expect(config.http.enabled).toBe(false);
+
+    const err = failure(() => loadConfig({ path, env: { LINEWATCH_INFERENCE_THREADS: 'four' } }));
+    expect(err.message).toMatch(/inference\.threads: .*got "four", from LINEWATCH_INFERENCE_THREADS/);
+  });
+
+  it('refuses an unknown LINEWATCH_ variable instead of ignoring a typo', () => {
+    const path = configFile('');
+    const err = failure(() => loadConfig({ path, env: { LINEWATCH_MQTT_URLL: 'x' } }));
+    expect(err.message).toContain('LINEWATCH_MQTT_URLL');
+  });
+
+  it('explains a missing file and broken YAML', () => {
+    expect(failure(() => loadConfig({ path: '/nonexistent/linewatch.yml', env: {} })).hint).toContain('--config');
+    expect(failure(() => loadConfig({ path: configFile('mqtt: [unclosed\n'), env: {} })).message).toContain('not valid YAML');
+    expect(failure(() => loadConfig({ path: configFile('- a\n- b\n'), env: {} })).message).toContain('mapping');
+  });
+
+  it('derives env names from key paths', () => {
+    expect(envName(['capture', 'replay', 'fps'])).toBe('LINEWATCH_CAPTURE_REPLAY_FPS');
+    expect(envName(['knn', 'hnswEfConstruction'])).toBe('LINEWATCH_KNN_HNSW_EF_CONSTRUCTION');
+  });
+});
