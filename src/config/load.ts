@@ -56,6 +56,11 @@ export function envName(path: string[]): string {
 
 const envLeaves = new Map(leaves(configSchema).map((leaf) => [envName(leaf.path), leaf]));
 
+/** Every settable key path, e.g. `capture.replay.fps` (documentation is checked against it). */
+export function configKeys(): string[] {
+  return leaves(configSchema).map((leaf) => leaf.path.join('.'));
+}
+
 /**
  * Reads the YAML file, applies LINEWATCH_* overrides, validates against the schema and resolves
  * relative paths. Throws ConfigError naming each bad key, its value and what is expected.

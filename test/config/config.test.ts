@@ -1,8 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, envName, loadConfig } from '../../dist/config/index.js';
+import { ConfigError, configKeys, envName, loadConfig } from '../../dist/config/index.js';
 
 function configFile(text: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'lw-config-'));
@@ -82,5 +82,11 @@ describe('config', () => {
   it('derives env names from key paths', () => {
     expect(envName(['capture', 'replay', 'fps'])).toBe('LINEWATCH_CAPTURE_REPLAY_FPS');
     expect(envName(['knn', 'hnswEfConstruction'])).toBe('LINEWATCH_KNN_HNSW_EF_CONSTRUCTION');
+  });
+
+  it('documents every key in docs/configuration.md', () => {
+    const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
+    const missing = configKeys().filter((key) => !doc.includes(`| \`${key}\` |`));
+    expect(missing).toEqual([]);
   });
 });
