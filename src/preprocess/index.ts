@@ -1,0 +1,3 @@
+export { ImageError, RoiError, type Roi } from './image.js';
+export { Preprocessor, type TensorSpec } from './tensor.js';
+export { thumbnail, type ThumbnailOptions } from './thumbnail.js';

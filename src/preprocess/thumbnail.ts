@@ -1,0 +1,24 @@
+import { explainFailure, open, type Roi } from './image.js';
+
+export interface ThumbnailOptions {
+  /** Crop first, so the thumbnail shows what the model saw. */
+  roi?: Roi;
+  /**
+   * Longest side in pixels (default 64). Keep it at least the model input size so a future model
+   * can re-embed stored thumbnails. Smaller images are not enlarged.
+   */
+  longestSide?: number;
+}
+
+/** A small PNG of the frame, kept with a reference. PNG because re-embedding should not see JPEG artefacts. */
+export async function thumbnail(image: Buffer, options: ThumbnailOptions = {}): Promise<Buffer> {
+  const side = options.longestSide ?? 64;
+  try {
+    return await open(image, options.roi)
+      .resize(side, side, { fit: 'inside', withoutEnlargement: true })
+      .png()
+      .toBuffer();
+  } catch (err) {
+    throw await explainFailure(err, image, options.roi);
+  }
+}
