@@ -1,0 +1,65 @@
+import { v7 as uuidv7 } from 'uuid';
+
+/** One of the k nearest references that led to the decision. */
+export interface Neighbour {
+  referenceId: string;
+  label: string;
+  /** Cosine distance in [0, 2]. */
+  distance: number;
+}
+
+/** The JSON published on `<topicRoot>events` for every anomaly decision. */
+export interface AnomalyEvent {
+  /** UUIDv7: sorts by creation time, so consumers can order and de-duplicate (QoS 1 may repeat). */
+  id: string;
+  type: 'anomaly';
+  capturedAt: string;
+  decidedAt: string;
+  site: string;
+  line: string;
+  camera: string;
+  score: number;
+  threshold: number;
+  label: string;
+  unknown: boolean;
+  neighbours: Neighbour[];
+  model: { name: string; version: string };
+  frame: { seq: number; origin: string };
+}
+
+/** What the daemon knows when the classifier calls a frame an anomaly. */
+export interface AnomalyDecision {
+  /** Frame.capturedAt: ms since epoch, or a Date. */
+  capturedAt: number | Date;
+  /** Defaults to now. */
+  decidedAt?: number | Date;
+  site: string;
+  line: string;
+  camera: string;
+  score: number;
+  threshold: number;
+  label: string;
+  unknown: boolean;
+  neighbours: readonly Neighbour[];
+  model: { name: string; version: string };
+  frame: { seq: number; origin: string };
+}
+
+export function createAnomalyEvent(decision: AnomalyDecision): AnomalyEvent {
+  return {
+    id: uuidv7(),
+    type: 'anomaly',
+    capturedAt: new Date(decision.capturedAt).toISOString(),
+    decidedAt: new Date(decision.decidedAt ?? Date.now()).toISOString(),
+    site: decision.site,
+    line: decision.line,
+    camera: decision.camera,
+    score: decision.score,
+    threshold: decision.threshold,
+    label: decision.label,
+    unknown: decision.unknown,
+    neighbours: decision.neighbours.map(({ referenceId, label, distance }) => ({ referenceId, label, distance })),
+    model: { name: decision.model.name, version: decision.model.version },
+    frame: { seq: decision.frame.seq, origin: decision.frame.origin },
+  };
+}

@@ -1,0 +1,123 @@
+import { UserError } from '../common/index.js';
+import { isDiskFull, migrate, type Db } from '../storage/index.js';
+import type { AnomalyEvent } from './event.js';
+
+/** Topic of anomaly events, relative to the publisher's topic root. */
+export const EVENTS_TOPIC = 'events';
+
+/**
+ * Thrown when SQLite reports the disk (or the database's size limit) full while an event is
+ * written. The daemon should stop accepting events loudly: nothing half-written is kept.
+ */
+export class OutboxFullError extends UserError {
+  constructor(cause: unknown) {
+    super(
+      'the disk holding the event outbox is full: new events cannot be stored',
+      'free space on the state directory\'s disk (or start the MQTT broker so the backlog drains); the database is intact',
+      { cause },
+    );
+  }
+}
+
+export interface OutboxRow {
+  seq: number;
+  eventId: string;
+  /** Relative to the publisher's topic root, e.g. `events`. */
+  topic: string;
+  payload: string;
+  createdAt: string;
+}
+
+const steps = [
+  // AUTOINCREMENT: a seq is never reused after its row is deleted, so the publisher's
+  // "everything after seq N" cursor stays valid while rows are acknowledged.
+  `CREATE TABLE events_outbox (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     event_id TEXT NOT NULL UNIQUE,
+     topic TEXT NOT NULL,
+     payload TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   )`,
+];
+
+/**
+ * Durable queue of events waiting for the broker's PUBACK. A row is removed only by ack(),
+ * so events survive broker outages, daemon restarts and power loss.
+ */
+export class Outbox {
+  private readonly insert;
+  private readonly selectAfter;
+  private readonly remove;
+  private readonly count;
+  private readonly listeners = new Set<() => void>();
+  private wakeScheduled = false;
+
+  constructor(private readonly db: Db) {
+    migrate(db, 'events', steps);
+    this.insert = db.prepare('INSERT INTO events_outbox (event_id, topic, payload, created_at) VALUES (?, ?, ?, ?)');
+    this.selectAfter = db.prepare(
+      'SELECT seq, event_id AS eventId, topic, payload, created_at AS createdAt FROM events_outbox WHERE seq > ? ORDER BY seq LIMIT ?',
+    );
+    this.remove = db.prepare('DELETE FROM events_outbox WHERE seq = ?');
+    this.count = db.prepare('SELECT COUNT(*) AS n FROM events_outbox').pluck();
+  }
+
+  /**
+   * Stores an event; returns its seq. Works inside the caller's `db.transaction(...)` (or
+   * `outbox.transaction(...)`), so a decision and its event commit together or not at all.
+   */
+  append(event: AnomalyEvent, topic: string = EVENTS_TOPIC): number {
+    let seq: number;
+    try {
+      seq = Number(this.insert.run(event.id, topic, JSON.stringify(event), new Date().toISOString()).lastInsertRowid);
+    } catch (err) {
+      throw isDiskFull(err) ? new OutboxFullError(err) : err;
+    }
+    this.scheduleWake();
+    return seq;
+  }
+
+  /**
+   * Runs `fn` in one transaction on the outbox's database. In WAL mode a full disk usually shows
+   * at COMMIT rather than in append(), so this is where it becomes an OutboxFullError.
+   */
+  transaction<T>(fn: () => T): T {
+    try {
+      return this.db.transaction(fn)();
+    } catch (err) {
+      throw isDiskFull(err) && !(err instanceof OutboxFullError) ? new OutboxFullError(err) : err;
+    }
+  }
+
+  /** Oldest rows first; `afterSeq` skips rows already sent on the current connection. */
+  peek(limit: number, afterSeq = 0): OutboxRow[] {
+    return this.selectAfter.all(afterSeq, limit) as OutboxRow[];
+  }
+
+  /** Deletes a delivered row; false when it was already gone. */
+  ack(seq: number): boolean {
+    return this.remove.run(seq).changes > 0;
+  }
+
+  backlog(): number {
+    return this.count.get() as number;
+  }
+
+  /**
+   * Calls `listener` after rows were appended. Deferred to the next turn of the event loop so
+   * the caller's transaction has committed (or rolled back) by then. Returns an unsubscribe.
+   */
+  onAppend(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private scheduleWake(): void {
+    if (this.wakeScheduled || this.listeners.size === 0) return;
+    this.wakeScheduled = true;
+    setImmediate(() => {
+      this.wakeScheduled = false;
+      for (const listener of this.listeners) listener();
+    });
+  }
+}

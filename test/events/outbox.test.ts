@@ -1,0 +1,114 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createAnomalyEvent, Outbox, OutboxFullError } from '../../dist/events/index.js';
+import { isUserError } from '../../dist/common/index.js';
+import { openDatabase, type Db } from '../../dist/storage/index.js';
+import { decision } from './fixtures.js';
+
+let dir: string;
+let db: Db;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'linewatch-outbox-'));
+  db = openDatabase(join(dir, 'linewatch.db'));
+});
+afterEach(() => {
+  db.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('anomaly event', () => {
+  it('carries the decision and a time-ordered UUIDv7 id', () => {
+    const events = Array.from({ length: 50 }, (_, i) => createAnomalyEvent({ ...decision(i), decidedAt: 1_700_000_000_500 }));
+    const event = events[0]!;
+    expect(event).toMatchObject({
+      type: 'anomaly',
+      capturedAt: new Date(1_700_000_000_000).toISOString(),
+      decidedAt: new Date(1_700_000_000_500).toISOString(),
+      site: 'plant1',
+      line: 'l2',
+      camera: 'cam3',
+      score: 0.8,
+      threshold: 0.5,
+      label: 'scratch',
+      unknown: false,
+      neighbours: [{ referenceId: 'ref-1', label: 'scratch', distance: 0.12 }],
+      model: { name: 'fmnist-triplet', version: '1.0.0' },
+      frame: { seq: 0, origin: 'frame-0.png' },
+    });
+    expect(event.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const ids = events.map((e) => e.id);
+    expect([...ids].sort()).toEqual(ids);
+  });
+});
+
+describe('outbox', () => {
+  it('keeps events in seq order until acknowledged, across reopening the database', () => {
+    const outbox = new Outbox(db);
+    const events = [0, 1, 2].map((i) => createAnomalyEvent(decision(i)));
+    const seqs = events.map((e) => outbox.append(e));
+    expect(outbox.backlog()).toBe(3);
+    expect(outbox.peek(10).map((r) => r.eventId)).toEqual(events.map((e) => e.id));
+    expect(JSON.parse(outbox.peek(1)[0]!.payload)).toEqual(events[0]);
+    expect(outbox.peek(10, seqs[0]).map((r) => r.seq)).toEqual(seqs.slice(1));
+    expect(outbox.ack(seqs[1]!)).toBe(true);
+    expect(outbox.ack(seqs[1]!)).toBe(false);
+
+    db.close();
+    db = openDatabase(join(dir, 'linewatch.db'));
+    const reopened = new Outbox(db);
+    expect(reopened.peek(10).map((r) => r.eventId)).toEqual([events[0]!.id, events[2]!.id]);
+    // A deleted seq is never reused, so a publisher's cursor stays valid.
+    expect(reopened.append(createAnomalyEvent(decision(3)))).toBeGreaterThan(seqs[2]!);
+  });
+
+  it('commits with the caller\'s transaction or not at all', () => {
+    const outbox = new Outbox(db);
+    db.exec('CREATE TABLE decisions (frame INTEGER)');
+    const record = db.transaction((seq: number, fail: boolean) => {
+      db.prepare('INSERT INTO decisions VALUES (?)').run(seq);
+      outbox.append(createAnomalyEvent(decision(seq)));
+      if (fail) throw new Error('decision rejected');
+    });
+    record(1, false);
+    expect(() => record(2, true)).toThrow('decision rejected');
+    expect(outbox.backlog()).toBe(1);
+    expect(db.prepare('SELECT COUNT(*) FROM decisions').pluck().get()).toBe(1);
+  });
+
+  it('wakes listeners once after appends commit', async () => {
+    const outbox = new Outbox(db);
+    const seen: number[] = [];
+    outbox.onAppend(() => seen.push(outbox.backlog()));
+    outbox.transaction(() => {
+      outbox.append(createAnomalyEvent(decision(1)));
+      outbox.append(createAnomalyEvent(decision(2)));
+    });
+    expect(seen).toEqual([]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(seen).toEqual([2]);
+  });
+
+  it('refuses new events with OutboxFullError when the disk is full, keeping what it has', () => {
+    const outbox = new Outbox(db);
+    outbox.append(createAnomalyEvent(decision(0)));
+    // max_page_count makes SQLite report SQLITE_FULL exactly as a full disk does.
+    const pages = db.pragma('page_count', { simple: true }) as number;
+    db.pragma(`max_page_count = ${pages}`);
+    const big = { ...decision(1), label: 'x'.repeat(64 * 1024) };
+
+    const standalone = (): number => outbox.append(createAnomalyEvent(big));
+    expect(standalone).toThrow(OutboxFullError);
+    const inTransaction = (): void => outbox.transaction(() => outbox.append(createAnomalyEvent(big)));
+    expect(inTransaction).toThrow(OutboxFullError);
+    try {
+      standalone();
+    } catch (err) {
+      expect(isUserError(err)).toBe(true);
+      expect((err as Error).message).toMatch(/disk .* full/);
+    }
+    expect(outbox.backlog()).toBe(1);
+    expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+  });
+});

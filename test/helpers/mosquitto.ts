@@ -1,0 +1,206 @@
+/**
+ * Real Mosquitto for tests.
+ *
+ *   const broker = await startMosquitto();            // 127.0.0.1, free port, anonymous allowed
+ *   const sub = await collectMessages(broker.url, 'linewatch/#');
+ *   ...publish...
+ *   await sub.waitFor((msgs) => msgs.length >= 3);
+ *   await broker.restart();                            // same port
+ *   await sub.close(); await broker.stop();
+ *
+ * The broker is also stopped when the test process exits, even by SIGKILL: it runs under a small
+ * shell that stops it once its stdin (a pipe from this process) closes.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+
+const MOSQUITTO = '/usr/sbin/mosquitto';
+
+export interface MosquittoOptions {
+  /** Default: a free port. */
+  port?: number;
+  /** Keep sessions and queued messages across restart() (saved on stop). Default false. */
+  persistence?: boolean;
+  /** Default true; false makes every client without credentials "Not authorized". */
+  allowAnonymous?: boolean;
+}
+
+export interface Mosquitto {
+  /** `mqtt://127.0.0.1:<port>` */
+  url: string;
+  port: number;
+  /** Stops the broker (SIGTERM: clients see the connection close). Idempotent. */
+  stop(): Promise<void>;
+  /** Stops and starts it again on the same port; resolves once it accepts connections. */
+  restart(): Promise<void>;
+}
+
+export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
+  const port = options.port ?? (await freePort());
+  const dir = mkdtempSync(join(tmpdir(), 'linewatch-mosquitto-'));
+  const config = join(dir, 'mosquitto.conf');
+  writeFileSync(
+    config,
+    [
+      `listener ${port} 127.0.0.1`,
+      `allow_anonymous ${options.allowAnonymous ?? true}`,
+      // As root, mosquitto would switch to a "mosquitto" user that cannot write the temp dir.
+      `user ${userInfo().username}`,
+      `persistence ${options.persistence ?? false}`,
+      `persistence_location ${dir}/`,
+      'log_dest stderr',
+      'log_type error',
+      'log_type warning',
+      '',
+    ].join('\n'),
+  );
+  let child: ChildProcess | null = null;
+
+  const start = async (): Promise<void> => {
+    const launched = launch(config);
+    child = launched.child;
+    await waitUntilListening(launched.child, launched.log, port);
+  };
+  const stop = async (): Promise<void> => {
+    const current = child;
+    child = null;
+    if (!current) return;
+    const exited = new Promise<void>((resolve) => current.once('exit', () => resolve()));
+    current.stdin?.end();
+    await exited;
+  };
+
+  await start();
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    port,
+    stop,
+    restart: async () => {
+      await stop();
+      await start();
+    },
+  };
+}
+
+function launch(config: string): { child: ChildProcess; log: () => string } {
+  // The shell waits on its stdin; when it closes (stop(), or this process dying, even by
+  // SIGKILL, since the kernel closes the pipe) it stops mosquitto.
+  const script = `"${MOSQUITTO}" -c "$1" & pid=$!; cat >/dev/null; kill $pid 2>/dev/null; wait $pid`;
+  const child = spawn('/bin/sh', ['-c', script, 'sh', config], { stdio: ['pipe', 'ignore', 'pipe'] });
+  let log = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    log = (log + chunk.toString()).slice(-4000);
+  });
+  return { child, log: () => log };
+}
+
+async function waitUntilListening(child: ChildProcess, log: () => string, port: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`mosquitto exited (${child.exitCode}): ${log()}`);
+    if (await canConnect(port)) return;
+    if (Date.now() > deadline) throw new Error(`mosquitto did not listen on port ${port} within 10 s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export interface ReceivedMessage {
+  topic: string;
+  /** UTF-8 text of the payload. */
+  payload: string;
+  retain: boolean;
+  receivedAt: number;
+}
+
+export interface CollectOptions {
+  /**
+   * Keep a broker session (clean: false, this clientId, session expiry 300 s) so QoS 1 messages
+   * published while this subscriber is disconnected are queued for it. Needs `persistence` on the
+   * broker to survive a broker restart.
+   */
+  persistentClientId?: string;
+  /** Default 1. */
+  qos?: 0 | 1;
+}
+
+export interface Collector {
+  /** Every message received so far, in arrival order (duplicates included). */
+  readonly messages: ReceivedMessage[];
+  /** Resolves once `done(messages)` is true; rejects after timeoutMs (default 10 s) with what arrived. */
+  waitFor(done: (messages: ReceivedMessage[]) => boolean, timeoutMs?: number): Promise<ReceivedMessage[]>;
+  close(): Promise<void>;
+}
+
+/** Subscribes to `topic` (wildcards allowed) and collects what arrives; reconnects every 100 ms. */
+export async function collectMessages(url: string, topic: string, options: CollectOptions = {}): Promise<Collector> {
+  const persistent = options.persistentClientId !== undefined;
+  const clientOptions: IClientOptions = {
+    protocolVersion: 5,
+    reconnectPeriod: 100,
+    connectTimeout: 5_000,
+    clean: !persistent,
+    ...(persistent && { clientId: options.persistentClientId, properties: { sessionExpiryInterval: 300 } }),
+  };
+  const client: MqttClient = connect(url, clientOptions);
+  client.on('error', () => {
+    // Broker restarts are expected in tests; the client reconnects by itself.
+  });
+  const messages: ReceivedMessage[] = [];
+  const waiters = new Set<() => void>();
+  client.on('message', (t, payload, packet) => {
+    messages.push({ topic: t, payload: payload.toString('utf8'), retain: packet.retain, receivedAt: Date.now() });
+    for (const waiter of waiters) waiter();
+  });
+  await new Promise<void>((resolve, reject) => {
+    client.once('connect', () => resolve());
+    setTimeout(() => reject(new Error(`subscriber could not connect to ${url}`)), 5_000).unref();
+  });
+  await client.subscribeAsync(topic, { qos: options.qos ?? 1 });
+
+  return {
+    messages,
+    waitFor: (done, timeoutMs = 10_000) =>
+      new Promise((resolve, reject) => {
+        const check = (): void => {
+          if (!done(messages)) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve(messages);
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`timed out after ${timeoutMs} ms; received ${messages.length} messages: ${messages.slice(-5).map((m) => `${m.topic} ${m.payload.slice(0, 80)}`).join(' | ')}`));
+        }, timeoutMs);
+        waiters.add(check);
+        check();
+      }),
+    close: () => client.endAsync(true),
+  };
+}
