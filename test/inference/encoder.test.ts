@@ -1,0 +1,125 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger, setLogSink, UserError } from '../../dist/common/index.js';
+import { Encoder, loadBundle, type Bundle } from '../../dist/inference/index.js';
+import { editedBundle, fixtureDir, frames } from './helpers.js';
+
+const logLines: string[] = [];
+setLogSink({ write: (line) => logLines.push(line) });
+const logger = createLogger('test');
+
+const norm = (v: Float32Array): number => Math.sqrt(v.reduce((sum, x) => sum + x * x, 0));
+
+describe('Encoder', () => {
+  let bundle: Bundle;
+  let encoder: Encoder;
+
+  beforeAll(async () => {
+    bundle = await loadBundle(fixtureDir);
+    encoder = await Encoder.open(bundle, { logger, intraOpThreads: 1 });
+  });
+  afterAll(() => encoder?.close());
+
+  it('falls back through the default providers to cpu and says so', () => {
+    expect(encoder.provider).toBe('cpu');
+    const warnings = logLines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'execution provider unavailable, trying the next');
+    expect(warnings.map((w) => w.provider)).toEqual(['tensorrt', 'cuda']);
+  });
+
+  it('returns unit-length vectors of the manifest dimension', async () => {
+    const [frame] = frames(1, encoder.inputLength);
+    const vector = await encoder.embed(frame!);
+    expect(vector).toBeInstanceOf(Float32Array);
+    expect(vector.length).toBe(16);
+    expect(norm(vector)).toBeCloseTo(1, 5);
+  });
+
+  it('gives the same vectors for a batch as for single calls', async () => {
+    const inputs = frames(20, encoder.inputLength, 7);
+    const batched = await encoder.embedBatch(inputs);
+    for (const [i, input] of inputs.entries()) {
+      const single = await encoder.embed(input);
+      single.forEach((x, j) => expect(Math.abs(x - batched[i]![j]!)).toBeLessThan(1e-5));
+    }
+    // Different frames give different vectors: the model is not ignoring its input.
+    expect(Math.abs(batched[0]![0]! - batched[1]![0]!)).toBeGreaterThan(1e-4);
+  });
+
+  it('batches concurrent embed() calls', async () => {
+    const before = encoder.stats();
+    await Promise.all(frames(40, encoder.inputLength, 3).map((f) => encoder.embed(f)));
+    const after = encoder.stats();
+    expect(after.requests - before.requests).toBe(40);
+    // 40 frames, maxBatch 16: three batches (16 + 16 + 8), not 40 runs.
+    expect(after.batches - before.batches).toBe(3);
+  });
+
+  it('keeps the event loop responsive while many frames are embedded', async () => {
+    const inputs = frames(64, encoder.inputLength, 5);
+    let last = performance.now();
+    let longestGap = 0;
+    let ticks = 0;
+    const timer = setInterval(() => {
+      const now = performance.now();
+      longestGap = Math.max(longestGap, now - last);
+      last = now;
+      ticks++;
+    }, 1);
+    const started = performance.now();
+    for (let round = 0; round < 30; round++) await encoder.embedBatch(inputs);
+    const elapsed = performance.now() - started;
+    clearInterval(timer);
+    expect(ticks).toBeGreaterThan(elapsed / 20);
+    expect(longestGap).toBeLessThan(50);
+  });
+
+  it('rejects a frame of the wrong size', async () => {
+    await expect(encoder.embed(new Float32Array(10))).rejects.toThrow('frame tensor has 10 floats, tiny-test@1 takes 784');
+  });
+});
+
+describe('Encoder.open checks', () => {
+  it('refuses a model whose input name disagrees with the manifest', async () => {
+    const bundle = await loadBundle(await editedBundle((m) => (m.input.name = 'pixels')));
+    const err = await Encoder.open(bundle, { logger, providers: ['cpu'] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UserError);
+    expect((err as Error).message).toMatch(/model\.onnx does not match its manifest: manifest input\.name is "pixels" but the model's inputs are "input"$/);
+  });
+
+  it('refuses a model whose shapes disagree with the manifest', async () => {
+    const bundle = await loadBundle(
+      await editedBundle((m) => {
+        m.input.width = 32;
+        m.output.dimension = 128;
+      }),
+    );
+    await expect(Encoder.open(bundle, { logger, providers: ['cpu'] })).rejects.toThrow(
+      /input "input" has shape \[N, 1, 28, 28\], manifest implies \[N, 1, 28, 32\]; output "embedding" has shape \[N, 16\], manifest implies \[N, 128\]/,
+    );
+  });
+
+  it('says which providers failed when none can open the model', async () => {
+    const bundle = await loadBundle(fixtureDir);
+    await expect(Encoder.open(bundle, { logger, providers: ['tensorrt', 'xnnpack'] })).rejects.toThrow(
+      /no execution provider could open .*model\.onnx \(tensorrt: .*; xnnpack: not in this onnxruntime-node build\)/,
+    );
+  });
+
+  it('fails the frames of a crashed worker, replaces it and keeps serving', async () => {
+    const encoder = await Encoder.open(await loadBundle(fixtureDir), { logger, providers: ['cpu'], workers: 2, maxBatch: 4 });
+    try {
+      const inputs = frames(4, encoder.inputLength);
+      const inFlight = encoder.embedBatch(inputs);
+      // Kill the worker holding the batch, as an uncaught fault in it would.
+      const slots = (encoder as unknown as { slots: { running: unknown; worker: { terminate(): Promise<number> } }[] }).slots;
+      await slots.find((s) => s.running)!.worker.terminate();
+      await expect(inFlight).rejects.toThrow(/inference worker crashed \(exit code 1\); 4 frame\(s\) in flight were dropped/);
+      const vectors = await encoder.embedBatch(frames(12, encoder.inputLength));
+      expect(vectors).toHaveLength(12);
+      expect(encoder.stats().workerCrashes).toBe(1);
+      await expect.poll(() => slots.length).toBe(2);
+    } finally {
+      await encoder.close();
+    }
+    await expect(encoder.embed(new Float32Array(784))).rejects.toThrow('the encoder is closed');
+  });
+});
