@@ -1,0 +1,110 @@
+import { UserError } from '../common/index.js';
+import { defaultClassifierSettings, resolveClassifierSettings, UNKNOWN_LABEL, type ClassifierSettings } from './options.js';
+import type { ReferenceStore } from './store.js';
+import type { VectorIndex } from './vector-index.js';
+
+export interface DecisionNeighbour {
+  referenceId: number;
+  label: string;
+  distance: number;
+}
+
+export interface Decision {
+  anomaly: boolean;
+  /** Anomaly score in [0, 1]; AUROC is computed from it. */
+  score: number;
+  /** The threshold the decision was made with. */
+  threshold: number;
+  /** goodLabel for a good decision; the most likely defect label, or `unknown`, for an anomaly. */
+  label: string;
+  /** True when the nearest reference is farther than unknownDistance. */
+  unknown: boolean;
+  /** The k nearest references, nearest first. */
+  neighbours: DecisionNeighbour[];
+}
+
+/** Thrown by classify() while the store holds no reference for the model. */
+export class NoReferencesError extends UserError {
+  constructor(modelKey: string) {
+    super(`no references enrolled yet for ${modelKey}`, 'run linewatch enroll <folder> with images of good parts (and of known defects)');
+  }
+}
+
+// Keeps a zero distance (a query identical to a reference) from dividing by zero.
+const distanceEpsilon = 1e-6;
+
+/**
+ * The kNN classifier defined in docs/architecture.md ("Classifier"), shared with training/eval.py:
+ * distance-weighted vote of the k nearest references, plus an unknown-distance check.
+ */
+export class Classifier {
+  private current: ClassifierSettings;
+
+  constructor(
+    private readonly index: VectorIndex,
+    private readonly store: ReferenceStore,
+    settings: Partial<ClassifierSettings> = {},
+  ) {
+    this.current = resolveClassifierSettings(defaultClassifierSettings, settings);
+  }
+
+  get settings(): Readonly<ClassifierSettings> {
+    return this.current;
+  }
+
+  /** Changes settings for the next decisions; nothing is rebuilt. Throws UserError on an invalid value. */
+  configure(settings: Partial<ClassifierSettings>): void {
+    this.current = resolveClassifierSettings(this.current, settings);
+  }
+
+  /** False until at least one reference has a vector for this model; classify() would throw NoReferencesError. */
+  get ready(): boolean {
+    return this.index.size > 0;
+  }
+
+  classify(vector: Float32Array): Decision {
+    if (!this.ready) throw new NoReferencesError(this.index.modelKey);
+    const settings = this.current;
+    const found = this.index.search(vector, settings.k);
+    const labels = this.store.labelsOf(found.map((n) => n.referenceId));
+    // A reference removed from the store but not yet from the index must not vote.
+    const neighbours: DecisionNeighbour[] = [];
+    for (const n of found) {
+      const label = labels.get(n.referenceId);
+      if (label !== undefined) neighbours.push({ referenceId: n.referenceId, label, distance: n.distance });
+    }
+    return decide(neighbours, settings);
+  }
+}
+
+function decide(neighbours: DecisionNeighbour[], { threshold, unknownDistance, goodLabel }: ClassifierSettings): Decision {
+  const nearest = neighbours[0];
+  if (nearest === undefined || nearest.distance > unknownDistance) {
+    // Far from every reference, so far from every good one: a new kind of anomaly whatever the vote says.
+    return { anomaly: true, score: 1, threshold, label: UNKNOWN_LABEL, unknown: true, neighbours };
+  }
+  let total = 0;
+  let defect = 0;
+  const byLabel = new Map<string, number>();
+  for (const n of neighbours) {
+    const weight = 1 / (n.distance + distanceEpsilon);
+    total += weight;
+    if (n.label !== goodLabel) {
+      defect += weight;
+      byLabel.set(n.label, (byLabel.get(n.label) ?? 0) + weight);
+    }
+  }
+  const score = defect / total;
+  const anomaly = score >= threshold;
+  let label = anomaly ? UNKNOWN_LABEL : goodLabel;
+  if (anomaly) {
+    let best = 0;
+    for (const [candidate, weight] of byLabel) {
+      if (weight > best) {
+        best = weight;
+        label = candidate;
+      }
+    }
+  }
+  return { anomaly, score, threshold, label, unknown: false, neighbours };
+}

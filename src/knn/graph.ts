@@ -1,0 +1,120 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import hnswlib from 'hnswlib-node';
+import { cosineDistance, type Neighbour } from './exact.js';
+import type { VectorIndexOptions } from './options.js';
+
+// hnswlib-node is CommonJS assigning module.exports, so Node's ESM loader offers only a default export.
+const { HierarchicalNSW } = hnswlib;
+type Hnsw = InstanceType<typeof HierarchicalNSW>;
+
+/**
+ * An hnswlib HNSW graph plus the bookkeeping hnswlib does not expose: which labels are live and
+ * which are only marked deleted (getIdsList returns both).
+ *
+ * Every call into hnswlib here is synchronous on the JavaScript thread, so a resize can never run
+ * alongside an add or a search (hnswlib's resize is not thread-safe). The async readIndex/writeIndex
+ * run on a worker thread and are deliberately not used.
+ */
+export class Graph {
+  readonly live = new Set<number>();
+  readonly deleted = new Set<number>();
+  private currentEf = -1;
+
+  private constructor(
+    private readonly hnsw: Hnsw,
+    readonly dimension: number,
+    private readonly ef: number,
+  ) {}
+
+  /** A new graph with room for `capacity` points. */
+  static create(dimension: number, options: VectorIndexOptions, capacity: number): Graph {
+    // 'ip' space: distance 1 - dot, i.e. cosine distance for the unit vectors the daemon stores
+    // ('cosine' would normalise every vector again).
+    const hnsw = new HierarchicalNSW('ip', dimension);
+    hnsw.initIndex({ maxElements: Math.max(capacity, 1024), m: options.M, efConstruction: options.efConstruction });
+    return new Graph(hnsw, dimension, options.ef);
+  }
+
+  /**
+   * Restores a graph from the bytes writeIndexSync produced. hnswlib only reads files, so the blob
+   * goes through a temporary file. Throws when hnswlib finds the bytes inconsistent.
+   */
+  static fromBlob(blob: Buffer, dimension: number, deleted: readonly number[], ef: number, tempDir: string): Graph {
+    const hnsw = new HierarchicalNSW('ip', dimension);
+    withTempFile(tempDir, (path) => {
+      writeFileSync(path, blob);
+      hnsw.readIndexSync(path);
+    });
+    const graph = new Graph(hnsw, dimension, ef);
+    for (const id of deleted) graph.deleted.add(id);
+    for (const id of hnsw.getIdsList()) if (!graph.deleted.has(id)) graph.live.add(id);
+    return graph;
+  }
+
+  /** The graph serialised by hnswlib (via a temporary file, since writeIndex only writes files). */
+  toBlob(tempDir: string): Buffer {
+    return withTempFile(tempDir, (path) => {
+      this.hnsw.writeIndexSync(path);
+      return readFileSync(path);
+    });
+  }
+
+  get capacity(): number {
+    return this.hnsw.getMaxElements();
+  }
+
+  /** Makes room for `extra` more points, growing by half again so adds rarely pay for a resize. */
+  reserve(extra: number): void {
+    const needed = this.hnsw.getCurrentCount() + extra;
+    const capacity = this.hnsw.getMaxElements();
+    if (needed > capacity) this.hnsw.resizeIndex(Math.max(needed, Math.ceil(capacity * 1.5)));
+  }
+
+  /** Adds a point, or replaces (and revives) the point with this id. */
+  add(id: number, vector: Float32Array): void {
+    this.reserve(1);
+    this.hnsw.addPoint(Array.from(vector), id);
+    this.live.add(id);
+    this.deleted.delete(id);
+  }
+
+  remove(id: number): boolean {
+    if (!this.live.has(id)) return false;
+    this.hnsw.markDelete(id);
+    this.live.delete(id);
+    this.deleted.add(id);
+    return true;
+  }
+
+  search(query: Float32Array, k: number): Neighbour[] {
+    const want = Math.min(k, this.live.size);
+    if (want === 0) return [];
+    const point = Array.from(query);
+    const stored = this.live.size + this.deleted.size;
+    // hnswlib needs ef >= k; and after deletions a search can come back short (deleted points
+    // still occupy the candidate list), so widen ef until it returns `want` or covers everything.
+    let ef = Math.max(this.ef, want);
+    for (;;) {
+      if (ef !== this.currentEf) {
+        this.hnsw.setEf(ef);
+        this.currentEf = ef;
+      }
+      const found = this.hnsw.searchKnn(point, want);
+      if (found.neighbors.length >= want || ef >= stored) {
+        return found.neighbors.map((referenceId, i) => ({ referenceId, distance: cosineDistance(1 - found.distances[i]!) }));
+      }
+      ef = Math.min(ef * 4, stored);
+    }
+  }
+}
+
+function withTempFile<T>(dir: string, use: (path: string) => T): T {
+  const path = join(dir, `.linewatch-knn-${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    return use(path);
+  } finally {
+    rmSync(path, { force: true });
+  }
+}

@@ -1,0 +1,60 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from '../../dist/common/index.js';
+
+/** A fresh folder for SQLite files; remove() deletes it. */
+export function tempFolder(): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'linewatch-knn-'));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Keeps test output clean while still recording what the index logged. */
+export function quietLogger(lines: string[] = []): Logger {
+  const logger: Logger = {
+    debug: (msg) => void lines.push(msg),
+    info: (msg) => void lines.push(msg),
+    warn: (msg) => void lines.push(msg),
+    error: (msg) => void lines.push(msg),
+    child: () => logger,
+  };
+  return logger;
+}
+
+/** Deterministic uniform numbers in [-0.5, 0.5) (mulberry32), so failures reproduce. */
+export function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
+  };
+}
+
+export function unit(values: ArrayLike<number>): Float32Array {
+  let norm = 0;
+  for (let i = 0; i < values.length; i++) norm += values[i]! * values[i]!;
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = values[i]! / Math.sqrt(norm);
+  return out;
+}
+
+/** `count` unit vectors scattered around `clusters` random centres, like embeddings of a few part types. */
+export function clusteredVectors(count: number, dimension: number, clusters: number, spread: number, seed: number): Float32Array[] {
+  const next = random(seed);
+  const centres = Array.from({ length: clusters }, () => Array.from({ length: dimension }, next));
+  return Array.from({ length: count }, (_, i) => unit(centres[i % clusters]!.map((c) => c + spread * next())));
+}
+
+/** The k nearest ids by a plain full sort: the reference the index is checked against. */
+export function naiveNearest(vectors: ReadonlyMap<number, Float32Array>, query: Float32Array, k: number): { referenceId: number; distance: number }[] {
+  const all = [...vectors].map(([referenceId, v]) => {
+    let dot = 0;
+    for (let i = 0; i < v.length; i++) dot += v[i]! * query[i]!;
+    return { referenceId, distance: Math.min(2, Math.max(0, 1 - dot)) };
+  });
+  all.sort((a, b) => a.distance - b.distance);
+  return all.slice(0, k);
+}

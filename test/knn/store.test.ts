@@ -1,0 +1,116 @@
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { UserError } from '../../dist/common/index.js';
+import { ReferenceStore } from '../../dist/knn/index.js';
+import { openDatabase, type Db } from '../../dist/storage/index.js';
+import { random, tempFolder, unit } from './helpers.js';
+
+const model = 'fmnist-triplet@1.0.0';
+
+describe('ReferenceStore', () => {
+  let folder: ReturnType<typeof tempFolder>;
+  let db: Db;
+  let store: ReferenceStore;
+
+  beforeEach(() => {
+    folder = tempFolder();
+    db = openDatabase(join(folder.dir, 'linewatch.db'));
+    store = new ReferenceStore(db);
+  });
+  afterEach(() => {
+    db.close();
+    folder.remove();
+  });
+
+  it('adds a reference with its vector, reads it back, and removes both', () => {
+    const thumbnail = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]);
+    const id = store.add({ label: 'scratch', source: 'human', origin: 'enroll/scratch/1.jpg', thumbnail, createdAt: 1_700_000_000_000 }, model, unit([1, 2, 3]));
+    expect(store.get(id)).toEqual({
+      id,
+      label: 'scratch',
+      source: 'human',
+      origin: 'enroll/scratch/1.jpg',
+      createdAt: 1_700_000_000_000,
+      confidence: null,
+      thumbnail,
+    });
+    expect(store.vectorIds(model)).toEqual([id]);
+    expect(store.remove(id)).toBe(true);
+    expect(store.get(id)).toBeUndefined();
+    expect(store.vectorIds(model)).toEqual([]);
+    expect(store.remove(id)).toBe(false);
+  });
+
+  it('counts references by label and by source', () => {
+    const v = unit([1, 0]);
+    store.addMany(model, [
+      { reference: { label: 'good', source: 'human', origin: 'a' }, vector: v },
+      { reference: { label: 'good', source: 'auto', origin: 'daemon', confidence: 0.97 }, vector: v },
+      { reference: { label: 'dent', source: 'peer', origin: 'cam-2' }, vector: v },
+    ]);
+    expect(store.count()).toBe(3);
+    expect(Object.fromEntries(store.countByLabel())).toEqual({ dent: 1, good: 2 });
+    expect(Object.fromEntries(store.countBySource())).toEqual({ auto: 1, human: 1, peer: 1 });
+    expect([...store.labelsOf([1, 3, 99])]).toEqual([
+      [1, 'good'],
+      [3, 'dent'],
+    ]);
+  });
+
+  it('round-trips vectors bit-exactly, packed in one contiguous array', () => {
+    const next = random(7);
+    const vectors = Array.from({ length: 50 }, () => Float32Array.from({ length: 24 }, () => next() * 1e-3 + next()));
+    vectors[0]![0] = -0; // sign of zero and subnormals must survive too
+    vectors[0]![1] = 1.4e-45;
+    const ids = store.addMany(model, vectors.map((vector, i) => ({ reference: { label: 'good', source: 'human', origin: `${i}` }, vector })));
+    const packed = store.loadVectors(model, 24);
+    expect(packed.ids).toEqual(ids);
+    expect(Buffer.from(packed.data.buffer, packed.data.byteOffset, packed.data.byteLength)).toEqual(
+      Buffer.concat(vectors.map((v) => Buffer.from(v.buffer))),
+    );
+    const some = store.loadVectors(model, 24, [ids[9]!, ids[3]!, 123456]);
+    expect(some.ids).toEqual([ids[3], ids[9]]);
+    expect(Array.from(some.data.subarray(24, 48))).toEqual(Array.from(vectors[9]!));
+  });
+
+  it('adds in bulk as one transaction: one bad item stores nothing', () => {
+    const v = unit([1, 1, 1]);
+    const items = [
+      { reference: { label: 'good', source: 'human' as const, origin: 'a' }, vector: v },
+      { reference: { label: 'good', source: 'human' as const, origin: 'b' }, vector: v },
+      { reference: { label: '', source: 'human' as const, origin: 'c' }, vector: v },
+    ];
+    expect(() => store.addMany(model, items)).toThrow(UserError);
+    expect(store.count()).toBe(0);
+    // A vector of another dimension for the same model key is refused the same way.
+    store.add({ label: 'good', source: 'human', origin: 'a' }, model, v);
+    expect(() =>
+      store.addMany(model, [
+        { reference: { label: 'good', source: 'human', origin: 'b' }, vector: v },
+        { reference: { label: 'good', source: 'human', origin: 'c' }, vector: unit([1, 1]) },
+      ]),
+    ).toThrow(/bump the model version|does not fit/);
+    expect(store.count()).toBe(1);
+  });
+
+  it('lists references lacking a vector for a new model key, page by page', () => {
+    const ids = store.addMany(
+      'old@1',
+      [0, 1, 2, 3, 4].map((i) => ({ reference: { label: 'good', source: 'human' as const, origin: `${i}`, thumbnail: Buffer.from([i]) }, vector: unit([1, i]) })),
+    );
+    store.addVectors('new@2', [{ referenceId: ids[1]!, vector: unit([1, 2, 3]) }]);
+    const first = store.listMissingVectors('new@2', { limit: 2 });
+    expect(first.map((r) => r.id)).toEqual([ids[0], ids[2]]);
+    expect(first[1]!.thumbnail).toEqual(Buffer.from([2]));
+    expect(store.listMissingVectors('new@2', { limit: 2, afterId: first[1]!.id }).map((r) => r.id)).toEqual([ids[3], ids[4]]);
+    expect(store.listMissingVectors('old@1')).toEqual([]);
+  });
+
+  it('keeps its tables across reopening (migrations run once)', () => {
+    store.add({ label: 'good', source: 'human', origin: 'a' }, model, unit([1, 0]));
+    db.close();
+    db = openDatabase(join(folder.dir, 'linewatch.db'));
+    store = new ReferenceStore(db);
+    expect(store.count()).toBe(1);
+  });
+});

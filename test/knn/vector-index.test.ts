@@ -1,0 +1,211 @@
+import { createHash } from 'node:crypto';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ReferenceStore, VectorIndex, type OpenVectorIndexOptions } from '../../dist/knn/index.js';
+import { openDatabase, type Db } from '../../dist/storage/index.js';
+import { clusteredVectors, naiveNearest, quietLogger, tempFolder, unit } from './helpers.js';
+
+const model = 'fmnist-triplet@1.0.0';
+
+let folder: ReturnType<typeof tempFolder>;
+beforeAll(() => {
+  folder = tempFolder();
+});
+afterAll(() => folder.remove());
+
+let dbCount = 0;
+function freshStore(copyOf?: string): { db: Db; store: ReferenceStore; path: string } {
+  const path = join(folder.dir, `db-${++dbCount}.db`);
+  if (copyOf) copyFileSync(copyOf, path);
+  const db = openDatabase(path);
+  return { db, store: new ReferenceStore(db), path };
+}
+
+function enroll(store: ReferenceStore, vectors: Float32Array[], label = 'good'): Map<number, Float32Array> {
+  const ids = store.addMany(model, vectors.map((vector, i) => ({ reference: { label, source: 'human' as const, origin: `img-${i}.png` }, vector })));
+  return new Map(ids.map((id, i) => [id, vectors[i]!]));
+}
+
+function open(store: ReferenceStore, dimension: number, options: Partial<OpenVectorIndexOptions> = {}): VectorIndex {
+  return VectorIndex.open(store, { modelKey: model, dimension, logger: quietLogger(), ...options });
+}
+
+function recallAt(k: number, index: VectorIndex, vectors: ReadonlyMap<number, Float32Array>, queries: Float32Array[]): number {
+  let hits = 0;
+  for (const q of queries) {
+    const truth = new Set(naiveNearest(vectors, q, k).map((n) => n.referenceId));
+    for (const n of index.search(q, k)) if (truth.has(n.referenceId)) hits++;
+  }
+  return hits / (queries.length * k);
+}
+
+describe('VectorIndex, exact scan', () => {
+  it('returns the same top-k as a naive full sort', () => {
+    const { db, store } = freshStore();
+    const vectors = enroll(store, clusteredVectors(3000, 20, 8, 1.5, 1));
+    const index = open(store, 20);
+    expect(index.stats()).toMatchObject({ mode: 'exact', loadedFrom: 'table', count: 3000 });
+    for (const q of clusteredVectors(25, 20, 8, 1.5, 2)) {
+      for (const k of [1, 7, 40]) {
+        const got = index.search(q, k);
+        const want = naiveNearest(vectors, q, k);
+        expect(got.map((n) => n.referenceId)).toEqual(want.map((n) => n.referenceId));
+        got.forEach((n, i) => expect(n.distance).toBeCloseTo(want[i]!.distance, 9));
+      }
+    }
+    db.close();
+  });
+
+  it('returns fewer than k when it holds fewer, none when empty, and forgets removed vectors', () => {
+    const { db, store } = freshStore();
+    const index = open(store, 3);
+    expect(index.search(unit([1, 0, 0]), 5)).toEqual([]);
+    const ids = [...enroll(store, [unit([1, 0, 0]), unit([0, 1, 0]), unit([0, 0, 1])]).keys()];
+    expect(index.sync()).toEqual({ added: 3, removed: 0 });
+    expect(index.search(unit([1, 0.1, 0]), 5).map((n) => n.referenceId)).toEqual([ids[0], ids[1], ids[2]]);
+    expect(index.remove(ids[0]!)).toBe(true);
+    expect(index.search(unit([1, 0.1, 0]), 5).map((n) => n.referenceId)).toEqual([ids[1], ids[2]]);
+    db.close();
+  });
+
+  it('refuses vectors that are not unit length or of the wrong dimension', () => {
+    const { db, store } = freshStore();
+    const index = open(store, 3);
+    expect(() => index.add(1, new Float32Array([1, 1, 0]))).toThrow(/L2-normalised/);
+    expect(() => index.search(unit([1, 0]), 1)).toThrow(/3 values/);
+    db.close();
+  });
+});
+
+describe('VectorIndex, HNSW', () => {
+  const dimension = 32;
+  // Wide clusters that overlap, so that nearest neighbours are not trivially found.
+  const vectors = clusteredVectors(5000, dimension, 25, 3, 11);
+  const queries = clusteredVectors(200, dimension, 25, 3, 12);
+  let saved: string; // a database holding the 5000 references and their saved HNSW index
+  let byId: Map<number, Float32Array>;
+  let firstResults: number[][];
+
+  beforeAll(() => {
+    const { db, store, path } = freshStore();
+    byId = enroll(store, vectors);
+    const index = open(store, dimension, { exactBelow: 1000 });
+    expect(index.stats()).toMatchObject({ mode: 'hnsw', loadedFrom: 'rebuilt', rebuildReason: 'no saved index', count: 5000 });
+    firstResults = queries.map((q) => index.search(q, 10).map((n) => n.referenceId));
+    db.close();
+    saved = path;
+  });
+
+  it('has recall@10 >= 0.95 against exact search on clustered vectors', () => {
+    const { db, store } = freshStore(saved);
+    const index = open(store, dimension, { exactBelow: 1000 });
+    const recall = recallAt(10, index, byId, queries);
+    console.log(`HNSW recall@10 on 5000 clustered 32-d vectors (M 16, efConstruction 200, ef 64): ${recall.toFixed(4)}`);
+    expect(recall).toBeGreaterThanOrEqual(0.95);
+    db.close();
+  });
+
+  it('reopens from the saved index without rebuilding and gives the same results', () => {
+    const { db, store } = freshStore(saved);
+    const lines: string[] = [];
+    const index = open(store, dimension, { exactBelow: 1000, logger: quietLogger(lines) });
+    expect(index.stats()).toMatchObject({ loadedFrom: 'saved', rebuildReason: null, reconciled: { added: 0, removed: 0 }, count: 5000 });
+    expect(lines.some((l) => l.includes('building'))).toBe(false);
+    expect(queries.map((q) => index.search(q, 10).map((n) => n.referenceId))).toEqual(firstResults);
+    db.close();
+  });
+
+  it('adds the rows written after the save, and stops returning the rows removed since', () => {
+    const { db, store } = freshStore(saved);
+    const added = enroll(store, clusteredVectors(40, dimension, 5, 3, 13), 'dent');
+    const removed = [...byId.keys()].filter((id) => id % 50 === 0);
+    store.removeMany(removed);
+    db.close();
+
+    const reopened = freshStore(join(folder.dir, `db-${dbCount}.db`));
+    const index = open(reopened.store, dimension, { exactBelow: 1000 });
+    expect(index.stats()).toMatchObject({
+      loadedFrom: 'saved',
+      reconciled: { added: 40, removed: removed.length },
+      count: 5000 + 40 - removed.length,
+      deletedInGraph: removed.length,
+    });
+    for (const [id, v] of added) expect(index.search(v, 1)[0]).toMatchObject({ referenceId: id, distance: expect.closeTo(0, 5) });
+    const gone = new Set(removed);
+    for (const id of removed) expect(index.search(byId.get(id)!, 10).some((n) => gone.has(n.referenceId))).toBe(false);
+
+    // The reconciled index was saved: the next start has nothing left to do.
+    reopened.db.close();
+    const again = freshStore(join(folder.dir, `db-${dbCount}.db`));
+    expect(open(again.store, dimension, { exactBelow: 1000 }).stats()).toMatchObject({ loadedFrom: 'saved', reconciled: { added: 0, removed: 0 } });
+    again.db.close();
+  });
+
+  it('keeps run-time removals across a save and a restart', () => {
+    const { db, store, path } = freshStore(saved);
+    const index = open(store, dimension, { exactBelow: 1000 });
+    const victims = [11, 12, 13];
+    store.removeMany(victims);
+    for (const id of victims) expect(index.remove(id)).toBe(true);
+    index.save();
+    db.close();
+    const again = freshStore(path);
+    const reopened = open(again.store, dimension, { exactBelow: 1000 });
+    expect(reopened.stats()).toMatchObject({ loadedFrom: 'saved', reconciled: { added: 0, removed: 0 }, deletedInGraph: 3 });
+    for (const id of victims) expect(reopened.search(byId.get(id)!, 5).map((n) => n.referenceId)).not.toContain(id);
+    again.db.close();
+  });
+
+  it.each([
+    ['a flipped byte', `UPDATE knn_saved_index SET blob = substr(blob, 1, 5000) || x'5A' || substr(blob, 5002)`, /checksum/],
+    ['a truncated blob with a matching checksum', `UPDATE knn_saved_index SET blob = substr(blob, 1, length(blob) / 2)`, /unreadable/],
+    ['a record that does not match the blob', `UPDATE knn_saved_index SET id_checksum = 'feed-beef'`, /does not hold/],
+    ['another dimension', `UPDATE knn_saved_index SET dimension = 64`, /dimension/],
+  ])('rebuilds from the table, without crashing, on %s', (what, corrupt, reason) => {
+    const { db, store } = freshStore(saved);
+    db.exec(corrupt);
+    if (/truncated/.test(what)) {
+      // Recompute the checksum so that only hnswlib's own consistency check can notice.
+      const { blob } = db.prepare('SELECT blob FROM knn_saved_index').get() as { blob: Buffer };
+      db.prepare('UPDATE knn_saved_index SET blob_sha256 = ?').run(createHash('sha256').update(blob).digest('hex'));
+    }
+    const index = open(store, dimension, { exactBelow: 1000 });
+    expect(index.stats()).toMatchObject({ loadedFrom: 'rebuilt', count: 5000 });
+    expect(index.stats().rebuildReason).toMatch(reason);
+    expect(recallAt(10, index, byId, queries.slice(0, 50))).toBeGreaterThanOrEqual(0.95);
+    db.close();
+  });
+
+  it('returns the live neighbours even when most points are deleted', () => {
+    const { db, store } = freshStore();
+    const few = enroll(store, clusteredVectors(60, dimension, 2, 3, 21));
+    const index = open(store, dimension, { exactBelow: 0 });
+    const ids = [...few.keys()];
+    for (const id of ids.slice(0, 55)) index.remove(id);
+    const found = index.search(few.get(ids[0]!)!, 10);
+    expect(found.map((n) => n.referenceId).sort((a, b) => a - b)).toEqual(ids.slice(55));
+    db.close();
+  });
+});
+
+describe('VectorIndex, growing', () => {
+  it('switches from exact scan to HNSW when it reaches exactBelow, and saves the graph', () => {
+    const dimension = 16;
+    const { db, store, path } = freshStore();
+    const index = open(store, dimension, { exactBelow: 300 });
+    const first = clusteredVectors(299, dimension, 4, 2, 31);
+    const firstIds = store.addMany(model, first.map((vector, i) => ({ reference: { label: 'good', source: 'human' as const, origin: `${i}` }, vector })));
+    index.addMany(firstIds.map((referenceId, i) => ({ referenceId, vector: first[i]! })));
+    expect(index.mode).toBe('exact');
+    const more = clusteredVectors(200, dimension, 4, 2, 32);
+    const moreIds = store.addMany(model, more.map((vector, i) => ({ reference: { label: 'good', source: 'auto' as const, origin: `${i}` }, vector })));
+    index.addMany(moreIds.map((referenceId, i) => ({ referenceId, vector: more[i]! })));
+    expect(index.stats()).toMatchObject({ mode: 'hnsw', count: 499 });
+    expect(index.search(more[5]!, 1)[0]!.referenceId).toBe(moreIds[5]);
+    db.close();
+    const again = freshStore(path);
+    expect(open(again.store, dimension, { exactBelow: 300 }).stats()).toMatchObject({ mode: 'hnsw', loadedFrom: 'saved', count: 499 });
+    again.db.close();
+  });
+});
