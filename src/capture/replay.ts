@@ -94,6 +94,7 @@ export class ReplaySource implements FrameSource {
     let due = Date.now();
     let files = firstPass;
     for (;;) {
+      const receivedBefore = this.framesReceived;
       for (const file of files) {
         if (interval > 0) {
           await this.sleep(due - Date.now());
@@ -120,6 +121,13 @@ export class ReplaySource implements FrameSource {
         } catch (err) {
           this.log.error('frame handler failed', { error: errorText(err) });
         }
+      }
+      if (this.framesReceived === receivedBefore) {
+        // Every file failed: looping would only spin on the same errors.
+        this.state = 'failed';
+        this.log.error('replay failed', { error: this.lastError });
+        this.markEnded();
+        return;
       }
       if (!this.loop) {
         this.state = 'ended';

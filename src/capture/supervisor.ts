@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createLogger, errorText, type Logger } from '../common/index.js';
+import { createInterface } from 'node:readline';
+import { UserError, createLogger, errorText, type Logger } from '../common/index.js';
 import type { CaptureState, CaptureStatus, FrameHandler, FrameSource, FrameSourceKind } from './frame.js';
 import { JpegSplitter, defaultMaxFrameBytes } from './jpeg-splitter.js';
 
@@ -82,7 +83,7 @@ export class SupervisedProcessSource implements FrameSource {
     this.spec = spec;
     this.name = spec.name;
     this.kind = spec.kind;
-    this.options = { ...supervisionDefaults, ...definedOnly(spec.supervision) };
+    this.options = supervisionSettings(spec.supervision);
     this.backoffMs = this.options.restartInitialMs;
     this.splitter = new JpegSplitter(this.options.maxFrameBytes);
     this.log = createLogger('capture').child(spec.name);
@@ -91,6 +92,7 @@ export class SupervisedProcessSource implements FrameSource {
   async start(onFrame: FrameHandler): Promise<void> {
     if (this.onFrame) throw new Error(`frame source ${this.name} was already started`);
     this.onFrame = onFrame;
+    if (this.stopping) return;
     this.state = 'starting';
     await this.launch();
   }
@@ -151,8 +153,7 @@ export class SupervisedProcessSource implements FrameSource {
     let spawnError: NodeJS.ErrnoException | undefined;
     child.on('error', (err: NodeJS.ErrnoException) => (spawnError ??= err));
     child.stdout!.on('data', (chunk: Buffer) => this.receive(chunk));
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (text: string) => this.keepStderr(text));
+    createInterface({ input: child.stderr! }).on('line', (line) => this.keepStderr(line));
     this.childClosed = new Promise((resolve) => {
       child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
         this.exited(command, code, signal, spawnError);
@@ -184,12 +185,11 @@ export class SupervisedProcessSource implements FrameSource {
     this.log.error('frame handler failed', { error: errorText(err) });
   }
 
-  private keepStderr(text: string): void {
-    for (const line of text.split('\n')) {
-      const trimmed = line.trim();
-      if (trimmed) this.stderrTail.push(trimmed);
-    }
-    if (this.stderrTail.length > stderrLines) this.stderrTail.splice(0, this.stderrTail.length - stderrLines);
+  private keepStderr(line: string): void {
+    const trimmed = line.trim();
+    if (!trimmed) return;
+    this.stderrTail.push(trimmed);
+    if (this.stderrTail.length > stderrLines) this.stderrTail.shift();
   }
 
   private stall(child: ChildProcess): void {
@@ -246,4 +246,16 @@ export class SupervisedProcessSource implements FrameSource {
 /** Lets the config layer pass `undefined` for "use the default". */
 export function definedOnly<T extends object>(options: T): Partial<T> {
   return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<T>;
+}
+
+/** Defaults filled in, and only the supervision fields (sources pass their whole options object). */
+function supervisionSettings(options: SupervisionOptions): Required<SupervisionOptions> {
+  const settings: Required<SupervisionOptions> = { ...supervisionDefaults };
+  for (const key of Object.keys(supervisionDefaults) as (keyof SupervisionOptions)[]) {
+    const value = options[key];
+    if (value === undefined) continue;
+    if (!Number.isFinite(value) || value <= 0) throw new UserError(`capture ${key} must be a number > 0, got ${value}`);
+    settings[key] = value;
+  }
+  return settings;
 }
