@@ -125,6 +125,12 @@ export class Publisher {
     this.log = options.logger ?? createLogger('events');
     this.url = options.url;
     this.safeUrl = redact(options.url);
+    try {
+      const protocol = new URL(options.url).protocol;
+      if (!['mqtt:', 'mqtts:', 'tcp:', 'ssl:', 'ws:', 'wss:'].includes(protocol)) throw new Error(protocol);
+    } catch {
+      throw new UserError(`"${this.safeUrl}" is not an MQTT broker URL`, 'use mqtt://host:1883 or mqtts://host:8883');
+    }
     for (const [name, value] of [['site', options.site], ['line', options.line], ['camera', options.camera]] as const) {
       if (!value || /[/+#]/.test(value)) {
         throw new UserError(`the ${name} name "${value}" cannot be part of an MQTT topic`, `use a ${name} name without "/", "+" or "#"`);
@@ -150,12 +156,6 @@ export class Publisher {
       ...(options.certFile !== undefined && { cert: readPem(options.certFile, 'certFile') }),
       ...(options.keyFile !== undefined && { key: readPem(options.keyFile, 'keyFile') }),
     };
-    try {
-      const protocol = new URL(options.url).protocol;
-      if (!['mqtt:', 'mqtts:', 'tcp:', 'ssl:', 'ws:', 'wss:'].includes(protocol)) throw new Error(protocol);
-    } catch {
-      throw new UserError(`"${this.safeUrl}" is not an MQTT broker URL`, 'use mqtt://host:1883 or mqtts://host:8883');
-    }
   }
 
   /** Starts connecting; events flow as soon as the broker answers. */
@@ -211,6 +211,7 @@ export class Publisher {
     if (!link) return;
     if (this.link === link && link.connectedAt != null) {
       await new Promise<void>((resolve) => {
+        // `offline` gets at least a second even when the flush used up the timeout.
         const timer = setTimeout(resolve, Math.max(deadline - Date.now(), 1_000));
         link.client.publish(this.availabilityTopic, 'offline', { qos: 1, retain: true }, () => {
           clearTimeout(timer);

@@ -188,3 +188,13 @@ it('tells an authorization failure apart from an unreachable broker', async () =
   expect(pub.status().connected).toBe(false);
   expect(pub.status().lastError).toMatch(/^the MQTT broker at mqtt:\/\/127\.0\.0\.1:\d+ does not authorize this client \(Connection refused: Not authorized\)/);
 });
+
+it('refuses a bad broker URL, topic names and missing TLS files before connecting', () => {
+  const outbox = new Outbox(database());
+  const base = { url: 'mqtt://127.0.0.1:1883', site: 'plant1', line: 'l2', camera: 'cam3' };
+  expect(() => new Publisher(outbox, { ...base, url: 'http://user:secret@broker' })).toThrow(/^"http:\/\/user:\*\*\*@broker\/?" is not an MQTT broker URL$/);
+  expect(new Publisher(outbox, { ...base, url: 'mqtt://user:secret@127.0.0.1:1883' }).status().url).toBe('mqtt://user:***@127.0.0.1:1883');
+  expect(() => new Publisher(outbox, { ...base, camera: 'cam/3' })).toThrow('the camera name "cam/3" cannot be part of an MQTT topic');
+  expect(() => new Publisher(outbox, { ...base, topicRoot: 'plant/#' })).toThrow('contains a wildcard');
+  expect(() => new Publisher(outbox, { ...base, caFile: join(dir, 'missing-ca.pem') })).toThrow(/cannot read the MQTT caFile/);
+});

@@ -8,11 +8,10 @@
  *   await broker.restart();                            // same port
  *   await sub.close(); await broker.stop();
  *
- * The broker is also stopped when the test process exits, even by SIGKILL: it runs under a small
- * shell that stops it once its stdin (a pipe from this process) closes.
+ * When the test process exits (even by SIGKILL) the broker is stopped and its temp dir removed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -58,24 +57,35 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       '',
     ].join('\n'),
   );
-  let child: ChildProcess | null = null;
+  const reaper = startReaper(dir);
+  let broker: ChildProcess | null = null;
 
   const start = async (): Promise<void> => {
-    const launched = launch(config);
-    child = launched.child;
-    await waitUntilListening(launched.child, launched.log, port);
+    let log = '';
+    const child = spawn(MOSQUITTO, ['-c', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr?.on('data', (chunk: Buffer) => {
+      log = (log + chunk.toString()).slice(-4000);
+    });
+    broker = child;
+    reaper.write(`${child.pid}\n`);
+    const deadline = Date.now() + 10_000;
+    while (!(await canConnect(port))) {
+      if (child.exitCode !== null) throw new Error(`mosquitto exited (${child.exitCode}): ${log}`);
+      if (Date.now() > deadline) throw new Error(`mosquitto did not listen on port ${port} within 10 s: ${log}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   };
   const stop = async (): Promise<void> => {
-    const current = child;
-    child = null;
-    if (!current) return;
-    const exited = new Promise<void>((resolve) => current.once('exit', () => resolve()));
-    current.stdin?.end();
+    const child = broker;
+    broker = null;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
     await exited;
+    reaper.write('-\n');
   };
 
   await start();
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   return {
     url: `mqtt://127.0.0.1:${port}`,
     port,
@@ -87,26 +97,15 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   };
 }
 
-function launch(config: string): { child: ChildProcess; log: () => string } {
-  // The shell waits on its stdin; when it closes (stop(), or this process dying, even by
-  // SIGKILL, since the kernel closes the pipe) it stops mosquitto.
-  const script = `"${MOSQUITTO}" -c "$1" & pid=$!; cat >/dev/null; kill $pid 2>/dev/null; wait $pid`;
-  const child = spawn('/bin/sh', ['-c', script, 'sh', config], { stdio: ['pipe', 'ignore', 'pipe'] });
-  let log = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    log = (log + chunk.toString()).slice(-4000);
-  });
-  return { child, log: () => log };
-}
-
-async function waitUntilListening(child: ChildProcess, log: () => string, port: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`mosquitto exited (${child.exitCode}): ${log()}`);
-    if (await canConnect(port)) return;
-    if (Date.now() > deadline) throw new Error(`mosquitto did not listen on port ${port} within 10 s`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+/**
+ * A shell that outlives this process by a moment: when its stdin (a pipe from us) closes, which
+ * the kernel does even if we die by SIGKILL, it stops the last broker we told it about and
+ * removes the broker's temp dir.
+ */
+function startReaper(dir: string): { write(line: string): void } {
+  const script = 'pid=-; while read p; do pid=$p; done; [ "$pid" = - ] || kill "$pid" 2>/dev/null; rm -rf "$1"';
+  const reaper = spawn('/bin/sh', ['-c', script, 'sh', dir], { stdio: ['pipe', 'ignore', 'ignore'] });
+  return { write: (line) => reaper.stdin?.write(line) };
 }
 
 function canConnect(port: number): Promise<boolean> {
