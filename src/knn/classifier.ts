@@ -23,10 +23,18 @@ export interface Decision {
   neighbours: DecisionNeighbour[];
 }
 
-/** Thrown by classify() while the store holds no reference for the model. */
+/** Thrown by classify() while no reference has a vector for the model. */
 export class NoReferencesError extends UserError {
-  constructor(modelKey: string) {
-    super(`no references enrolled yet for ${modelKey}`, 'run linewatch enroll <folder> with images of good parts (and of known defects)');
+  constructor(modelKey: string, enrolled: number) {
+    if (enrolled === 0) {
+      super(`no references enrolled yet for ${modelKey}`, 'run linewatch enroll <folder> with images of good parts (and of known defects)');
+    } else {
+      // After a model update the old vectors no longer count until the references are re-embedded.
+      super(
+        `${enrolled} references are enrolled but none has a vector for ${modelKey} yet`,
+        're-embed the enrolled references with this model, or run linewatch enroll <folder>',
+      );
+    }
   }
 }
 
@@ -62,8 +70,15 @@ export class Classifier {
     return this.index.size > 0;
   }
 
+  /** Why classify() would refuse, for the daemon's status; undefined when ready. */
+  notReady(): NoReferencesError | undefined {
+    return this.ready ? undefined : new NoReferencesError(this.index.modelKey, this.store.count());
+  }
+
+  /** Decides on one unit-length query vector. Throws NoReferencesError when not ready. */
   classify(vector: Float32Array): Decision {
-    if (!this.ready) throw new NoReferencesError(this.index.modelKey);
+    const refusal = this.notReady();
+    if (refusal) throw refusal;
     const settings = this.current;
     const found = this.index.search(vector, settings.k);
     const labels = this.store.labelsOf(found.map((n) => n.referenceId));

@@ -141,7 +141,7 @@ export class VectorIndex {
       for (const { referenceId, vector } of items) this.exact!.add(referenceId, vector);
     }
     this.dirty = true;
-    if (!this.switchToGraphIfLarge()) this.saveIfGraph();
+    if (!this.switchToGraphIfLarge() && this.graph) this.saveQuietly();
   }
 
   /** Stops returning a reference; false when it was not in the index. */
@@ -157,7 +157,7 @@ export class VectorIndex {
    */
   sync(): { added: number; removed: number } {
     const change = this.reconcile(this.store.vectorIds(this.modelKey));
-    if (change.added + change.removed > 0 && !this.switchToGraphIfLarge()) this.saveIfGraph();
+    if (change.added + change.removed > 0 && !this.switchToGraphIfLarge() && this.graph) this.saveQuietly();
     return change;
   }
 
@@ -212,7 +212,7 @@ export class VectorIndex {
         this.rebuild(saved);
       }
     }
-    this.save();
+    this.saveQuietly();
   }
 
   /** The saved graph, or the reason it cannot be used. */
@@ -277,12 +277,20 @@ export class VectorIndex {
     this.graph = graph;
     this.exact = undefined;
     this.dirty = true;
-    this.save();
+    this.saveQuietly();
     return true;
   }
 
-  private saveIfGraph(): void {
-    if (this.graph) this.save();
+  /** Automatic saves must not turn a successful change into an error: the graph is only a cache. */
+  private saveQuietly(): void {
+    try {
+      this.save();
+    } catch (err) {
+      this.log.warn('could not save the vector index; it stays in memory and is saved or rebuilt later', {
+        modelKey: this.modelKey,
+        error: errorText(err),
+      });
+    }
   }
 
   private writeGraph(graph: Graph): void {

@@ -52,8 +52,12 @@ describe('Classifier', () => {
       expect((err as UserError).message).toMatch(/no references enrolled yet/);
       expect((err as UserError).hint).toMatch(/linewatch enroll <folder>/);
     }
+    // References enrolled under an older model do not count for this one.
+    store.add({ label: 'good', source: 'human', origin: 'old.png' }, 'toy@0', at(0));
+    expect(classifier.notReady()?.message).toMatch(/1 references are enrolled but none has a vector for toy@1/);
     enroll(['good', 0]);
     expect(classifier.ready).toBe(true);
+    expect(classifier.notReady()).toBeUndefined();
     expect(classifier.classify(at(1))).toMatchObject({ anomaly: false, label: 'good' });
   });
 
