@@ -100,7 +100,7 @@ describe('outbox', () => {
 
     const standalone = (): number => outbox.append(createAnomalyEvent(big));
     expect(standalone).toThrow(OutboxFullError);
-    const inTransaction = (): void => outbox.transaction(() => outbox.append(createAnomalyEvent(big)));
+    const inTransaction = (): number => outbox.transaction(() => outbox.append(createAnomalyEvent(big)));
     expect(inTransaction).toThrow(OutboxFullError);
     try {
       standalone();

@@ -28,7 +28,9 @@ async function broker(options: Parameters<typeof startMosquitto>[0] = {}): Promi
 
 function database(name = 'linewatch.db'): Db {
   const db = openDatabase(join(dir, name));
-  cleanups.push(() => db.close());
+  cleanups.push(() => {
+    db.close();
+  });
   return db;
 }
 

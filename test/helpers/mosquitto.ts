@@ -179,7 +179,10 @@ export async function collectMessages(url: string, topic: string, options: Colle
   });
   await new Promise<void>((resolve, reject) => {
     client.once('connect', () => resolve());
-    setTimeout(() => reject(new Error(`subscriber could not connect to ${url}`)), 5_000).unref();
+    setTimeout(() => {
+      client.end(true);
+      reject(new Error(`subscriber could not connect to ${url}`));
+    }, 5_000).unref();
   });
   await client.subscribeAsync(topic, { qos: options.qos ?? 1 });
 
