@@ -2,7 +2,7 @@ import { v7 as uuidv7 } from 'uuid';
 
 /** One of the k nearest references that led to the decision. */
 export interface Neighbour {
-  referenceId: string;
+  referenceId: number;
   label: string;
   /** Cosine distance in [0, 2]. */
   distance: number;

@@ -185,6 +185,11 @@ export class ReferenceStore {
     return this.db.prepare('SELECT count(*) FROM knn_references').pluck().get() as number;
   }
 
+  /** Origins already enrolled (image paths, peer ids), so enrolling a folder twice adds nothing twice. */
+  origins(): Set<string> {
+    return new Set(this.db.prepare('SELECT DISTINCT origin FROM knn_references').pluck().all() as string[]);
+  }
+
   countByLabel(): Map<string, number> {
     const rows = this.db.prepare('SELECT label, count(*) AS n FROM knn_references GROUP BY label ORDER BY label').all() as {
       label: string;

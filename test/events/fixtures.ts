@@ -11,7 +11,7 @@ export function decision(seq: number): AnomalyDecision {
     threshold: 0.5,
     label: 'scratch',
     unknown: false,
-    neighbours: [{ referenceId: 'ref-1', label: 'scratch', distance: 0.12 }],
+    neighbours: [{ referenceId: 1, label: 'scratch', distance: 0.12 }],
     model: { name: 'fmnist-triplet', version: '1.0.0' },
     frame: { seq, origin: `frame-${seq}.png` },
   };

@@ -33,7 +33,7 @@ describe('anomaly event', () => {
       threshold: 0.5,
       label: 'scratch',
       unknown: false,
-      neighbours: [{ referenceId: 'ref-1', label: 'scratch', distance: 0.12 }],
+      neighbours: [{ referenceId: 1, label: 'scratch', distance: 0.12 }],
       model: { name: 'fmnist-triplet', version: '1.0.0' },
       frame: { seq: 0, origin: 'frame-0.png' },
     });

@@ -1,0 +1,180 @@
+import { readdir } from 'node:fs/promises';
+import { extname, join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { errorText, UserError, type Logger } from '../common/index.js';
+import type { Encoder } from '../inference/index.js';
+import type { ReferenceSource } from '../knn/index.js';
+import { thumbnail } from '../preprocess/index.js';
+import type { Model, References } from './parts.js';
+
+const imageExtensions = new Set(['.jpg', '.jpeg', '.png']);
+/** Images embedded per encoder call while enrolling: bounds memory on large folders. */
+const chunkSize = 64;
+
+export interface LabeledImage {
+  path: string;
+  label: string;
+}
+
+export interface SkippedImage {
+  path: string;
+  reason: string;
+}
+
+export interface EnrollResult {
+  added: number;
+  /** Already enrolled (same file path): enrolling a folder again adds only what is new. */
+  alreadyEnrolled: number;
+  skipped: SkippedImage[];
+  byLabel: Record<string, number>;
+}
+
+/**
+ * Lists the images of a labeled folder: each subfolder is a label (`good` is the good label),
+ * or, with `label`, every image of the folder itself has that label.
+ */
+export async function listLabeledImages(folder: string, label?: string): Promise<LabeledImage[]> {
+  const root = resolve(folder);
+  const entries = await readdirOrExplain(root);
+  if (label !== undefined) {
+    return entries
+      .filter((e) => e.isFile() && imageExtensions.has(extname(e.name).toLowerCase()))
+      .map((e) => ({ path: join(root, e.name), label }))
+      .sort(byPath);
+  }
+  const images: LabeledImage[] = [];
+  for (const dir of entries.filter((e) => e.isDirectory()).sort((a, b) => a.name.localeCompare(b.name))) {
+    const files = await readdirOrExplain(join(root, dir.name));
+    for (const f of files) {
+      if (f.isFile() && imageExtensions.has(extname(f.name).toLowerCase())) images.push({ path: join(root, dir.name, f.name), label: dir.name });
+    }
+  }
+  if (images.length === 0) {
+    throw new UserError(
+      `no labeled images in ${root}`,
+      'put images in one subfolder per label (good/, scratch/, ...), JPEG or PNG; or pass --label LABEL for a folder of one label',
+    );
+  }
+  return images.sort(byPath);
+}
+
+/** Reads, preprocesses and embeds images in chunks; unreadable images are reported, not fatal. */
+export async function* embedImages(
+  images: readonly LabeledImage[],
+  model: Model,
+): AsyncGenerator<{ image: LabeledImage; data: Buffer; vector: Float32Array } | { image: LabeledImage; error: string }> {
+  for (let start = 0; start < images.length; start += chunkSize) {
+    const chunk = images.slice(start, start + chunkSize);
+    type Prepared = { image: LabeledImage; data: Buffer; tensor: Float32Array } | { image: LabeledImage; error: string };
+    const prepared = await Promise.all(
+      chunk.map(async (image): Promise<Prepared> => {
+        try {
+          const data = await readFile(image.path);
+          const tensor = model.preprocessor.createTensor();
+          await model.preprocessor.toTensor(data, tensor);
+          return { image, data, tensor };
+        } catch (err) {
+          return { image, error: errorText(err) };
+        }
+      }),
+    );
+    const vectors = await embedAll(
+      model.encoder,
+      prepared.flatMap((p) => ('tensor' in p ? [p.tensor] : [])),
+    );
+    let next = 0;
+    for (const p of prepared) {
+      if ('tensor' in p) yield { image: p.image, data: p.data, vector: vectors[next++]! };
+      else yield p;
+    }
+  }
+}
+
+/** Adds labeled images as references (store and index), skipping corrupt and already-enrolled ones. */
+export async function enroll(
+  images: readonly LabeledImage[],
+  model: Model,
+  references: References,
+  options: { source?: ReferenceSource; log?: Logger } = {},
+): Promise<EnrollResult> {
+  const known = references.store.origins();
+  const fresh = images.filter((image) => !known.has(image.path));
+  const result: EnrollResult = { added: 0, alreadyEnrolled: images.length - fresh.length, skipped: [], byLabel: {} };
+  const thumbSide = Math.max(64, model.bundle.manifest.input.width, model.bundle.manifest.input.height);
+  let batch: { reference: Parameters<References['store']['addMany']>[1][number]['reference']; vector: Float32Array }[] = [];
+  const flush = () => {
+    if (batch.length === 0) return;
+    const ids = references.store.addMany(model.bundle.key, batch);
+    references.index.addMany(ids.map((referenceId, i) => ({ referenceId, vector: batch[i]!.vector })));
+    batch = [];
+  };
+  for await (const item of embedImages(fresh, model)) {
+    if ('error' in item) {
+      result.skipped.push({ path: item.image.path, reason: item.error });
+      options.log?.warn('image skipped', { path: item.image.path, reason: item.error });
+      continue;
+    }
+    batch.push({
+      reference: {
+        label: item.image.label,
+        source: options.source ?? 'human',
+        origin: item.image.path,
+        thumbnail: await thumbnail(item.data, { longestSide: thumbSide }),
+      },
+      vector: item.vector,
+    });
+    result.added++;
+    result.byLabel[item.image.label] = (result.byLabel[item.image.label] ?? 0) + 1;
+    if (batch.length >= chunkSize) flush();
+  }
+  flush();
+  references.index.save();
+  return result;
+}
+
+/**
+ * After a model update, embeds the references that have no vector for the new model from their
+ * stored thumbnails, so the reference set carries over without re-labeling.
+ */
+export async function reembedReferences(model: Model, references: References, log: Logger): Promise<number> {
+  let done = 0;
+  let afterId = 0;
+  for (;;) {
+    const page = references.store.listMissingVectors(model.bundle.key, { afterId, limit: chunkSize });
+    if (page.length === 0) break;
+    afterId = page[page.length - 1]!.id;
+    const withImage = page.filter((r) => r.thumbnail !== null);
+    const tensors = await Promise.all(
+      withImage.map(async (r) => {
+        const tensor = model.preprocessor.createTensor();
+        await model.preprocessor.toTensor(r.thumbnail!, tensor);
+        return tensor;
+      }),
+    );
+    const vectors = await embedAll(model.encoder, tensors);
+    references.store.addVectors(model.bundle.key, withImage.map((r, i) => ({ referenceId: r.id, vector: vectors[i]! })));
+    done += withImage.length;
+  }
+  if (done > 0) {
+    references.index.sync();
+    references.index.save();
+    log.info('references re-embedded for the new model', { model: model.bundle.key, references: done });
+  }
+  return done;
+}
+
+function embedAll(encoder: Encoder, tensors: Float32Array[]): Promise<Float32Array[]> {
+  return tensors.length === 0 ? Promise.resolve([]) : encoder.embedBatch(tensors);
+}
+
+async function readdirOrExplain(dir: string) {
+  try {
+    return await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    throw new UserError(`cannot read the folder ${dir} (${(err as NodeJS.ErrnoException).code ?? errorText(err)})`, 'check the path and its permissions');
+  }
+}
+
+function byPath(a: LabeledImage, b: LabeledImage): number {
+  return a.path.localeCompare(b.path);
+}
