@@ -16,7 +16,7 @@ export async function renderEvalChart(options: {
   const cell = Math.max(28, Math.min(60, Math.floor(420 / Math.max(1, labels.length))));
   const left = 120, top = 70;
   const matrixSize = cell * labels.length;
-  const plotX = left + matrixSize + 90, plotSize = 360;
+  const plotX = left + Math.max(matrixSize, 320) + 90, plotSize = 360;
   const width = plotX + plotSize + 40;
   const height = Math.max(top + matrixSize + 120, top + plotSize + 80);
   const rowMax = counts.map((row) => Math.max(1, row.reduce((a, b) => a + b, 0)));

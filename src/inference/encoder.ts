@@ -214,7 +214,8 @@ export class Encoder {
         }
         if (!this.chosenProvider) {
           this.chosenProvider = message.provider;
-          for (const f of message.failed) this.log.warn('execution provider unavailable, trying the next', { provider: f.provider, error: f.error });
+          // Info, not warn: the default list names GPU providers that CPU-only builds never have.
+          for (const f of message.failed) this.log.info('execution provider unavailable, trying the next', { provider: f.provider, error: f.error });
         } else if (message.provider !== this.provider) {
           this.log.warn('inference worker runs on a different execution provider', { provider: message.provider, expected: this.provider });
         }

@@ -1,0 +1,3 @@
+export { Daemon, type DaemonStatus } from './daemon.js';
+export { enroll, listLabeledImages, embedImages, type EnrollResult, type LabeledImage } from './enrollment.js';
+export { openModel, openReferences, openStateDatabase, databasePath, type Model, type References } from './parts.js';
