@@ -202,6 +202,13 @@ export class Publisher {
     if (this.statsTimer) clearInterval(this.statsTimer);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.stopping = true;
+    if (this.outbox.backlog() > 0 && !this.link?.ready && flushTimeoutMs > 0) {
+      // The broker may have come back while we sat in the backoff wait: one last attempt now,
+      // so a stop still delivers what the broker will take.
+      if (!this.link) this.connect();
+      const attempt = this.link!;
+      await this.waitFor(() => this.link !== attempt || attempt.ready, deadline);
+    }
     const link = this.link;
     if (link?.ready) {
       this.pump(link);
@@ -246,6 +253,7 @@ export class Publisher {
     link.client.publish(this.availabilityTopic, 'online', { qos: 1, retain: true }, (err) => {
       if (err && !isConnectionClosed(err)) this.setError(`the MQTT broker at ${this.safeUrl} refused the availability message: ${err.message}`);
       link.ready = true;
+      this.progress.emit('change');
       this.pump(link);
     });
   }

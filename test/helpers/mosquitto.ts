@@ -119,7 +119,7 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -178,11 +178,14 @@ export async function collectMessages(url: string, topic: string, options: Colle
     for (const waiter of waiters) waiter();
   });
   await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve());
-    setTimeout(() => {
+    const timer = setTimeout(() => {
       client.end(true);
       reject(new Error(`subscriber could not connect to ${url}`));
-    }, 5_000).unref();
+    }, 5_000);
+    client.once('connect', () => {
+      clearTimeout(timer);
+      resolve();
+    });
   });
   await client.subscribeAsync(topic, { qos: options.qos ?? 1 });
 
