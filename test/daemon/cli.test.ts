@@ -1,0 +1,113 @@
+import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../helpers/mosquitto.js';
+import { makeLabeledImages, runCommand, runLinewatch, tempDir, tinyModel, writeConfig, type RunningLinewatch } from '../helpers/daemon.js';
+
+const running: RunningLinewatch[] = [];
+afterEach(async () => {
+  for (const run of running.splice(0)) await run.stop('SIGKILL');
+});
+
+async function setup(extra: Record<string, unknown> = {}) {
+  const dir = tempDir();
+  const images = await makeLabeledImages(join(dir, 'images'));
+  const config = writeConfig(dir, {
+    stateDir: join(dir, 'state'),
+    model: tinyModel,
+    mqtt: { url: `mqtt://127.0.0.1:${await freePort()}` },
+    http: { port: 0 },
+    log: { format: 'json' },
+    ...extra,
+  });
+  return { dir, images, config };
+}
+
+/** No stack trace for a user's mistake: the message and the fix, nothing else. */
+function expectUserMessage(stderr: string, ...parts: string[]) {
+  for (const part of parts) expect(stderr).toContain(part);
+  expect(stderr).toContain('fix:');
+  expect(stderr).not.toMatch(/^\s+at /m);
+}
+
+describe('linewatch CLI', () => {
+  it('enrolls a labeled folder once, classifies images, and reports unreadable ones', async () => {
+    const { dir, images, config } = await setup();
+    const first = await runCommand(['enroll', images, '--config', config, '--json']);
+    expect(first.code).toBe(0);
+    expect(JSON.parse(first.stdout)).toMatchObject({ added: 8, alreadyEnrolled: 0, byLabel: { good: 4, scratch: 4 }, references: { total: 8 } });
+    const again = JSON.parse((await runCommand(['enroll', images, '--config', config, '--json'])).stdout);
+    expect(again).toMatchObject({ added: 0, alreadyEnrolled: 8, references: { total: 8 } });
+
+    const corrupt = join(dir, 'corrupt.jpg');
+    writeFileSync(corrupt, Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]));
+    const classified = await runCommand(['classify', join(images, 'scratch', 'scratch-0.png'), corrupt, '--config', config, '--json']);
+    expect(classified.code).toBe(1);
+    const doc = JSON.parse(classified.stdout) as { results: { image: string; anomaly?: boolean; label?: string; score?: number; error?: string; neighbours?: unknown[] }[] };
+    expect(doc.results[0]).toMatchObject({ anomaly: true, label: 'scratch' });
+    expect(doc.results[0]!.neighbours).toHaveLength(3); // k from the tiny model's manifest
+    expect(doc.results[1]!.error).toContain('cannot decode image');
+  });
+
+  it('evaluates a labeled folder: binary figures, per-label figures, confusion matrix and a PNG chart', async () => {
+    const { dir, images, config } = await setup();
+    expect((await runCommand(['enroll', images, '--config', config])).code).toBe(0);
+    const chart = join(dir, 'eval.png');
+    const result = await runCommand(['eval', images, '--config', config, '--json', '--chart', chart]);
+    expect(result.code).toBe(0);
+    const doc = JSON.parse(result.stdout);
+    for (const key of ['precision', 'recall', 'f1', 'auroc']) expect(typeof doc.binary[key]).toBe('number');
+    // The references themselves are the test set: each is its own nearest neighbour.
+    expect(doc.binary).toMatchObject({ truePositives: 4, trueNegatives: 4, f1: 1, auroc: 1 });
+    expect(doc.confusion).toEqual({ labels: ['good', 'scratch'], counts: [[4, 0], [0, 4]] });
+    expect((await sharp(readFileSync(chart)).metadata()).format).toBe('png');
+  });
+
+  it('refuses a model whose file does not match its manifest, with the reason and no stack trace', async () => {
+    const { dir, config } = await setup();
+    const model = join(dir, 'model');
+    cpSync(tinyModel, model, { recursive: true });
+    writeFileSync(join(model, 'model.onnx'), Buffer.concat([readFileSync(join(model, 'model.onnx')), Buffer.from([0])]));
+    writeFileSync(config, readFileSync(config, 'utf8').replace(tinyModel, model));
+    const result = await runCommand(['run', '--config', config]);
+    expect(result.code).toBe(1);
+    expectUserMessage(result.stderr, 'sha256', 'does not match');
+  });
+
+  it('refuses a bad config naming the key, and an unknown command with the usage', async () => {
+    const { config } = await setup();
+    writeFileSync(config, readFileSync(config, 'utf8') + 'capture:\n  source: webcam\n');
+    const result = await runCommand(['run', '--config', config]);
+    expect(result.code).toBe(1);
+    expectUserMessage(result.stderr, 'capture.source', '"webcam"');
+    const unknown = await runCommand(['frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('Usage: linewatch <command>');
+  });
+
+  it('runs with an empty reference store and says it cannot classify yet; skips and counts corrupt frames', async () => {
+    const { dir, images } = await setup();
+    const frames = join(dir, 'frames');
+    mkdirSync(frames);
+    copyFileSync(join(images, 'good', 'good-0.png'), join(frames, '1.png'));
+    writeFileSync(join(frames, '2.jpg'), Buffer.from('not a jpeg at all'));
+    copyFileSync(join(images, 'scratch', 'scratch-0.png'), join(frames, '3.png'));
+    const { config } = await setup({ capture: { replay: { folder: frames, fps: 20 } } });
+
+    const daemon = runLinewatch(['run', '--config', config]);
+    running.push(daemon);
+    const ready = await daemon.waitForLog((l) => l.msg === 'running');
+    expect(ready.problem).toContain('no references enrolled yet');
+    await daemon.waitForLog((l) => l.msg === 'frame skipped: cannot decode it');
+    const statusUrl = String(ready.status);
+    let status: { problems: string[]; decisions: { unclassified: number; invalidFrames: number }; state: string };
+    do {
+      status = (await (await fetch(statusUrl)).json()) as typeof status;
+    } while (status.decisions.unclassified < 2);
+    expect(status.state).toBe('running');
+    expect(status.problems.join('\n')).toContain('run linewatch enroll');
+    expect(status.decisions.invalidFrames).toBeGreaterThanOrEqual(1);
+    expect(await daemon.stop()).toBe(0);
+  });
+});
