@@ -107,6 +107,8 @@ export const configSchema = z.strictObject({
     keyFile: z.string().nullable().default(null),
     /** Events kept for the broker at most; past it new events are refused loudly, never old ones dropped. */
     outboxLimit: positiveInt.default(1_000_000),
+    /** On stop, how long to keep delivering the outbox; must fit in the unit's TimeoutStopSec (30 s). */
+    flushTimeoutS: nonNegative.default(10),
   }),
 
   http: section({
