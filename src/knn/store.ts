@@ -223,7 +223,13 @@ export class ReferenceStore {
 
   /** Ids of the references that have a vector for `modelKey`, ascending. */
   vectorIds(modelKey: string): number[] {
-    return this.db.prepare('SELECT reference_id FROM knn_vectors WHERE model_key = ? ORDER BY reference_id').pluck().all(modelKey) as number[];
+    // The reference_id index holds (reference_id, model_key) and nothing else, so it answers this
+    // alone; the planner would otherwise walk the primary key, i.e. read every vector (a quarter
+    // second of the start with 100k references, measured by linewatch bench).
+    return this.db
+      .prepare('SELECT reference_id FROM knn_vectors INDEXED BY knn_vectors_reference WHERE model_key = ? ORDER BY reference_id')
+      .pluck()
+      .all(modelKey) as number[];
   }
 
   /**
