@@ -6,6 +6,7 @@ import { Daemon, databasePath, embedImages, enroll, listLabeledImages, openModel
 import { ReferenceStore } from '../knn/index.js';
 import { Outbox } from '../events/index.js';
 import { openDatabase } from '../storage/index.js';
+import { renderText, runBench } from './bench/index.js';
 import { renderEvalChart } from './chart.js';
 import { binary, confusionMatrix, perLabel, precisionRecallCurve, type Sample } from './metrics.js';
 
@@ -15,6 +16,8 @@ export interface CommandContext {
   json: boolean;
   chart: string | undefined;
   label: string | undefined;
+  /** bench: --quick, --duration, --fp32, --int8, --frames. */
+  bench?: { quick: boolean; duration: string | undefined; fp32: string | undefined; int8: string | undefined; frames: string | undefined };
 }
 
 type Command = (ctx: CommandContext) => Promise<number>;
@@ -258,5 +261,20 @@ function describeLive(s: Record<string, unknown>): string {
   return lines.join('\n');
 }
 
-export const commands = { run, enroll: enrollCommand, classify, eval: evalCommand, status } satisfies Record<string, Command>;
+const bench: Command = async (ctx) => {
+  if (ctx.args.length > 0) throw new UserError('bench takes no arguments', 'linewatch bench [--quick] [--duration SECONDS] [--fp32 DIR] [--int8 DIR] [--frames DIR] [--json]');
+  const o = ctx.bench;
+  const duration = o?.duration === undefined ? undefined : Number(o.duration);
+  // The figures go to stdout; progress and the daemon's warnings to stderr.
+  setLogLevel('warn');
+  const document = await runBench(
+    { quick: o?.quick ?? false, durationS: duration, fp32: o?.fp32, int8: o?.int8, frames: o?.frames, configPath: ctx.configPath },
+    ['linewatch bench', ...process.argv.slice(3)].join(' '),
+    (line) => process.stderr.write(`bench: ${line}\n`),
+  );
+  print(ctx, document, renderText(document));
+  return 0;
+};
+
+export const commands = { run, enroll: enrollCommand, classify, eval: evalCommand, status, bench } satisfies Record<string, Command>;
 export type CommandName = keyof typeof commands;

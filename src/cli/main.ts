@@ -13,12 +13,17 @@ Commands:
   classify <image...>      classify images against the references
   eval <folder>            precision/recall/F1, confusion matrix, AUROC on a labeled folder
   status                   status of the running daemon (or of its database when stopped)
+  bench                    measure this machine: encoder, preprocess, end to end, kNN, memory
 
 Options:
   --config FILE            configuration file (default /etc/linewatch/config.yml, or $LINEWATCH_CONFIG)
   --json                   print one JSON document
   --chart FILE             eval: write the confusion matrix and PR curve as PNG
   --label LABEL            enroll: treat <folder> as images of this one label
+  --quick                  bench: a short run that only proves the bench works
+  --duration SECONDS       bench: length of the full-rate end-to-end run (default 60; 600 for memory drift)
+  --fp32 DIR, --int8 DIR   bench: model bundles (default models/default-fp32, models/default-int8)
+  --frames DIR             bench: sample frames (default samples/line/frames)
   -h, --help               this help
 `;
 
@@ -32,6 +37,11 @@ async function main(argv: string[]): Promise<number> {
       json: { type: 'boolean', default: false },
       chart: { type: 'string' },
       label: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      duration: { type: 'string' },
+      fp32: { type: 'string' },
+      int8: { type: 'string' },
+      frames: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -52,6 +62,7 @@ async function main(argv: string[]): Promise<number> {
     json: values.json,
     chart: values.chart,
     label: values.label,
+    bench: { quick: values.quick, duration: values.duration, fp32: values.fp32, int8: values.int8, frames: values.frames },
   });
 }
 

@@ -1,0 +1,186 @@
+/**
+ * The end-to-end run, in its own process so its RSS is the daemon's alone (not the bench's
+ * buffers of the other sections). The parent sends an E2eRequest over IPC and gets an E2eReply.
+ */
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger, errorText, setLogFormat, setLogLevel } from '../../common/index.js';
+import { configSchema, type Config } from '../../config/index.js';
+import { Daemon } from '../../daemon/index.js';
+import { Outbox, type AnomalyEvent } from '../../events/index.js';
+import type { Distribution } from './stats.js';
+
+export interface E2eRequest {
+  bundleDir: string;
+  framesDir: string;
+  brokerUrl: string;
+  inference: Config['inference'];
+  roi: Config['preprocess']['roi'];
+  queueSize: number;
+  warmupS: number;
+  durationS: number;
+  /** Seconds of the second, paced run (at half the measured rate), which shows latency without queueing. */
+  pacedS: number;
+}
+
+export interface RunFigures {
+  fps: number;
+  /** Frames decided per second in the measured window. */
+  framesPerSecond: number;
+  /** Events acknowledged (PUBACK) per second in the window. */
+  eventsPerSecond: number;
+  /** Frame arrival (the replay source read it) to the event's PUBACK, ms (1 ms resolution: capturedAt is Date.now()). */
+  latencyMs: Distribution;
+  framesDropped: number;
+  backlogAtEnd: number;
+}
+
+export type E2eReply =
+  | {
+      ok: true;
+      saturated: RunFigures;
+      paced: RunFigures;
+      daemon: { model: string; precision: string; provider: string; references: number; index: string; startMs: number };
+      rss: { atS: number; bytes: number }[];
+      measuredFromS: number;
+      measuredToS: number;
+    }
+  | { ok: false; error: string; hint?: string };
+
+// Instrumentation, not a stand-in: the real Outbox runs unchanged; these wrappers note when each
+// event was stored (with its frame's arrival time) and when its row is acknowledged, which the
+// Publisher does exactly when the broker's PUBACK arrives.
+// A histogram of 1 ms buckets, allocated once, so a 10-minute run at full rate does not grow the
+// very RSS it measures.
+const arrivalOfSeq = new Map<number, number>();
+const histogram = new Uint32Array(120_000);
+const originalAppend = Outbox.prototype.append;
+const originalAck = Outbox.prototype.ack;
+Outbox.prototype.append = function (this: Outbox, event: AnomalyEvent, topic?: string): number {
+  const seq = originalAppend.call(this, event, topic);
+  arrivalOfSeq.set(seq, Date.parse(event.capturedAt));
+  return seq;
+};
+Outbox.prototype.ack = function (this: Outbox, seq: number): boolean {
+  const removed = originalAck.call(this, seq);
+  const arrival = arrivalOfSeq.get(seq);
+  if (removed && arrival !== undefined) {
+    histogram[Math.min(histogram.length - 1, Math.max(0, Date.now() - arrival))]!++;
+    arrivalOfSeq.delete(seq);
+  }
+  return removed;
+};
+
+const sleep = (s: number) => new Promise((resolve) => setTimeout(resolve, s * 1000));
+
+async function main(request: E2eRequest): Promise<E2eReply> {
+  // Every frame becomes an event: per-event info lines would measure the terminal, not the daemon.
+  setLogLevel('warn');
+  setLogFormat('json');
+  const log = createLogger('bench.e2e');
+  const work = mkdtempSync(join(tmpdir(), 'linewatch-bench-e2e-'));
+  try {
+    // References: the first 200 frames, enrolled by the daemon itself at its first start.
+    const references = join(work, 'references', 'good');
+    mkdirSync(references, { recursive: true });
+    for (const name of readdirSync(request.framesDir).filter((n) => /\.(jpe?g|png)$/i.test(n)).sort().slice(0, 200)) {
+      copyFileSync(join(request.framesDir, name), join(references, name));
+    }
+    const config = (fps: number): Config =>
+      configSchema.parse({
+        stateDir: join(work, 'state'),
+        model: request.bundleDir,
+        capture: { source: 'replay', queueSize: request.queueSize, replay: { folder: request.framesDir, fps, loop: true } },
+        preprocess: { roi: request.roi },
+        inference: request.inference,
+        // threshold 0: every frame is an anomaly, so every frame travels to the broker.
+        knn: { threshold: 0 },
+        enroll: { folder: join(work, 'references') },
+        mqtt: { url: request.brokerUrl, clientId: `linewatch-bench-${process.pid}`, statsIntervalS: 3600 },
+        http: { enabled: false },
+        log: { level: 'warn', format: 'json' },
+      });
+
+    const t0 = performance.now();
+    const rss: { atS: number; bytes: number }[] = [];
+    const sampleEvery = Math.min(5, Math.max(0.25, request.durationS / 120));
+    const sampler = setInterval(() => rss.push({ atS: (performance.now() - t0) / 1000, bytes: process.memoryUsage.rss() }), sampleEvery * 1000);
+
+    const started = performance.now();
+    let daemon = await Daemon.start(config(0), log);
+    const startMs = performance.now() - started;
+    const status = daemon.status();
+    const info = {
+      model: `${status.model.name}@${status.model.version}`,
+      precision: status.model.precision,
+      provider: status.model.provider,
+      references: status.references.searchable,
+      index: status.references.index,
+      startMs: Math.round(startMs),
+    };
+    await sleep(request.warmupS);
+    const measuredFromS = (performance.now() - t0) / 1000;
+    const saturated = await measure(daemon, 0, request.durationS);
+    const measuredToS = (performance.now() - t0) / 1000;
+    clearInterval(sampler);
+    await daemon.stop({ flushTimeoutMs: 10_000 });
+
+    // Half the saturated rate: the queue stays short, so latency is the pipeline's and the broker's.
+    const fps = Math.max(1, Math.round(saturated.framesPerSecond / 2));
+    daemon = await Daemon.start(config(fps), log);
+    await sleep(Math.min(request.warmupS, 2));
+    const paced = await measure(daemon, fps, request.pacedS);
+    await daemon.stop({ flushTimeoutMs: 10_000 });
+    return { ok: true, saturated, paced, daemon: info, rss, measuredFromS, measuredToS };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function measure(daemon: Daemon, fps: number, seconds: number): Promise<RunFigures> {
+  const before = daemon.status();
+  const acksBefore = histogram.slice();
+  const from = performance.now();
+  await sleep(seconds);
+  const elapsed = (performance.now() - from) / 1000;
+  const after = daemon.status();
+  const window = histogram.map((n, ms) => n - acksBefore[ms]!);
+  const dropped = (s: typeof before) => s.capture.framesDropped + s.capture.droppedWhileBusy;
+  return {
+    fps,
+    framesPerSecond: (after.decisions.classified - before.decisions.classified) / elapsed,
+    eventsPerSecond: window.reduce((a, b) => a + b, 0) / elapsed,
+    latencyMs: histogramDistribution(window),
+    framesDropped: dropped(after) - dropped(before),
+    backlogAtEnd: after.events.backlog,
+  };
+}
+
+function histogramDistribution(counts: Uint32Array): Distribution {
+  let samples = 0;
+  let sum = 0;
+  let max = Number.NaN;
+  counts.forEach((n, ms) => {
+    samples += n;
+    sum += n * ms;
+    if (n > 0) max = ms;
+  });
+  const at = (p: number): number => {
+    const rank = Math.max(1, Math.ceil((p / 100) * samples));
+    let seen = 0;
+    for (let ms = 0; ms < counts.length; ms++) if ((seen += counts[ms]!) >= rank) return ms;
+    return Number.NaN;
+  };
+  return { samples, mean: samples ? sum / samples : Number.NaN, p50: at(50), p99: at(99), max };
+}
+
+process.once('message', (request: E2eRequest) => {
+  main(request).then(
+    (reply) => process.send!(reply, () => process.exit(0)),
+    (err: unknown) => {
+      const hint = (err as { hint?: string }).hint;
+      process.send!({ ok: false, error: errorText(err), ...(hint ? { hint } : {}) } satisfies E2eReply, () => process.exit(1));
+    },
+  );
+});

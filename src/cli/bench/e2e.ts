@@ -1,0 +1,145 @@
+import { fork } from 'node:child_process';
+import { UserError } from '../../common/index.js';
+import { startBroker } from './broker.js';
+import type { E2eReply, E2eRequest, RunFigures } from './e2e-child.js';
+import type { BenchSettings } from './settings.js';
+import { round, roundDistribution, type Distribution } from './stats.js';
+
+interface E2eRun {
+  /** Replay rate asked for; 0 = as fast as the daemon takes frames. */
+  fps: number;
+  framesPerSecond: number;
+  eventsPerSecond: number;
+  latencyMs: Distribution;
+  framesDropped: number;
+  backlogAtEnd: number;
+}
+
+export interface E2eSection {
+  /** Replay at maximum rate: the daemon's throughput. Latency includes waiting in the full frame queue. */
+  framesPerSecond: number;
+  latencyMs: Distribution;
+  saturated: E2eRun;
+  /** Replay at half that rate: latency with the queue nearly empty. */
+  paced: E2eRun;
+  settings: {
+    model: string;
+    precision: string;
+    provider: string;
+    threads: number;
+    workers: number;
+    maxBatch: number;
+    maxWaitMs: number;
+    queueSize: number;
+    inFlight: number;
+    references: number;
+    index: string;
+    broker: string;
+    durationS: number;
+  };
+  /** Daemon.start to running (opening the model, enrolling 200 reference frames). */
+  startMs: number;
+}
+
+export interface MemorySection {
+  /** Median RSS of the daemon process over the measured full-rate run. */
+  steadyMb: number;
+  /** Largest distance of any sample from the steady value, in % of it. */
+  maxDeviationPct: number;
+  /** Mean of the last tenth of the run minus mean of the first tenth, in % of steady. */
+  driftPct: number;
+  /** Least-squares slope of RSS over the run. */
+  slopeMbPerMin: number;
+  samples: number;
+  durationS: number;
+}
+
+/** Runs the real daemon against a private mosquitto, in a child process; see e2e-child.ts. */
+export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSection; memory: MemorySection }> {
+  const broker = await startBroker();
+  try {
+    const request: E2eRequest = {
+      bundleDir: settings.int8Dir,
+      framesDir: settings.framesDir,
+      brokerUrl: broker.url,
+      inference: settings.inference,
+      roi: settings.roi,
+      queueSize: settings.queueSize,
+      warmupS: settings.e2e.warmupS,
+      durationS: settings.e2e.durationS,
+      pacedS: settings.quick ? 1 : Math.min(20, settings.e2e.durationS),
+    };
+    const reply = await runChild(request);
+    if (!reply.ok) throw new UserError(`the end-to-end run failed: ${reply.error}`, reply.hint ?? 'see the log lines above');
+    const inf = settings.inference;
+    const run = (r: RunFigures): E2eRun => ({
+      fps: r.fps,
+      framesPerSecond: round(r.framesPerSecond),
+      eventsPerSecond: round(r.eventsPerSecond),
+      latencyMs: roundDistribution(r.latencyMs),
+      framesDropped: r.framesDropped,
+      backlogAtEnd: r.backlogAtEnd,
+    });
+    const saturated = run(reply.saturated);
+    const e2e: E2eSection = {
+      framesPerSecond: saturated.framesPerSecond,
+      latencyMs: saturated.latencyMs,
+      saturated,
+      paced: run(reply.paced),
+      settings: {
+        model: reply.daemon.model,
+        precision: reply.daemon.precision,
+        provider: reply.daemon.provider,
+        threads: inf.threads,
+        workers: inf.workers,
+        maxBatch: inf.maxBatch,
+        maxWaitMs: inf.maxWaitMs,
+        queueSize: settings.queueSize,
+        inFlight: settings.inFlight,
+        references: reply.daemon.references,
+        index: reply.daemon.index,
+        broker: `mosquitto ${broker.version} on 127.0.0.1`,
+        durationS: settings.e2e.durationS,
+      },
+      startMs: reply.daemon.startMs,
+    };
+    const inWindow = reply.rss.filter((s) => s.atS >= reply.measuredFromS && s.atS <= reply.measuredToS);
+    return { e2e, memory: memoryFigures(inWindow, reply.measuredToS - reply.measuredFromS) };
+  } finally {
+    await broker.stop();
+  }
+}
+
+function runChild(request: E2eRequest): Promise<E2eReply> {
+  return new Promise((resolve, reject) => {
+    const child = fork(new URL('./e2e-child.js', import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let reply: E2eReply | undefined;
+    child.once('message', (message: E2eReply) => (reply = message));
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      if (reply) resolve(reply);
+      else reject(new Error(`the end-to-end child process exited (${signal ?? `code ${code}`}) without a result`));
+    });
+    child.send(request);
+  });
+}
+
+function memoryFigures(samples: { atS: number; bytes: number }[], durationS: number): MemorySection {
+  const mb = samples.map((s) => s.bytes / 2 ** 20);
+  const sorted = [...mb].sort((a, b) => a - b);
+  const steady = sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+  const tenth = Math.max(1, Math.floor(mb.length / 10));
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const t = samples.map((s) => s.atS / 60);
+  const tMean = mean(t);
+  const mMean = mean(mb);
+  const slope = t.reduce((acc, ti, i) => acc + (ti - tMean) * (mb[i]! - mMean), 0) / t.reduce((acc, ti) => acc + (ti - tMean) ** 2, 0);
+  return {
+    steadyMb: round(steady),
+    maxDeviationPct: round(Math.max(...mb.map((m) => (Math.abs(m - steady) / steady) * 100))),
+    driftPct: round(((mean(mb.slice(-tenth)) - mean(mb.slice(0, tenth))) / steady) * 100),
+    slopeMbPerMin: round(slope),
+    samples: mb.length,
+    durationS: round(durationS),
+  };
+}

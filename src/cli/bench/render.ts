@@ -1,0 +1,62 @@
+import type { BenchDocument } from './index.js';
+import type { Distribution } from './stats.js';
+
+/** The bench document as tables for a terminal (and for pasting into the README). */
+export function renderText(doc: BenchDocument): string {
+  const m = doc.machine;
+  const lat = (d: Distribution) => `${d.p50} / ${d.p99}`;
+  const lines: string[] = [
+    `linewatch bench${doc.quick ? ' --quick (proves the bench works; figures not worth quoting)' : ''}`,
+    `command: ${doc.command}`,
+    `machine: ${m.cpu}, ${m.cores} cores, load ${m.loadBefore} before / ${m.loadAfter} after; node ${m.node}, onnxruntime-node ${m.onnxruntime}, sharp ${m.sharp}, hnswlib-node ${m.hnswlib}`,
+    '',
+    'encoder alone (1 worker; latency = one batch)',
+    table(
+      ['model', 'precision', 'provider', 'threads', 'batch', 'images/s', 'p50 / p99 ms'],
+      [doc.encoder.fp32, doc.encoder.int8].flatMap((b) => b.runs.map((r) => [r.model, r.precision, r.provider, r.threads, r.batch === b.best.batch ? `${r.batch} (best)` : r.batch, r.imagesPerSecond, lat(r.latencyMs)])),
+    ),
+    `INT8 / FP32 at best batch: ${doc.encoder.int8Speedup}x`,
+    (() => {
+      const d = doc.encoder.daemonSettings;
+      return `at the daemon's settings (${d.model}, ${d.workers} worker(s) x ${d.threads} threads, maxBatch ${d.batch}, maxWaitMs ${d.maxWaitMs}, ${d.inFlight} frames in flight, mean batch ${d.meanBatch}): ${d.imagesPerSecond} images/s, per frame p50 / p99 ${lat(d.latencyMs)} ms`;
+    })(),
+    '',
+    (() => {
+      const p = doc.preprocess;
+      return `preprocess alone: ${p.imagesPerSecond} images/s (${p.frames.count} frames ${p.frames.size} -> ${p.input}; ${p.inFlight} in flight, libuv pool ${p.threadpool}, sharp concurrency ${p.sharpConcurrency}), per frame p50 / p99 ${lat(p.latencyMs)} ms`;
+    })(),
+    '',
+    (() => {
+      const s = doc.e2e.settings;
+      return `end to end (${s.model} ${s.precision} on ${s.provider}, ${s.workers}x${s.threads} threads, maxBatch ${s.maxBatch}, queue ${s.queueSize}, ${s.references} references (${s.index}), ${s.broker}, ${s.durationS} s; every frame is an event)`;
+    })(),
+    table(
+      ['replay', 'frames/s', 'events/s', 'arrival -> PUBACK p50 / p99 ms', 'dropped', 'backlog at end'],
+      [doc.e2e.saturated, doc.e2e.paced].map((r) => [r.fps === 0 ? 'max rate' : `${r.fps} fps`, r.framesPerSecond, r.eventsPerSecond, lat(r.latencyMs), r.framesDropped, r.backlogAtEnd]),
+    ),
+    '',
+    `kNN (${doc.knn.dimension}-d, ${doc.knn.queries} queries, k 10, M ${doc.knn.options.M}, efConstruction ${doc.knn.options.efConstruction}, ef ${doc.knn.options.ef}; ${doc.knn.data})`,
+    table(
+      ['references', 'exact p50 / mean / p99 ms', 'HNSW p50 / mean / p99 ms', 'recall@10', 'HNSW add s'],
+      doc.knn.sizes.map((s) => [s.references, `${s.exactMs.p50} / ${s.exactMs.mean} / ${s.exactMs.p99}`, `${s.hnswMs.p50} / ${s.hnswMs.mean} / ${s.hnswMs.p99}`, s.recallAt10, s.hnswAddS]),
+    ),
+    `crossover: ${doc.knn.crossover.references} references (${doc.knn.crossover.note}); default exactBelow ${doc.knn.options.exactBelow}`,
+    `ready to classify in a fresh process with ${doc.knn.ready.references} references: ${doc.knn.ready.wallMs} ms (index ${doc.knn.ready.mode} from ${doc.knn.ready.loadedFrom}, open ${doc.knn.ready.openMs} ms)`,
+    '',
+    `memory (daemon process, ${doc.memory.durationS} s at full rate, ${doc.memory.samples} samples): steady RSS ${doc.memory.steadyMb} MB, max deviation ${doc.memory.maxDeviationPct}%, drift ${doc.memory.driftPct}%, slope ${doc.memory.slopeMbPerMin} MB/min`,
+    '',
+    'targets',
+    table(
+      ['target', 'met', 'value', 'goal', 'detail'],
+      doc.targets.map((t) => [t.name, t.met ? 'met' : 'NOT MET', t.value, t.goal, t.detail]),
+    ),
+  ];
+  return lines.join('\n') + '\n';
+}
+
+function table(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(cells[0]!), line(widths.map((w) => '-'.repeat(w))), ...cells.slice(1).map(line)].join('\n');
+}

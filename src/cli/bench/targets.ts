@@ -1,0 +1,75 @@
+import { defaultVectorIndexOptions } from '../../knn/index.js';
+import type { BenchDocument } from './index.js';
+import { round } from './stats.js';
+
+/** One target of issue #3: met or not, with the measured ratio or value; never a pass/fail of the run. */
+export interface Target {
+  name: string;
+  met: boolean;
+  /** The measured figure the target is judged on (a ratio, ms or %). */
+  value: number;
+  goal: string;
+  detail: string;
+}
+
+export function targets(doc: Omit<BenchDocument, 'targets'>): Target[] {
+  const { encoder, preprocess, e2e, knn, memory } = doc;
+  const ceiling = Math.min(encoder.daemonSettings.imagesPerSecond, preprocess.imagesPerSecond);
+  const overlap = e2e.framesPerSecond / ceiling;
+  const largest = knn.sizes[knn.sizes.length - 1]!;
+  const at = `at ${largest.references} references${doc.quick ? ' (quick run: not 100k)' : ''}`;
+  const exactBelow = defaultVectorIndexOptions.exactBelow;
+  const crossoverRatio = exactBelow / knn.crossover.references;
+  return [
+    {
+      name: 'e2e overlaps the stages',
+      met: overlap >= 0.9,
+      value: round(overlap),
+      goal: '>= 0.9 x min(encoder alone, preprocess alone)',
+      detail: `${e2e.framesPerSecond} frames/s vs min(encoder ${encoder.daemonSettings.imagesPerSecond}, preprocess ${preprocess.imagesPerSecond}) images/s`,
+    },
+    {
+      name: 'INT8 encoder speed-up',
+      met: encoder.int8Speedup >= 3,
+      value: encoder.int8Speedup,
+      goal: '>= 3 x FP32 images/s',
+      detail: `INT8 ${encoder.int8.best.imagesPerSecond} (batch ${encoder.int8.best.batch}) vs FP32 ${encoder.fp32.best.imagesPerSecond} (batch ${encoder.fp32.best.batch}) images/s`,
+    },
+    {
+      name: 'exact/HNSW switch at the crossover',
+      // The crossover moves with load and CPU; within a factor of 2 either side is "at" it.
+      met: crossoverRatio >= 0.5 && crossoverRatio <= 2,
+      value: round(crossoverRatio),
+      goal: 'default exactBelow within 2x of the measured crossover',
+      detail: `exactBelow ${exactBelow}, measured crossover ${knn.crossover.references} (${knn.crossover.note})`,
+    },
+    {
+      name: 'HNSW recall@10',
+      met: largest.recallAt10 >= 0.99,
+      value: largest.recallAt10,
+      goal: '>= 0.99 at 100k',
+      detail: `${at}, ef ${knn.options.ef}, M ${knn.options.M}`,
+    },
+    {
+      name: 'HNSW query time',
+      met: largest.hnswMs.p50 <= 0.2,
+      value: largest.hnswMs.p50,
+      goal: '<= 0.2 ms (median) at 100k',
+      detail: `${at}: median ${largest.hnswMs.p50} ms, mean ${largest.hnswMs.mean} ms, p99 ${largest.hnswMs.p99} ms`,
+    },
+    {
+      name: 'ready to classify',
+      met: knn.ready.wallMs <= 2000,
+      value: knn.ready.wallMs,
+      goal: '<= 2000 ms from process start with 100k references',
+      detail: `${knn.ready.references} references, index ${knn.ready.mode} loaded from ${knn.ready.loadedFrom}; opening took ${knn.ready.openMs} ms of it`,
+    },
+    {
+      name: 'RSS steady',
+      met: memory.maxDeviationPct <= 5,
+      value: memory.maxDeviationPct,
+      goal: 'within 5% of steady over a 10-minute full-rate run',
+      detail: `${memory.durationS} s run${memory.durationS < 600 ? ' (shorter than 10 min: pass --duration 600)' : ''}: steady ${memory.steadyMb} MB, drift ${memory.driftPct}%, slope ${memory.slopeMbPerMin} MB/min`,
+    },
+  ];
+}

@@ -1,0 +1,84 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+// Proves `linewatch bench --quick` runs every section on real parts (tiny fixture model, frames
+// drawn here, a real mosquitto). It checks the document's shape, never the speed: figures from a
+// shared CI machine are not results.
+const root = new URL('../../', import.meta.url).pathname;
+const tinyModel = join(root, 'test/fixtures/tiny-model');
+
+describe('linewatch bench --quick --json', () => {
+  let frames: string;
+
+  beforeAll(async () => {
+    frames = mkdtempSync(join(tmpdir(), 'linewatch-bench-frames-'));
+    // Camera-like frames: a bright item of varying width on a dark, noisy belt.
+    for (let i = 0; i < 40; i++) {
+      const pixels = Buffer.alloc(112 * 112 * 3);
+      for (let p = 0; p < 112 * 112; p++) {
+        const x = p % 112;
+        const y = Math.floor(p / 112);
+        const inside = Math.abs(x - 56) < 15 + i && Math.abs(y - 56) < 30;
+        pixels.fill((inside ? 180 : 20) + ((p * 7 + i * 13) % 16), p * 3, p * 3 + 3);
+      }
+      await sharp(pixels, { raw: { width: 112, height: 112, channels: 3 } }).jpeg({ quality: 90 }).toFile(join(frames, `${String(i).padStart(6, '0')}-good.jpg`));
+    }
+  });
+  afterAll(() => rmSync(frames, { recursive: true, force: true }));
+
+  it('prints one document with every section, in numbers', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [join(root, 'dist/cli/main.js'), 'bench', '--quick', '--json', '--fp32', tinyModel, '--int8', tinyModel, '--frames', frames],
+      { maxBuffer: 16 * 1024 * 1024, timeout: 90_000 },
+    );
+    const doc = JSON.parse(stdout);
+    const positive = (x: unknown) => expect(typeof x === 'number' && Number.isFinite(x) && x > 0, String(x)).toBe(true);
+    const finite = (x: unknown) => expect(typeof x === 'number' && Number.isFinite(x), String(x)).toBe(true);
+
+    for (const bundle of [doc.encoder.fp32, doc.encoder.int8]) {
+      expect(bundle.runs.length).toBeGreaterThan(0);
+      for (const run of [bundle.batch1, bundle.best]) {
+        expect(run.provider).toBe('cpu');
+        positive(run.imagesPerSecond);
+        positive(run.latencyMs.p50);
+        positive(run.latencyMs.p99);
+      }
+    }
+    positive(doc.encoder.int8Speedup);
+    positive(doc.encoder.daemonSettings.imagesPerSecond);
+
+    positive(doc.preprocess.imagesPerSecond);
+    positive(doc.preprocess.threadpool);
+
+    positive(doc.e2e.framesPerSecond);
+    finite(doc.e2e.latencyMs.p50);
+    finite(doc.e2e.latencyMs.p99);
+    expect(doc.e2e.saturated.latencyMs.samples).toBeGreaterThan(0);
+    positive(doc.e2e.paced.framesPerSecond);
+
+    expect(doc.knn.sizes.map((s: { references: number }) => s.references)).toEqual([1000, 10_000]);
+    for (const size of doc.knn.sizes) {
+      positive(size.exactMs.mean);
+      positive(size.hnswMs.mean);
+      expect(size.recallAt10).toBeGreaterThan(0);
+      expect(size.recallAt10).toBeLessThanOrEqual(1);
+    }
+    positive(doc.knn.crossover.references);
+    positive(doc.knn.ready.wallMs);
+
+    positive(doc.memory.steadyMb);
+    finite(doc.memory.maxDeviationPct);
+
+    expect(doc.targets.length).toBe(7);
+    for (const target of doc.targets) {
+      expect(typeof target.met).toBe('boolean');
+      finite(target.value);
+    }
+  }, 120_000);
+});
