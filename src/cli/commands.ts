@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createLogger, setLogFormat, setLogLevel, UserError, type Logger } from '../common/index.js';
 import { loadConfig, type Config } from '../config/index.js';
-import { Daemon, databasePath, embedImages, enroll, listLabeledImages, openModel, openReferences, openStateDatabase } from '../daemon/index.js';
+import { databasePath, embedImages, enroll, listLabeledImages, openModel, openReferences, openStateDatabase, runService } from '../daemon/index.js';
 import { ReferenceStore } from '../knn/index.js';
 import { Outbox } from '../events/index.js';
 import { openDatabase } from '../storage/index.js';
@@ -40,20 +40,8 @@ const pct = (x: number) => (Number.isNaN(x) ? 'n/a' : x.toFixed(3));
 
 const run: Command = async (ctx) => {
   const { config, log } = setup(ctx, { daemon: true });
-  const daemon = await Daemon.start(config, log);
-  // With a signal handler installed Node no longer exits on the signal: finish the job, then exit.
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info('signal received', { signal });
-      process.off('SIGTERM', stop).off('SIGINT', stop);
-      resolve();
-    };
-    process.on('SIGTERM', stop).on('SIGINT', stop);
-    // A play-once replay ends by itself.
-    daemon.finished().then(resolve, resolve);
-  });
-  await daemon.stop();
-  return 0;
+  // SIGHUP reads the same file (and LINEWATCH_ variables) again.
+  return runService(config, log, () => loadConfig({ path: ctx.configPath }).config);
 };
 
 const enrollCommand: Command = async (ctx) => {

@@ -1,13 +1,16 @@
 import { createFrameSource, FrameQueue, type CaptureStatus, type Frame, type FrameSource, type FrameSourceOptions } from '../capture/index.js';
-import { errorText, type Logger } from '../common/index.js';
+import { errorText, setLogFormat, setLogLevel, type Logger } from '../common/index.js';
 import type { Config } from '../config/index.js';
 import { createAnomalyEvent, Outbox, OutboxFullError, Publisher, type PublisherStatus } from '../events/index.js';
 import type { Decision } from '../knn/index.js';
 import type { Db } from '../storage/index.js';
 import { enroll, listLabeledImages, reembedReferences } from './enrollment.js';
+import { checkHealth } from './health.js';
 import { StatusServer } from './http.js';
-import { openModel, openReferences, openStateDatabase, type Model, type References } from './parts.js';
+import { DaemonMetrics } from './metrics.js';
+import { classifierSettings, openModel, openReferences, openStateDatabase, type Model, type References } from './parts.js';
 import { Pipeline, type PipelineCounters } from './pipeline.js';
+import { planReload } from './reload.js';
 
 export interface DaemonStatus {
   state: 'starting' | 'running' | 'stopping' | 'stopped';
@@ -37,6 +40,12 @@ export class Daemon {
   private backlogCache = { value: 0, at: 0 };
   private running: Promise<void> | null = null;
   private http: StatusServer | null = null;
+  /** The configuration the daemon started with: keys that cannot change live are compared with it. */
+  private readonly startedWith: Config;
+  /** Keys changed in the file that wait for a restart (reported in status). */
+  private needRestart: string[] = [];
+  /** Set while a reload replaces the frame source, so finished() does not take the old source's end for the end. */
+  private swapping: Promise<void> | null = null;
 
   private constructor(
     private config: Config,
@@ -45,11 +54,14 @@ export class Daemon {
     private readonly model: Model,
     private readonly references: References,
     private readonly outbox: Outbox,
-    private readonly publisher: Publisher | null,
-    private readonly source: FrameSource,
+    private publisher: Publisher | null,
+    private source: FrameSource,
     private readonly queue: FrameQueue,
     private readonly pipeline: Pipeline,
-  ) {}
+    private readonly metrics: DaemonMetrics,
+  ) {
+    this.startedWith = config;
+  }
 
   /** Opens every part (refusing a bad model or config with the reason), then starts the flow of frames. */
   static async start(config: Config, log: Logger): Promise<Daemon> {
@@ -69,6 +81,7 @@ export class Daemon {
       const publisher = config.mqtt.enabled ? new Publisher(outbox, publisherOptions(config, log, () => daemon?.statsMessage() ?? {})) : null;
       const source = createFrameSource(sourceOptions(config));
       const queue = new FrameQueue(config.capture.queueSize);
+      const metrics = new DaemonMetrics(() => daemon!.status());
       const pipeline = new Pipeline(
         queue,
         model,
@@ -77,8 +90,9 @@ export class Daemon {
         log.child('pipeline'),
         // Enough frames in flight to fill a batch on every worker while the next ones decode.
         config.inference.maxBatch * config.inference.workers + 2,
+        (stage, seconds) => metrics.observeStage(stage, seconds),
       );
-      daemon = new Daemon(config, log, db, model, references, outbox, publisher, source, queue, pipeline);
+      daemon = new Daemon(config, log, db, model, references, outbox, publisher, source, queue, pipeline, metrics);
       cleanup.length = 0;
       const started = daemon;
       try {
@@ -86,7 +100,14 @@ export class Daemon {
           started.http = await StatusServer.listen(
             config.http.host,
             config.http.port,
-            { '/status': () => ({ status: 200, type: 'application/json', body: JSON.stringify(started.status(), null, 2) }) },
+            {
+              '/status': () => ({ status: 200, type: 'application/json', body: JSON.stringify(started.status(), null, 2) }),
+              '/healthz': () => {
+                const health = checkHealth(started.status(), Date.now(), started.config.capture.stallTimeoutMs);
+                return { status: health.ok ? 200 : 503, type: 'application/json', body: JSON.stringify(health, null, 2) };
+              },
+              '/metrics': async () => ({ status: 200, type: metrics.contentType, body: await metrics.render() }),
+            },
             log.child('http'),
           );
         }
@@ -97,8 +118,7 @@ export class Daemon {
       publisher?.start();
       daemon.running = pipeline.run();
       try {
-        // Replay can wait for room (no frame of the sample line is lost); a live camera cannot.
-        await source.start(source.kind === 'replay' ? (frame) => queue.pushWhenRoom(frame) : (frame) => queue.push(frame));
+        await daemon.startSource(source);
       } catch (err) {
         await daemon.stop({ flushTimeoutMs: 0 });
         throw err;
@@ -143,6 +163,7 @@ export class Daemon {
     });
     try {
       this.outbox.transaction(() => this.outbox.append(event));
+      this.metrics.observeFrameToOutbox((Date.now() - frame.capturedAt) / 1000);
       this.backlogCache.value++;
       this.refusing = null;
       this.log.info('anomaly', { label: decision.label, score: round(decision.score), frame: frame.origin, seq: frame.seq, event: event.id });
@@ -166,6 +187,63 @@ export class Daemon {
     return this.backlogCache.value;
   }
 
+  private startSource(source: FrameSource): Promise<void> {
+    // Replay can wait for room (no frame of the sample line is lost); a live camera cannot.
+    return source.start(source.kind === 'replay' ? (frame) => this.queue.pushWhenRoom(frame) : (frame) => this.queue.push(frame));
+  }
+
+  /**
+   * Applies a new configuration (SIGHUP): classifier settings, topics and broker (a new MQTT
+   * connection; the outbox keeps every event), frame source and log settings. Keys that need a
+   * restart are reported, not applied. Returns what changed.
+   */
+  async reload(next: Config): Promise<{ changed: string[]; needRestart: string[] }> {
+    if (this.state !== 'running') throw new Error(`cannot reload while ${this.state}`);
+    const plan = planReload(this.startedWith, this.config, next);
+    const previous = this.config;
+    if (plan.classifier) this.references.classifier.configure(classifierSettings(next, this.model.bundle));
+    this.config = next;
+    if (plan.log) {
+      setLogLevel(next.log.level);
+      if (next.log.format !== 'auto') setLogFormat(next.log.format);
+    }
+    if (plan.publisher) {
+      const old = this.publisher;
+      this.publisher = next.mqtt.enabled ? new Publisher(this.outbox, publisherOptions(next, this.log, () => this.statsMessage())) : null;
+      // Unacknowledged events stay in the outbox; the new connection starts from its head.
+      await old?.stop({ flushTimeoutMs: 0 });
+      this.publisher?.start();
+    }
+    if (plan.source) await this.replaceSource(next, previous);
+    this.needRestart = plan.needRestart;
+    return { changed: plan.changed, needRestart: plan.needRestart };
+  }
+
+  /** Swaps the frame source; when the new one cannot start, the old settings come back and the reason is thrown. */
+  private async replaceSource(next: Config, previous: Config): Promise<void> {
+    let done!: () => void;
+    this.swapping = new Promise((resolve) => (done = resolve));
+    let stopped = false;
+    try {
+      const source = createFrameSource(sourceOptions(next));
+      await this.source.stop();
+      stopped = true;
+      await this.startSource(source);
+      this.source = source;
+    } catch (err) {
+      this.config = { ...next, capture: previous.capture };
+      if (stopped) {
+        const restored = createFrameSource(sourceOptions(previous));
+        await this.startSource(restored);
+        this.source = restored;
+      }
+      throw err;
+    } finally {
+      this.swapping = null;
+      done();
+    }
+  }
+
   status(): DaemonStatus {
     const capture = this.source.status();
     const index = this.references.index.stats();
@@ -173,6 +251,7 @@ export class Daemon {
     if (capture.lastError && capture.state !== 'running') problems.push(`capture: ${capture.lastError}`);
     if (this.pipeline.problem) problems.push(this.pipeline.problem);
     if (this.refusing) problems.push(this.refusing);
+    if (this.needRestart.length > 0) problems.push(`configuration changed for ${this.needRestart.join(', ')}: restart linewatch to apply it`);
     const mqtt = this.publisher?.status() ?? null;
     if (mqtt?.lastError) problems.push(mqtt.lastError);
     const settings = this.references.classifier.settings;
@@ -214,6 +293,11 @@ export class Daemon {
     };
   }
 
+  /** Frames the pipeline finished (decided, or held back for want of references): the watchdog's sign of progress. */
+  get framesFinished(): number {
+    return this.pipeline.counters.classified + this.pipeline.counters.unclassified;
+  }
+
   /** Where status is served, e.g. http://127.0.0.1:8787 (null when http is off). */
   get statusUrl(): string | null {
     return this.http?.url ?? null;
@@ -221,7 +305,12 @@ export class Daemon {
 
   /** Resolves when the source ended (a play-once replay) and every frame was decided. */
   async finished(): Promise<void> {
-    await this.source.ended();
+    for (;;) {
+      const source = this.source;
+      await source.ended();
+      await this.swapping;
+      if (source === this.source) break;
+    }
     this.queue.close();
     await this.running;
   }
@@ -231,6 +320,7 @@ export class Daemon {
    * as the broker allows within `flushTimeoutMs`, then closes everything. Unacknowledged events stay stored.
    */
   async stop(options: { flushTimeoutMs?: number } = {}): Promise<void> {
+    await this.swapping;
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.state = 'stopping';
     this.log.info('stopping');
@@ -247,7 +337,7 @@ export class Daemon {
     } catch (err) {
       this.log.warn('could not save the search index; it will be rebuilt at next start', { error: errorText(err) });
     }
-    await this.publisher?.stop({ flushTimeoutMs: options.flushTimeoutMs ?? 5000 });
+    await this.publisher?.stop({ flushTimeoutMs: options.flushTimeoutMs ?? this.config.mqtt.flushTimeoutS * 1000 });
     const backlog = this.outbox.backlog();
     await this.model.encoder.close();
     this.db.close();

@@ -23,6 +23,10 @@ export interface PipelineCounters {
 /** What becomes of each decision, in frame order (the daemon writes anomalies to the outbox). */
 export type DecisionSink = (frame: Frame, decision: Decision) => void;
 
+export type PipelineStage = 'preprocess' | 'inference' | 'classify';
+/** Told how long each stage took for a frame (the metrics' latency histograms). */
+export type StageObserver = (stage: PipelineStage, seconds: number) => void;
+
 /**
  * Takes frames from the queue and runs preprocess -> encoder -> classifier with several frames in
  * flight, so sharp's decoding of one frame overlaps inference of others and the encoder can batch.
@@ -51,6 +55,7 @@ export class Pipeline {
     private readonly sink: DecisionSink,
     private readonly log: Logger,
     private readonly inFlight: number,
+    private readonly observe: StageObserver = () => {},
   ) {}
 
   /** Runs until the queue is closed and every frame taken from it is decided. */
@@ -79,8 +84,15 @@ export class Pipeline {
   }
 
   private async decide(frame: Frame, tensor: Float32Array): Promise<Decision | null> {
+    let started = performance.now();
+    const lap = (stage: PipelineStage) => {
+      const now = performance.now();
+      this.observe(stage, (now - started) / 1000);
+      started = now;
+    };
     try {
       await this.model.preprocessor.toTensor(frame.data, tensor);
+      lap('preprocess');
     } catch (err) {
       if (err instanceof RoiError) {
         this.setProblem(`${err.message} (${err.hint ?? 'fix preprocess.roi'})`);
@@ -101,14 +113,18 @@ export class Pipeline {
     }
     let vector: Float32Array;
     try {
+      started = performance.now();
       vector = await this.model.encoder.embed(tensor);
+      lap('inference');
     } catch (err) {
       this.counters.failed++;
       this.setProblem(`inference failed: ${errorText(err)}`);
       return null;
     }
     this.problem = null;
-    return this.references.classifier.classify(vector);
+    const decision = this.references.classifier.classify(vector);
+    lap('classify');
+    return decision;
   }
 
   private deliver(frame: Frame, decision: Decision): void {

@@ -1,0 +1,41 @@
+import type { DaemonStatus } from './daemon.js';
+
+export interface Health {
+  /** True only while frames are captured and decided and the model is loaded. */
+  ok: boolean;
+  /** Why it is not ok, in words; empty when ok. */
+  failing: string[];
+  /** Other problems worth a look (broker down, ...) that do not stop frames being decided. */
+  warnings: string[];
+  lastFrameAt: string | null;
+  lastDecisionAt: string | null;
+  model: string;
+  provider: string;
+}
+
+/**
+ * Health as a load balancer or a plant monitor wants it: frames flow (a frame captured and a
+ * frame decided within `staleMs`, counted from start until the first one) and the model is loaded.
+ */
+export function checkHealth(status: DaemonStatus, now: number, staleMs: number): Health {
+  const failing: string[] = [];
+  const since = Date.parse(status.startedAt);
+  const age = (at: number | null) => now - (at ?? since);
+  if (status.state !== 'running') failing.push(`the daemon is ${status.state}`);
+  const pipelineProblem = status.problems.find((p) => p.startsWith('inference failed') || p.includes('reference'));
+  if (age(status.capture.lastFrameAt) > staleMs) {
+    failing.push(`no frame captured for ${Math.round(age(status.capture.lastFrameAt) / 1000)} s (capture ${status.capture.state}${status.capture.lastError ? `: ${status.capture.lastError}` : ''})`);
+  } else if (age(status.decisions.lastDecisionAt) > staleMs) {
+    failing.push(`no frame decided for ${Math.round(age(status.decisions.lastDecisionAt) / 1000)} s${pipelineProblem ? `: ${pipelineProblem}` : ''}`);
+  }
+  const iso = (at: number | null) => (at === null ? null : new Date(at).toISOString());
+  return {
+    ok: failing.length === 0,
+    failing,
+    warnings: status.problems.filter((p) => !failing.some((f) => f.includes(p))),
+    lastFrameAt: iso(status.capture.lastFrameAt),
+    lastDecisionAt: iso(status.decisions.lastDecisionAt),
+    model: `${status.model.name}@${status.model.version}`,
+    provider: status.model.provider,
+  };
+}

@@ -1,0 +1,150 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { open, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { makeLabeledImages, runLinewatch, tempDir, tinyModel, writeConfig, type RunningLinewatch } from '../helpers/daemon.js';
+import { baseUrl, count, get, makeFrames, startNotifyListener, until } from './helpers.js';
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function track(run: RunningLinewatch): RunningLinewatch {
+  cleanups.push(() => run.stop('SIGKILL'));
+  return run;
+}
+
+async function baseConfig(dir: string, capture: Record<string, unknown>): Promise<Record<string, unknown>> {
+  return {
+    site: 'ops',
+    line: 'line-1',
+    camera: 'cam-1',
+    stateDir: join(dir, 'state'),
+    model: tinyModel,
+    // The health check calls frames stale after this long (replay has no other use for it).
+    capture: { stallTimeoutMs: 1500, ...capture },
+    enroll: { folder: await makeLabeledImages(join(dir, 'refs')) },
+    mqtt: { enabled: false },
+    http: { port: 0 },
+    log: { format: 'json' },
+  };
+}
+
+describe('systemd notify and watchdog (real NOTIFY_SOCKET)', () => {
+  it('says READY=1 once frames arrive, pings WATCHDOG=1 while frames are decided, stops pinging while the source is wedged, and resumes', async () => {
+    const dir = tempDir();
+    const frames = await makeFrames(join(dir, 'frames'), 40);
+    // A FIFO sorts after the frames: reading it blocks like a camera that stops delivering,
+    // until the test writes a frame into it.
+    const fifo = join(frames, 'frame-999.png');
+    execFileSync('mkfifo', [fifo]);
+    const notify = await startNotifyListener(dir);
+    cleanups.push(() => notify.close());
+    const config = writeConfig(dir, await baseConfig(dir, { source: 'replay', replay: { folder: frames, fps: 20, loop: true } }));
+    const daemon = track(runLinewatch(['run', '--config', config], { NOTIFY_SOCKET: notify.path, WATCHDOG_USEC: '1000000' }));
+    const running = await daemon.waitForLog((l) => l.msg === 'running');
+    const url = baseUrl(running);
+
+    await notify.waitFor((m) => count(m, 'READY=1') === 1, 30_000, 'READY=1');
+    await notify.waitFor((m) => count(m, 'WATCHDOG=1') >= 2, 30_000, 'watchdog pings while frames flow');
+    // The daemon's own PID sent them (not a helper process), so the unit keeps NotifyAccess=main.
+    expect(new Set(notify.senders)).toEqual(new Set([daemon.child.pid]));
+    const ready = notify.messages.find((m) => m.includes('READY=1'))!;
+    expect(ready).toMatch(/STATUS=running: tiny-test on cpu/);
+
+    // Every frame replayed, then the source blocks on the FIFO: health fails, and pings stop.
+    await until(async () => (await get(`${url}/healthz`)).status === 503, '/healthz reports frames not flowing');
+    const health = JSON.parse((await get(`${url}/healthz`)).body) as { ok: boolean; failing: string[] };
+    expect(health.ok).toBe(false);
+    expect(health.failing.join(' ')).toMatch(/no frame captured for \d+ s/);
+    const pingsWhenWedged = count(notify.messages, 'WATCHDOG=1');
+    // Three watchdog intervals without a ping: systemd would have restarted the service.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    expect(count(notify.messages, 'WATCHDOG=1')).toBe(pingsWhenWedged);
+    expect(daemon.child.exitCode).toBeNull();
+
+    // Unwedge: hand the blocked read one frame and take the FIFO away, so the replay loops over
+    // the plain frames from now on. Decisions resume, and so do the pings.
+    const writer = await open(fifo, 'w');
+    await unlink(fifo);
+    await writer.writeFile(readFileSync(join(frames, 'frame-001.png')));
+    await writer.close();
+    await notify.waitFor((m) => count(m, 'WATCHDOG=1') > pingsWhenWedged, 30_000, 'pings after the source delivers again');
+    expect(await daemon.stop()).toBe(0);
+    expect(notify.messages.at(-1)).toBe('STOPPING=1');
+  });
+
+  it('serves /healthz and Prometheus /metrics while frames flow', async () => {
+    const dir = tempDir();
+    const frames = await makeFrames(join(dir, 'frames'), 12);
+    const config = writeConfig(dir, { ...(await baseConfig(dir, { source: 'replay', replay: { folder: frames, fps: 20, loop: true } })), knn: { threshold: 0 } });
+    const daemon = track(runLinewatch(['run', '--config', config]));
+    const url = baseUrl(await daemon.waitForLog((l) => l.msg === 'running'));
+    await daemon.waitForLog((_, all) => all.filter((l) => l.msg === 'anomaly').length >= 3);
+
+    const health = await get(`${url}/healthz`);
+    expect(health.status, health.body).toBe(200);
+    expect(JSON.parse(health.body)).toMatchObject({ ok: true, failing: [], model: 'tiny-test@1', provider: 'cpu' });
+
+    const metrics = await get(`${url}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(metrics.type).toMatch(/^text\/plain; version=0\.0\.4/);
+    const value = (pattern: RegExp) => {
+      const match = metrics.body.match(pattern);
+      expect(match, `${pattern} in\n${metrics.body.slice(0, 3000)}`).not.toBeNull();
+      return Number(match![1]);
+    };
+    const classified = value(/^linewatch_frames_classified_total (\d+)$/m);
+    expect(classified).toBeGreaterThanOrEqual(3);
+    expect(value(/^linewatch_frames_captured_total (\d+)$/m)).toBeGreaterThanOrEqual(classified);
+    // Threshold 0: every decision is an anomaly, and each went through every stage.
+    expect(value(/^linewatch_decisions_total\{result="anomaly"\} (\d+)$/m)).toBe(classified);
+    for (const stage of ['preprocess', 'inference', 'classify']) {
+      expect(value(new RegExp(`^linewatch_stage_seconds_count\\{stage="${stage}"\\} (\\d+)$`, 'm'))).toBeGreaterThanOrEqual(classified);
+    }
+    expect(value(/^linewatch_frame_to_outbox_seconds_count (\d+)$/m)).toBeGreaterThanOrEqual(3);
+    expect(value(/^linewatch_outbox_backlog (\d+)$/m)).toBeGreaterThanOrEqual(3);
+    expect(value(/^linewatch_references\{label="good"\} (\d+)$/m)).toBe(4);
+    expect(value(/^linewatch_references\{label="scratch"\} (\d+)$/m)).toBe(4);
+    expect(metrics.body).toMatch(/^linewatch_references_by_source\{source="[a-z]+"\} 8$/m);
+    expect(metrics.body).toMatch(/^linewatch_model_info\{name="tiny-test",version="1",precision="fp32"\} 1$/m);
+    expect(metrics.body).toMatch(/^linewatch_inference_provider_info\{provider="cpu"\} 1$/m);
+    expect(metrics.body).toMatch(/^linewatch_anomalies_total\{label="[a-z]+"\} \d+$/m);
+    expect(metrics.body).toMatch(/^process_resident_memory_bytes \d+/m);
+    expect(await daemon.stop()).toBe(0);
+  });
+
+  it('reloads on SIGHUP: a new threshold applies, a bad file is refused with the reason, restart-only keys are reported', async () => {
+    const dir = tempDir();
+    const frames = await makeFrames(join(dir, 'frames'), 8);
+    const settings = { ...(await baseConfig(dir, { source: 'replay', replay: { folder: frames, fps: 20, loop: true } })), knn: { threshold: 0.9 } };
+    const config = writeConfig(dir, settings);
+    const daemon = track(runLinewatch(['run', '--config', config]));
+    const url = baseUrl(await daemon.waitForLog((l) => l.msg === 'running'));
+    const threshold = async () => (JSON.parse((await get(`${url}/status`)).body) as { classifier: { threshold: number } }).classifier.threshold;
+    expect(await threshold()).toBe(0.9);
+
+    writeFileSync(config, YAML.stringify({ ...settings, knn: { threshold: 0.25 } }));
+    daemon.child.kill('SIGHUP');
+    const reloaded = await daemon.waitForLog((l) => l.msg === 'configuration reloaded');
+    expect(reloaded['changed']).toEqual(['knn.threshold']);
+    expect(await threshold()).toBe(0.25);
+
+    writeFileSync(config, YAML.stringify({ ...settings, knn: { threshold: 7 } }));
+    daemon.child.kill('SIGHUP');
+    const refused = await daemon.waitForLog((l) => l.msg === 'new configuration refused; the one in force stays');
+    expect(String(refused['error'])).toMatch(/knn\.threshold/);
+    expect(await threshold()).toBe(0.25);
+
+    writeFileSync(config, YAML.stringify({ ...settings, knn: { threshold: 0.25 }, stateDir: join(dir, 'elsewhere') }));
+    daemon.child.kill('SIGHUP');
+    const restart = await daemon.waitForLog((l) => l.msg === 'configuration keys that apply only after a restart');
+    expect(restart['keys']).toEqual(['stateDir']);
+    const status = JSON.parse((await get(`${url}/status`)).body) as { problems: string[] };
+    expect(status.problems.join(' ')).toMatch(/stateDir: restart linewatch/);
+    expect(await daemon.stop()).toBe(0);
+  });
+});
