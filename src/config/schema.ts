@@ -80,7 +80,7 @@ export const configSchema = z.strictObject({
     threshold: z.number().min(0).max(1).nullable().default(null),
     unknownDistance: z.number().min(0).max(2).nullable().default(null),
     goodLabel: z.string().min(1).nullable().default(null),
-    exactBelow: positiveInt.default(20000),
+    exactBelow: positiveInt.default(300),
     hnswM: positiveInt.default(16),
     hnswEfConstruction: positiveInt.default(200),
     hnswEf: positiveInt.default(64),

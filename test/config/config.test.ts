@@ -26,7 +26,7 @@ describe('config', () => {
     const path = configFile('stateDir: state\nmodel: /abs/model\n');
     const { config } = loadConfig({ path, env: {} });
     expect(config.capture.source).toBe('replay');
-    expect(config.knn.exactBelow).toBe(20000);
+    expect(config.knn.exactBelow).toBe(300);
     expect(config.mqtt.url).toBe('mqtt://localhost:1883');
     expect(config.stateDir).toBe(join(path, '..', 'state'));
     expect(config.model).toBe('/abs/model');
