@@ -1,4 +1,5 @@
 import { fork } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { UserError } from '../../common/index.js';
 import { startBroker } from './broker.js';
 import type { E2eReply, E2eRequest, RunFigures } from './e2e-child.js';
@@ -35,6 +36,8 @@ export interface E2eSection {
     references: number;
     index: string;
     broker: string;
+    /** Where the daemon's database lived ($TMPDIR): each event commits with fsync there. */
+    stateDir: string;
     durationS: number;
   };
   /** Daemon.start to running (opening the model, enrolling 200 reference frames). */
@@ -99,6 +102,7 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
         references: reply.daemon.references,
         index: reply.daemon.index,
         broker: `mosquitto ${broker.version} on 127.0.0.1`,
+        stateDir: tmpdir(),
         durationS: settings.e2e.durationS,
       },
       startMs: reply.daemon.startMs,

@@ -28,7 +28,7 @@ export function renderText(doc: BenchDocument): string {
     '',
     (() => {
       const s = doc.e2e.settings;
-      return `end to end (${s.model} ${s.precision} on ${s.provider}, ${s.workers}x${s.threads} threads, maxBatch ${s.maxBatch}, queue ${s.queueSize}, ${s.references} references (${s.index}), ${s.broker}, ${s.durationS} s; every frame is an event)`;
+      return `end to end (${s.model} ${s.precision} on ${s.provider}, ${s.workers}x${s.threads} threads, maxBatch ${s.maxBatch}, queue ${s.queueSize}, ${s.references} references (${s.index}), ${s.broker}, database in ${s.stateDir}, ${s.durationS} s; every frame is an event)`;
     })(),
     table(
       ['replay', 'frames/s', 'events/s', 'arrival -> PUBACK p50 / p99 ms', 'dropped', 'backlog at end'],
