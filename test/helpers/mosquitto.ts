@@ -11,7 +11,7 @@
  * When the test process exits (even by SIGKILL) the broker is stopped and its temp dir removed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -26,10 +26,17 @@ export interface MosquittoOptions {
   persistence?: boolean;
   /** Default true; false makes every client without credentials "Not authorized". */
   allowAnonymous?: boolean;
+  /**
+   * Lines for the listener (TLS files, require_certificate, acl_file...), written right after it.
+   * When they set allow_anonymous, `allowAnonymous` is not written.
+   */
+  listenerConfig?: string[];
+  /** The listener speaks TLS: `url` is `mqtts://`. Default false. */
+  tls?: boolean;
 }
 
 export interface Mosquitto {
-  /** `mqtt://127.0.0.1:<port>` */
+  /** `mqtt://127.0.0.1:<port>` (`mqtts://` with `tls`) */
   url: string;
   port: number;
   /** Stops the broker (SIGTERM: clients see the connection close). Idempotent. */
@@ -46,7 +53,8 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     config,
     [
       `listener ${port} 127.0.0.1`,
-      `allow_anonymous ${options.allowAnonymous ?? true}`,
+      ...(options.listenerConfig ?? []),
+      ...(options.listenerConfig?.some((line) => /^\s*allow_anonymous\b/.test(line)) ? [] : [`allow_anonymous ${options.allowAnonymous ?? true}`]),
       // As root, mosquitto would switch to a "mosquitto" user that cannot write the temp dir.
       `user ${userInfo().username}`,
       `persistence ${options.persistence ?? false}`,
@@ -87,7 +95,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
 
   await start();
   return {
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${options.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     port,
     stop,
     restart: async () => {
@@ -147,6 +155,8 @@ export interface CollectOptions {
   persistentClientId?: string;
   /** Default 1. */
   qos?: 0 | 1;
+  /** PEM files for a TLS broker: its CA, and this client's certificate and key. */
+  tls?: { ca: string; cert: string; key: string };
 }
 
 export interface Collector {
@@ -166,6 +176,7 @@ export async function collectMessages(url: string, topic: string, options: Colle
     connectTimeout: 5_000,
     clean: !persistent,
     ...(persistent && { clientId: options.persistentClientId, properties: { sessionExpiryInterval: 300 } }),
+    ...(options.tls && { ca: readFileSync(options.tls.ca), cert: readFileSync(options.tls.cert), key: readFileSync(options.tls.key) }),
   };
   const client: MqttClient = connect(url, clientOptions);
   client.on('error', () => {
