@@ -61,6 +61,7 @@ describe('linewatch bench --quick --json', () => {
     finite(doc.e2e.latencyMs.p99);
     expect(doc.e2e.saturated.latencyMs.samples).toBeGreaterThan(0);
     positive(doc.e2e.paced.framesPerSecond);
+    if (doc.e2e.volatileState) positive(doc.e2e.volatileState.framesPerSecond);
 
     expect(doc.knn.sizes.map((s: { references: number }) => s.references)).toEqual([1000, 10_000]);
     for (const size of doc.knn.sizes) {

@@ -22,6 +22,8 @@ export interface E2eRequest {
   durationS: number;
   /** Seconds of the second, paced run (at half the measured rate), which shows latency without queueing. */
   pacedS: number;
+  /** For a third run at full rate with the database on this tmpfs folder (fsync free), or null to skip it. */
+  volatileDir: string | null;
 }
 
 export interface RunFigures {
@@ -41,6 +43,7 @@ export type E2eReply =
       ok: true;
       saturated: RunFigures;
       paced: RunFigures;
+      volatile: RunFigures | null;
       daemon: { model: string; precision: string; provider: string; references: number; index: string; startMs: number };
       rss: { atS: number; bytes: number }[];
       measuredFromS: number;
@@ -87,9 +90,9 @@ async function main(request: E2eRequest): Promise<E2eReply> {
     for (const name of readdirSync(request.framesDir).filter((n) => /\.(jpe?g|png)$/i.test(n)).sort().slice(0, 200)) {
       copyFileSync(join(request.framesDir, name), join(references, name));
     }
-    const config = (fps: number): Config =>
+    const config = (fps: number, stateDir = join(work, 'state')): Config =>
       configSchema.parse({
-        stateDir: join(work, 'state'),
+        stateDir,
         model: request.bundleDir,
         capture: { source: 'replay', queueSize: request.queueSize, replay: { folder: request.framesDir, fps, loop: true } },
         preprocess: { roi: request.roi },
@@ -132,7 +135,22 @@ async function main(request: E2eRequest): Promise<E2eReply> {
     await sleep(Math.min(request.warmupS, 2));
     const paced = await measure(daemon, fps, request.pacedS);
     await daemon.stop({ flushTimeoutMs: 10_000 });
-    return { ok: true, saturated, paced, daemon: info, rss, measuredFromS, measuredToS };
+
+    // The same full-rate run with the database on tmpfs, where a commit's fsync costs nothing:
+    // the difference from the first run is what durable events cost. Not a way to run the daemon.
+    let volatile: RunFigures | null = null;
+    if (request.volatileDir) {
+      const volatileState = mkdtempSync(join(request.volatileDir, 'linewatch-bench-e2e-'));
+      try {
+        daemon = await Daemon.start(config(0, volatileState), log);
+        await sleep(Math.min(request.warmupS, 2));
+        volatile = await measure(daemon, 0, request.pacedS);
+        await daemon.stop({ flushTimeoutMs: 10_000 });
+      } finally {
+        rmSync(volatileState, { recursive: true, force: true });
+      }
+    }
+    return { ok: true, saturated, paced, volatile, daemon: info, rss, measuredFromS, measuredToS };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -1,4 +1,5 @@
 import { fork } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { UserError } from '../../common/index.js';
 import { startBroker } from './broker.js';
@@ -23,6 +24,8 @@ export interface E2eSection {
   saturated: E2eRun;
   /** Replay at half that rate: latency with the queue nearly empty. */
   paced: E2eRun;
+  /** Max rate again with the database on tmpfs (no fsync cost): what durable events cost, by difference. Null without /dev/shm. */
+  volatileState: E2eRun | null;
   settings: {
     model: string;
     precision: string;
@@ -71,6 +74,7 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
       warmupS: settings.e2e.warmupS,
       durationS: settings.e2e.durationS,
       pacedS: settings.quick ? 1 : Math.min(20, settings.e2e.durationS),
+      volatileDir: existsSync('/dev/shm') ? '/dev/shm' : null,
     };
     const reply = await runChild(request);
     if (!reply.ok) throw new UserError(`the end-to-end run failed: ${reply.error}`, reply.hint ?? 'see the log lines above');
@@ -89,6 +93,7 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
       latencyMs: saturated.latencyMs,
       saturated,
       paced: run(reply.paced),
+      volatileState: reply.volatile && run(reply.volatile),
       settings: {
         model: reply.daemon.model,
         precision: reply.daemon.precision,
