@@ -11,6 +11,7 @@ import { DaemonMetrics } from './metrics.js';
 import { classifierSettings, openModel, openReferences, openStateDatabase, type Model, type References } from './parts.js';
 import { Pipeline, type PipelineCounters } from './pipeline.js';
 import { planReload } from './reload.js';
+import { prepareTensorRt } from './tensorrt.js';
 
 export interface DaemonStatus {
   state: 'starting' | 'running' | 'stopping' | 'stopped';
@@ -68,6 +69,7 @@ export class Daemon {
     const db = openStateDatabase(config);
     const cleanup: (() => unknown)[] = [() => db.close()];
     try {
+      await prepareTensorRt(config, log.child('inference'));
       const model = await openModel(config, log);
       cleanup.push(() => model.encoder.close());
       const references = openReferences(db, config, model.bundle, log);
