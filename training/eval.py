@@ -1,0 +1,101 @@
+"""The kNN classifier exactly as docs/architecture.md defines it for the daemon, the
+anomaly-vs-good metrics, and the calibration of k / threshold / unknownDistance."""
+import numpy as np
+
+WEIGHT_EPS = 1e-6
+K_CHOICES = (1, 3, 5, 7, 9)
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.951, 0.05))
+
+
+def l2_normalise(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def neighbours(queries: np.ndarray, refs: np.ndarray, k: int):
+    """Cosine distances (1 - dot of L2-normalised float32 vectors, clipped to [0, 2]) to the k
+    nearest references, nearest first, with their indices."""
+    d = np.clip(1.0 - l2_normalise(queries) @ l2_normalise(refs).T, 0.0, 2.0)
+    idx = np.argsort(d, axis=1, kind='stable')[:, :k]
+    return np.take_along_axis(d, idx, axis=1), idx
+
+
+def knn_scores(dist: np.ndarray, labels: np.ndarray, unknown_distance: float, good_label: str) -> np.ndarray:
+    """Anomaly score of each query from its k nearest distances and their labels (nearest first):
+    weighted non-good share with w = 1/(d + 1e-6); 1 when the nearest is beyond unknownDistance."""
+    w = 1.0 / (dist.astype(np.float64) + WEIGHT_EPS)
+    score = (w * (labels != good_label)).sum(1) / w.sum(1)
+    score[dist[:, 0] > unknown_distance] = 1.0
+    return score
+
+
+def classify(queries, refs, ref_labels, settings: dict) -> np.ndarray:
+    dist, idx = neighbours(queries, refs, settings['k'])
+    return knn_scores(dist, np.asarray(ref_labels)[idx], settings['unknownDistance'], settings['goodLabel'])
+
+
+def auroc(y_true: np.ndarray, score: np.ndarray) -> float:
+    """Mann-Whitney AUROC with average ranks for ties (anomaly = positive class)."""
+    y_true = np.asarray(y_true, bool)
+    order = np.argsort(score, kind='stable')
+    ranks = np.empty(len(score))
+    sorted_scores = np.asarray(score)[order]
+    i = 0
+    while i < len(score):
+        j = i
+        while j + 1 < len(score) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    n_pos, n_neg = y_true.sum(), (~y_true).sum()
+    return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def metrics(y_true, y_pred, score) -> dict:
+    y_true, y_pred = np.asarray(y_true, bool), np.asarray(y_pred, bool)
+    tp = int((y_true & y_pred).sum())
+    fp = int((~y_true & y_pred).sum())
+    fn = int((y_true & ~y_pred).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {'precision': precision, 'recall': recall, 'f1': f1, 'auroc': auroc(y_true, score),
+            'tp': tp, 'fp': fp, 'fn': fn, 'n': len(y_true)}
+
+
+def evaluate_knn(queries, query_labels, refs, ref_labels, settings: dict) -> dict:
+    """Anomaly-vs-good figures of the kNN classifier, plus recall per defect label."""
+    query_labels = np.asarray(query_labels)
+    score = classify(queries, refs, ref_labels, settings)
+    is_bad = query_labels != settings['goodLabel']
+    pred = score >= settings['threshold']
+    out = metrics(is_bad, pred, score)
+    out['recallByLabel'] = {lab: float(pred[query_labels == lab].mean())
+                            for lab in sorted(set(query_labels)) if lab != settings['goodLabel']}
+    return out
+
+
+def calibrate(oof: list, good_label: str):
+    """Choose classifier settings from out-of-fold queries on training labels only.
+    oof: list of (query vectors, query labels, reference vectors, reference labels), one per fold.
+    unknownDistance: the largest nearest-reference distance any good training query had, so no
+    good training item would have been called unknown; k and threshold: best out-of-fold F1,
+    ties broken towards k = 5 and threshold = 0.5 (the documented defaults).
+    Returns (settings, out-of-fold F1)."""
+    max_k = min(max(K_CHOICES), min(len(r) for _, _, r, _ in oof))
+    folds = []
+    for q, ql, r, rl in oof:
+        dist, idx = neighbours(q, r, max_k)
+        folds.append((dist, np.asarray(rl)[idx], np.asarray(ql) != good_label))
+    dist_all = np.concatenate([f[0] for f in folds])
+    y = np.concatenate([f[2] for f in folds])
+    unknown = round(float(dist_all[~y, 0].max()), 4)
+    best = None
+    for k in (k for k in K_CHOICES if k <= max_k):
+        score = np.concatenate([knn_scores(d[:, :k], lab[:, :k], unknown, good_label) for d, lab, _ in folds])
+        for t in THRESHOLDS:
+            f1 = metrics(y, score >= t, score)['f1'] if y.any() else 0.0
+            key = (round(f1, 6), -abs(k - 5), -abs(t - 0.5))
+            if best is None or key > best[0]:
+                best = (key, k, t)
+    return {'k': best[1], 'threshold': best[2], 'unknownDistance': unknown, 'goodLabel': good_label}, best[0][0]

