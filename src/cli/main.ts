@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { errorText, isUserError, setLogFormat, setLogLevel } from '../common/index.js';
+import { errorText, isUserError, setLogFormat } from '../common/index.js';
 import { commands, type CommandName } from './commands.js';
 
 const usage = `linewatch: edge inspection daemon (camera frames -> kNN anomaly events over MQTT)
@@ -55,7 +55,6 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (values.json) setLogFormat('json');
-  if (process.env['LINEWATCH_LOG_LEVEL'] === 'debug') setLogLevel('debug');
   return commands[name as CommandName]({
     args,
     configPath: values.config,
@@ -66,10 +65,18 @@ async function main(argv: string[]): Promise<number> {
   });
 }
 
+/**
+ * Once a command has finished and closed what it opened, nothing should keep the process alive;
+ * if something does (a read blocked on a FIFO in libuv's pool, say), exit anyway after a grace
+ * period rather than hang until systemd kills us.
+ */
+function exitSoon(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 2000).unref();
+}
+
 main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
+  (code) => exitSoon(code),
   (err: unknown) => {
     // User errors get their message and what to do; anything else is a bug and keeps its stack.
     if (isUserError(err)) {
@@ -79,6 +86,6 @@ main(process.argv.slice(2)).then(
     } else {
       process.stderr.write(`linewatch: internal error (please report it): ${(err as Error)?.stack ?? String(err)}\n`);
     }
-    process.exitCode = isUserError(err) ? 1 : 70;
+    exitSoon(isUserError(err) ? 1 : 70);
   },
 );
