@@ -1,0 +1,73 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { collectMessages, startMosquitto } from '../helpers/mosquitto.js';
+import { repoRoot, runCommand, runLinewatch, tempDir, writeConfig } from '../helpers/daemon.js';
+
+const sampleConfig = join(repoRoot, 'config/sample.yml');
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+});
+
+describe('the bundled sample line (npm start)', () => {
+  it('enrolls the demo references and turns the replayed defects into MQTT events', async () => {
+    const broker = await startMosquitto();
+    cleanups.push(() => broker.stop());
+    const sub = await collectMessages(broker.url, 'linewatch/demo/line-1/cam-1/#');
+    cleanups.push(() => sub.close());
+    // The shipped config as it is, with a private state folder, a free status port, one pass at full speed.
+    const daemon = runLinewatch(['run', '--config', sampleConfig], {
+      LINEWATCH_STATE_DIR: tempDir(),
+      LINEWATCH_HTTP_PORT: '0',
+      LINEWATCH_CAPTURE_REPLAY_FPS: '0',
+      LINEWATCH_CAPTURE_REPLAY_LOOP: 'false',
+      LINEWATCH_MQTT_URL: broker.url,
+      LINEWATCH_LOG_FORMAT: 'json',
+    });
+    cleanups.push(() => daemon.stop('SIGKILL'));
+    expect(await daemon.exited).toBe(0);
+
+    const enrolled = daemon.logs.find((l) => l.msg === 'enrolled the starting references');
+    expect(enrolled).toMatchObject({ added: 200, skipped: 0 });
+    const anomalies = daemon.logs.filter((l) => l.msg === 'anomaly');
+    const events = sub.messages.filter((m) => m.topic.endsWith('/events')).map((m) => JSON.parse(m.payload) as { id: string; frame: { origin: string } });
+    expect(new Set(events.map((e) => e.id))).toEqual(new Set(anomalies.map((l) => String(l.event))));
+    expect(sub.messages.some((m) => m.topic.endsWith('/available') && m.payload === 'online')).toBe(true);
+
+    // Frame names carry the truth (000123-sandal.jpg): most flagged frames are real defects, most defects are flagged.
+    const flagged = events.map((e) => e.frame.origin);
+    const defects = imageNames(join(repoRoot, 'samples/line/frames')).filter((name) => !name.includes('-good.'));
+    const truePositives = flagged.filter((name) => !name.includes('-good.')).length;
+    expect(truePositives / flagged.length).toBeGreaterThan(0.5);
+    expect(truePositives / defects.length).toBeGreaterThan(0.5);
+  });
+});
+
+describe('parity: the daemon path reproduces the training report', () => {
+  const reportPath = join(repoRoot, 'training/report/report.json');
+  const report = existsSync(reportPath) ? (JSON.parse(readFileSync(reportPath, 'utf8')) as { parity: Record<string, { f1: number; auroc: number }> }) : null;
+
+  it('has a report for the shipped bundles', () => {
+    expect(report?.parity, `${reportPath} with a "parity" section`).toBeTruthy();
+    expect(Object.keys(report!.parity).sort()).toEqual(['default-fp32', 'default-int8']);
+  });
+
+  for (const bundle of ['default-fp32', 'default-int8']) {
+    it(`linewatch eval with ${bundle} matches the Python report within 0.01 F1`, async () => {
+      const dir = tempDir();
+      const config = writeConfig(dir, { stateDir: join(dir, 'state'), model: join(repoRoot, 'models', bundle) });
+      expect((await runCommand(['enroll', join(repoRoot, 'samples/line/references'), '--config', config])).code).toBe(0);
+      const result = await runCommand(['eval', join(repoRoot, 'samples/line/test'), '--config', config, '--json']);
+      expect(result.code, result.stderr).toBe(0);
+      const figures = (JSON.parse(result.stdout) as { binary: { f1: number; auroc: number } }).binary;
+      const expected = report!.parity[bundle]!;
+      expect(Math.abs(figures.f1 - expected.f1)).toBeLessThanOrEqual(0.01);
+      expect(Math.abs(figures.auroc - expected.auroc)).toBeLessThanOrEqual(0.01);
+    });
+  }
+});
+
+function imageNames(dir: string): string[] {
+  return readdirSync(dir).filter((name) => /\.(jpe?g|png)$/i.test(name));
+}
