@@ -30,9 +30,9 @@ def list_images(folder: Path) -> list:
     return sorted(p for p in Path(folder).rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def load_unlabeled(folder: Path, size: int):
+def load_unlabeled(folder: Path, size: int) -> np.ndarray:
     paths = list_images(folder)
-    return np.stack([read_gray(p, size) for p in paths]) if paths else np.zeros((0, size, size), np.uint8), paths
+    return np.stack([read_gray(p, size) for p in paths]) if paths else np.zeros((0, size, size), np.uint8)
 
 
 def load_labeled(folder: Path, size: int):

@@ -16,7 +16,10 @@ def _fmt(v):
 
 def _settings(row):
     s = row.get('classifier')
-    return f"k={s['k']} t={s['threshold']} u={s['unknownDistance']}" if s else row.get('decision', '')
+    if not s:
+        return row.get('decision', '')
+    steps = f", {row['tripletSteps']} steps" if 'tripletSteps' in row else ''
+    return f"k={s['k']} t={s['threshold']} u={s['unknownDistance']}{steps}"
 
 
 def write_report(folder: Path, report: dict):
@@ -28,7 +31,7 @@ def write_report(folder: Path, report: dict):
 
 def _markdown(r: dict) -> str:
     lines = ['# linewatch training report', '',
-             f"Task: product `{r['data']['goodLabel']}`, anomalies {', '.join(r['data']['defectLabels'])}; "
+             f"Task: product `{r['data']['product']}` (label `{r['data']['goodLabel']}`), anomalies {', '.join(r['data']['defectLabels'])}; "
              f"test split {r['data']['test']} images ({r['data']['testAnomalies']} anomalies), never used for "
              f"training, calibration or enrollment. Anomaly = positive class. Command: `{r['command']}`.", '',
              '## Anomaly vs good on the test split', '',
@@ -50,10 +53,12 @@ def _markdown(r: dict) -> str:
               f"References: `{r['paritySet']['references']}`; queries: `{r['paritySet']['test']}`.", '',
               '| bundle | embeddings from | precision | recall | F1 | AUROC |', '| --- | --- | ---: | ---: | ---: | ---: |']
     for name, row in r['parity'].items():
-        lines.append(f'| {name} | PyTorch | ' + ' | '.join(_fmt(row[m]) for m in METRICS) + ' |')
-        ort = r['onnxruntime'].get(name)
-        if ort and 'f1' in ort:
-            lines.append(f'| {name} | onnxruntime-node | ' + ' | '.join(_fmt(ort[m]) for m in METRICS) + ' |')
+        lines.append(f"| {name} | {row['embeddings']} | " + ' | '.join(_fmt(row[m]) for m in METRICS) + ' |')
+        if row['embeddings'] != 'PyTorch':
+            torch_row = r['parityPyTorch'][name]
+            lines.append(f'| {name} | PyTorch | ' + ' | '.join(_fmt(torch_row[m]) for m in METRICS) + ' |')
+    lines += ['', 'The `parity` figures in report.json are the first row of each bundle: the exported ONNX '
+              'model run by onnxruntime-node, scored by training/eval.py.']
     lines += ['', '## Bundles', '', '| bundle | precision | ONNX bytes | sha256 | max abs diff PyTorch vs onnxruntime-node '
               '| onnxruntime-node images/s (batch 64, 2 threads) |', '| --- | --- | ---: | --- | ---: | ---: |']
     for name, b in r['bundles'].items():
