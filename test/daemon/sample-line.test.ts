@@ -46,7 +46,8 @@ describe('the bundled sample line (npm start)', () => {
 
 describe('parity: the daemon path reproduces the training report', () => {
   const reportPath = join(repoRoot, 'training/report/report.json');
-  const report = existsSync(reportPath) ? (JSON.parse(readFileSync(reportPath, 'utf8')) as { parity: Record<string, { f1: number; auroc: number }> }) : null;
+  type Figures = Record<string, { f1: number; auroc: number }>;
+  const report = existsSync(reportPath) ? (JSON.parse(readFileSync(reportPath, 'utf8')) as { parity: Figures; parityPyTorch: Figures }) : null;
 
   it('has a report for the shipped bundles', () => {
     expect(report?.parity, `${reportPath} with a "parity" section`).toBeTruthy();
@@ -61,7 +62,10 @@ describe('parity: the daemon path reproduces the training report', () => {
       const result = await runCommand(['eval', join(repoRoot, 'samples/line/test'), '--config', config, '--json']);
       expect(result.code, result.stderr).toBe(0);
       const figures = (JSON.parse(result.stdout) as { binary: { f1: number; auroc: number } }).binary;
-      const expected = report!.parity[bundle]!;
+      // FP32 is held to PyTorch's own figures: export, onnxruntime and sharp must not change them.
+      // PyTorch's INT8 kernels round differently from onnxruntime's (about 0.02 F1 here), so the INT8
+      // bundle is held to the Python kNN over onnxruntime's vectors: sharp and the daemon's kNN must match.
+      const expected = (bundle === 'default-fp32' ? report!.parityPyTorch : report!.parity)[bundle]!;
       expect(Math.abs(figures.f1 - expected.f1)).toBeLessThanOrEqual(0.01);
       expect(Math.abs(figures.auroc - expected.auroc)).toBeLessThanOrEqual(0.01);
     });
