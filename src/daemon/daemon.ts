@@ -1,7 +1,7 @@
 import { createFrameSource, FrameQueue, type CaptureStatus, type Frame, type FrameSource, type FrameSourceOptions } from '../capture/index.js';
 import { errorText, setLogFormat, setLogLevel, type Logger } from '../common/index.js';
 import type { Config } from '../config/index.js';
-import { createAnomalyEvent, Outbox, OutboxFullError, Publisher, type PublisherStatus } from '../events/index.js';
+import { createAnomalyEvent, Outbox, OutboxFullError, Publisher, type AnomalyEvent, type PublisherStatus } from '../events/index.js';
 import type { Decision } from '../knn/index.js';
 import type { Db } from '../storage/index.js';
 import { enroll, listLabeledImages, reembedReferences } from './enrollment.js';
@@ -39,6 +39,8 @@ export class Daemon {
   private eventsRefused = 0;
   private refusing: string | null = null;
   private backlogCache = { value: 0, at: 0 };
+  /** Anomalies decided in this turn of the event loop, committed together by commitEvents(). */
+  private pendingEvents: { frame: Frame; decision: Decision; event: AnomalyEvent }[] = [];
   private running: Promise<void> | null = null;
   private http: StatusServer | null = null;
   /** The configuration the daemon started with: keys that cannot change live are compared with it. */
@@ -145,7 +147,7 @@ export class Daemon {
   /** Decisions arrive here in frame order; an anomaly and its outbox row commit together. */
   private record(frame: Frame, decision: Decision): void {
     if (!decision.anomaly) return;
-    if (this.backlog() >= this.config.mqtt.outboxLimit) {
+    if (this.backlog() + this.pendingEvents.length >= this.config.mqtt.outboxLimit) {
       this.refuse(`the outbox holds ${this.config.mqtt.outboxLimit} events (mqtt.outboxLimit): new events are refused until the broker takes some`);
       return;
     }
@@ -163,15 +165,33 @@ export class Daemon {
       model: { name: bundle.manifest.name, version: bundle.manifest.version },
       frame: { seq: frame.seq, origin: frame.origin },
     });
+    if (this.pendingEvents.length === 0) setImmediate(() => this.commitEvents());
+    this.pendingEvents.push({ frame, decision, event });
+  }
+
+  /**
+   * Writes the anomalies decided in this turn of the event loop (a batch's worth) in one
+   * transaction: one fsync for the batch instead of one per event. Nothing is published before
+   * its row is committed.
+   */
+  private commitEvents(): void {
+    const pending = this.pendingEvents;
+    if (pending.length === 0) return;
+    this.pendingEvents = [];
     try {
-      this.outbox.transaction(() => this.outbox.append(event));
-      this.metrics.observeFrameToOutbox((Date.now() - frame.capturedAt) / 1000);
-      this.backlogCache.value++;
-      this.refusing = null;
-      this.log.info('anomaly', { label: decision.label, score: round(decision.score), frame: frame.origin, seq: frame.seq, event: event.id });
+      this.outbox.transaction(() => {
+        for (const { event } of pending) this.outbox.append(event);
+      });
     } catch (err) {
-      if (!(err instanceof OutboxFullError)) throw err;
-      this.refuse(`${err.message}; ${err.hint ?? ''}`);
+      const reason = err instanceof OutboxFullError ? `${err.message}; ${err.hint ?? ''}` : `cannot store events in the outbox: ${errorText(err)}`;
+      for (let i = 0; i < pending.length; i++) this.refuse(reason);
+      return;
+    }
+    this.backlogCache.value += pending.length;
+    this.refusing = null;
+    for (const { frame, decision, event } of pending) {
+      this.metrics.observeFrameToOutbox((Date.now() - frame.capturedAt) / 1000);
+      this.log.info('anomaly', { label: decision.label, score: round(decision.score), frame: frame.origin, seq: frame.seq, event: event.id });
     }
   }
 
@@ -334,6 +354,8 @@ export class Daemon {
     } catch (err) {
       this.log.error('pipeline failed while stopping', { error: errorText(err) });
     }
+    // The last decisions must be stored before the publisher's final flush.
+    this.commitEvents();
     try {
       this.references.index.save();
     } catch (err) {

@@ -94,9 +94,12 @@ export class Outbox {
     return this.selectAfter.all(afterSeq, limit) as OutboxRow[];
   }
 
-  /** Deletes a delivered row; false when it was already gone. */
-  ack(seq: number): boolean {
-    return this.remove.run(seq).changes > 0;
+  /**
+   * Deletes delivered rows in one transaction (one fsync for a burst of PUBACKs, not one each);
+   * returns how many were still there.
+   */
+  ack(seqs: readonly number[]): number {
+    return this.db.transaction(() => seqs.reduce((removed, seq) => removed + this.remove.run(seq).changes, 0))();
   }
 
   backlog(): number {

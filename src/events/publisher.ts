@@ -113,6 +113,8 @@ export class Publisher {
   private statsTimer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private delivered = 0;
+  /** PUBACKed rows waiting to be deleted together at the end of this turn of the event loop. */
+  private acked: number[] = [];
   private lastPubackAt: string | null = null;
   private lastError: string | null = null;
   private reconnects = 0;
@@ -212,7 +214,7 @@ export class Publisher {
     const link = this.link;
     if (link?.ready) {
       this.pump(link);
-      await this.waitFor(() => this.link !== link || (link.inflight.size === 0 && this.outbox.backlog() === 0), deadline);
+      await this.waitFor(() => this.link !== link || (link.inflight.size === 0 && this.acked.length === 0 && this.outbox.backlog() === 0), deadline);
     }
     this.unsubscribe?.();
     if (!link) return;
@@ -228,6 +230,7 @@ export class Publisher {
     }
     this.link = null;
     await endClient(link.client);
+    this.deleteAcked();
     this.log.info('event publisher stopped', { backlog: this.outbox.backlog(), delivered: this.delivered });
   }
 
@@ -285,11 +288,26 @@ export class Publisher {
         this.setError(`the MQTT broker at ${this.safeUrl} refused event seq ${seq} (${err.message}): it stays in the outbox and is resent after the next reconnect`);
       }
     } else {
-      this.outbox.ack(seq);
+      if (this.acked.length === 0) setImmediate(() => this.deleteAcked());
+      this.acked.push(seq);
       this.delivered++;
       this.lastPubackAt = new Date().toISOString();
     }
     this.pump(link);
+    this.progress.emit('change');
+  }
+
+  /** One transaction for every PUBACK of this turn: a commit each would cap delivery at the disk's fsync rate. */
+  private deleteAcked(): void {
+    const seqs = this.acked;
+    if (seqs.length === 0) return;
+    this.acked = [];
+    try {
+      this.outbox.ack(seqs);
+    } catch (err) {
+      // The rows stay and are sent again after the next reconnect: a duplicate, never a loss.
+      this.log.warn('could not delete delivered events from the outbox', { events: seqs.length, error: errorText(err) });
+    }
     this.progress.emit('change');
   }
 

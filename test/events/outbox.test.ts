@@ -52,8 +52,8 @@ describe('outbox', () => {
     expect(outbox.peek(10).map((r) => r.eventId)).toEqual(events.map((e) => e.id));
     expect(JSON.parse(outbox.peek(1)[0]!.payload)).toEqual(events[0]);
     expect(outbox.peek(10, seqs[0]).map((r) => r.seq)).toEqual(seqs.slice(1));
-    expect(outbox.ack(seqs[1]!)).toBe(true);
-    expect(outbox.ack(seqs[1]!)).toBe(false);
+    expect(outbox.ack([seqs[1]!])).toBe(1);
+    expect(outbox.ack([seqs[1]!])).toBe(0);
 
     db.close();
     db = openDatabase(join(dir, 'linewatch.db'));

@@ -53,7 +53,7 @@ export type E2eReply =
 
 // Instrumentation, not a stand-in: the real Outbox runs unchanged; these wrappers note when each
 // event was stored (with its frame's arrival time) and when its row is acknowledged, which the
-// Publisher does exactly when the broker's PUBACK arrives.
+// Publisher does in the same turn of the event loop as the broker's PUBACK (acks of a turn are deleted together).
 // A histogram of 1 ms buckets, allocated once, so a 10-minute run at full rate does not grow the
 // very RSS it measures.
 const arrivalOfSeq = new Map<number, number>();
@@ -65,11 +65,13 @@ Outbox.prototype.append = function (this: Outbox, event: AnomalyEvent, topic?: s
   arrivalOfSeq.set(seq, Date.parse(event.capturedAt));
   return seq;
 };
-Outbox.prototype.ack = function (this: Outbox, seq: number): boolean {
-  const removed = originalAck.call(this, seq);
-  const arrival = arrivalOfSeq.get(seq);
-  if (removed && arrival !== undefined) {
-    histogram[Math.min(histogram.length - 1, Math.max(0, Date.now() - arrival))]!++;
+Outbox.prototype.ack = function (this: Outbox, seqs: readonly number[]): number {
+  const removed = originalAck.call(this, seqs);
+  const now = Date.now();
+  for (const seq of seqs) {
+    const arrival = arrivalOfSeq.get(seq);
+    if (arrival === undefined) continue;
+    histogram[Math.min(histogram.length - 1, Math.max(0, now - arrival))]!++;
     arrivalOfSeq.delete(seq);
   }
   return removed;
