@@ -12,10 +12,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { canConnect, freePort } from '../../dist/cli/bench/broker.js';
+
+export { freePort };
 
 const MOSQUITTO = '/usr/sbin/mosquitto';
 
@@ -114,28 +116,6 @@ function startReaper(dir: string): { write(line: string): void } {
   const script = 'pid=-; while read p; do pid=$p; done; [ "$pid" = - ] || kill "$pid" 2>/dev/null; rm -rf "$1"';
   const reaper = spawn('/bin/sh', ['-c', script, 'sh', dir], { stdio: ['pipe', 'ignore', 'ignore'] });
   return { write: (line) => reaper.stdin?.write(line) };
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 export interface ReceivedMessage {
