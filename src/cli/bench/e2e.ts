@@ -7,15 +7,8 @@ import type { E2eReply, E2eRequest, RunFigures } from './e2e-child.js';
 import type { BenchSettings } from './settings.js';
 import { round, roundDistribution, type Distribution } from './stats.js';
 
-interface E2eRun {
-  /** Replay rate asked for; 0 = as fast as the daemon takes frames. */
-  fps: number;
-  framesPerSecond: number;
-  eventsPerSecond: number;
-  latencyMs: Distribution;
-  framesDropped: number;
-  backlogAtEnd: number;
-}
+/** A run's figures as reported: the child's, rounded. */
+type E2eRun = RunFigures;
 
 export interface E2eSection {
   /** Replay at maximum rate: the daemon's throughput. Latency includes waiting in the full frame queue. */
