@@ -154,6 +154,13 @@ def run_onnxruntime_node(model_path: Path, inputs: np.ndarray, size: int):
         return np.fromfile(dst, np.float32).reshape(len(inputs), -1), json.loads(res.stdout)
 
 
+def shown(path):
+    """A path as the report shows it: relative to the repository when inside it, so reports from
+    different clones are the same text."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
+
+
 def main(argv=None):
     args = resolve_paths(parse_args(argv))
     torch.set_num_threads(2)
@@ -320,7 +327,7 @@ def main(argv=None):
                  'testAnomalies': int((test_y != good).sum()), 'goodLabel': good,
                  'product': args.product if args.sample else good,
                  'defectLabels': sorted(set(pool_y) - {good}), 'inputMean': mean, 'inputStd': std,
-                 'folders': {k: str(getattr(args, k)) for k in ('unlabeled', 'labeled', 'test')}},
+                 'folders': {k: shown(getattr(args, k)) for k in ('unlabeled', 'labeled', 'test')}},
         'results': results,
         'targets': {
             'labels200VsSupervised': {
@@ -328,7 +335,7 @@ def main(argv=None):
                 'met': ft['f1'] >= sup['f1'] - 0.02, 'detail': f"{ft['f1']:.3f} vs {sup['f1']:.3f}"},
             'int8VsFp32': {'text': f"INT8 F1 within 0.01 of FP32 ({q['model']})",
                            'met': abs(q['f1'] - ft['f1']) <= 0.01, 'detail': f"{q['f1']:.3f} vs {ft['f1']:.3f}"}},
-        'paritySet': {'references': str(args.references_out), 'test': str(args.parity_test),
+        'paritySet': {'references': shown(args.references_out), 'test': shown(args.parity_test),
                       'referenceCount': len(pr_x), 'testCount': len(pt_x)},
         'parity': parity,
         'parityPyTorch': parity_torch,
