@@ -27,22 +27,13 @@ export interface AnomalyEvent {
   frame: { seq: number; origin: string };
 }
 
-/** What the daemon knows when the classifier calls a frame an anomaly. */
-export interface AnomalyDecision {
+/** What the daemon knows when the classifier calls a frame an anomaly: the event less its id, type and times. */
+export interface AnomalyDecision extends Omit<AnomalyEvent, 'id' | 'type' | 'capturedAt' | 'decidedAt' | 'neighbours'> {
   /** Frame.capturedAt: ms since epoch, or a Date. */
   capturedAt: number | Date;
   /** Defaults to now. */
   decidedAt?: number | Date;
-  site: string;
-  line: string;
-  camera: string;
-  score: number;
-  threshold: number;
-  label: string;
-  unknown: boolean;
   neighbours: readonly Neighbour[];
-  model: { name: string; version: string };
-  frame: { seq: number; origin: string };
 }
 
 export function createAnomalyEvent(decision: AnomalyDecision): AnomalyEvent {
