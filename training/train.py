@@ -19,25 +19,32 @@ def _cosine_lr(opt, base_lr: float, step: int, total: int):
         group['lr'] = base_lr * 0.5 * (1 + math.cos(math.pi * step / total))
 
 
+def _fit(modules, opt, n: int, epochs: int, batch: int, lr: float, loss_of, name: str, metric: str):
+    """Epochs of shuffled mini-batches with a cosine learning rate; `loss_of(idx)` gives a batch's loss."""
+    steps, step = epochs * math.ceil(n / batch), 0
+    for epoch in range(epochs):
+        for module in modules:
+            module.train()
+        total = 0.0
+        for idx in torch.randperm(n).split(batch):
+            _cosine_lr(opt, lr, step, steps)
+            loss = loss_of(idx)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            step += 1
+        log(f'{name} epoch {epoch + 1}/{epochs} {metric} {total / n:.4f}')
+
+
 def pretrain_autoencoder(x: torch.Tensor, epochs: int, seed: int, batch: int = 128, lr: float = 2e-3) -> Encoder:
     """Unsupervised: reconstruct normalised images through the 128-d bottleneck (MSE)."""
     torch.manual_seed(seed)
     encoder, decoder = Encoder(), Decoder(size=x.shape[-1])
     params = list(encoder.parameters()) + list(decoder.parameters())
     opt = torch.optim.Adam(params, lr=lr)
-    steps, step = epochs * math.ceil(len(x) / batch), 0
-    for epoch in range(epochs):
-        encoder.train(), decoder.train()
-        total = 0.0
-        for idx in torch.randperm(len(x)).split(batch):
-            _cosine_lr(opt, lr, step, steps)
-            loss = F.mse_loss(decoder(encoder(x[idx])), x[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-            step += 1
-        log(f'autoencoder epoch {epoch + 1}/{epochs} mse {total / len(x):.4f}')
+    _fit([encoder, decoder], opt, len(x), epochs, batch, lr,
+         lambda idx: F.mse_loss(decoder(encoder(x[idx])), x[idx]), 'autoencoder', 'mse')
     return encoder.eval()
 
 
@@ -102,17 +109,6 @@ def train_supervised(x: torch.Tensor, labels: list, epochs: int, seed: int, batc
     y = torch.tensor([names.index(lab) for lab in labels])
     model = Classifier(len(names))
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=5e-4)
-    steps, step = epochs * math.ceil(len(x) / batch), 0
-    for epoch in range(epochs):
-        model.train()
-        total = 0.0
-        for idx in torch.randperm(len(x)).split(batch):
-            _cosine_lr(opt, lr, step, steps)
-            loss = F.cross_entropy(model(_augment(x[idx])), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-            step += 1
-        log(f'supervised epoch {epoch + 1}/{epochs} loss {total / len(x):.4f}')
+    _fit([model], opt, len(x), epochs, batch, lr,
+         lambda idx: F.cross_entropy(model(_augment(x[idx])), y[idx]), 'supervised', 'loss')
     return model.eval(), names
