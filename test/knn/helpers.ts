@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../../dist/common/index.js';
+import { mulberry32 } from '../../dist/cli/bench/knn.js';
 
 /** A fresh folder for SQLite files; remove() deletes it. */
 export function tempFolder(): { dir: string; remove: () => void } {
@@ -21,16 +22,10 @@ export function quietLogger(lines: string[] = []): Logger {
   return logger;
 }
 
-/** Deterministic uniform numbers in [-0.5, 0.5) (mulberry32), so failures reproduce. */
+/** Deterministic uniform numbers in [-0.5, 0.5) (the bench's mulberry32), so failures reproduce. */
 export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
+  const next = mulberry32(seed);
+  return () => next() - 0.5;
 }
 
 export function unit(values: ArrayLike<number>): Float32Array {

@@ -210,7 +210,7 @@ function normalise(v: Float32Array): Float32Array {
 }
 
 /** Deterministic uniform numbers in [0, 1), so a run can be repeated exactly. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
