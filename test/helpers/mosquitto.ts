@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
-import { canConnect, freePort } from '../../dist/cli/bench/broker.js';
+import { canConnect, freePort } from '../../dist/bench/broker.js';
 
 export { freePort };
 

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../../dist/common/index.js';
-import { mulberry32 } from '../../dist/cli/bench/knn.js';
+import { mulberry32 } from '../../dist/bench/knn.js';
 
 /** A fresh folder for SQLite files; remove() deletes it. */
 export function tempFolder(): { dir: string; remove: () => void } {

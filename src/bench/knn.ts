@@ -3,10 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createLogger } from '../../common/index.js';
-import { loadBundle } from '../../inference/index.js';
-import { defaultVectorIndexOptions, ReferenceStore, VectorIndex, type NewReference } from '../../knn/index.js';
-import { openDatabase } from '../../storage/index.js';
+import { createLogger } from '../common/index.js';
+import { loadBundle } from '../inference/index.js';
+import { defaultVectorIndexOptions, ReferenceStore, VectorIndex, type NewReference } from '../knn/index.js';
+import { openDatabase } from '../storage/index.js';
 import type { BenchSettings } from './settings.js';
 import { distribution, round, roundDistribution, type Distribution } from './stats.js';
 

@@ -1,7 +1,7 @@
 import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { UserError } from '../../common/index.js';
+import { UserError } from '../common/index.js';
 import { startBroker } from './broker.js';
 import type { E2eReply, E2eRequest, RunFigures } from './e2e-child.js';
 import type { BenchSettings } from './settings.js';

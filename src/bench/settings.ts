@@ -2,8 +2,8 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { UserError } from '../../common/index.js';
-import { configSchema, loadConfig, type Config } from '../../config/index.js';
+import { UserError } from '../common/index.js';
+import { configSchema, loadConfig, type Config } from '../config/index.js';
 
 /** What the command line asks of the bench. */
 export interface BenchOptions {
@@ -37,8 +37,8 @@ export interface BenchSettings {
   knn: { sizes: number[]; queries: number };
 }
 
-/** The package root: dist/cli/bench/ is three levels below it. */
-export const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+/** The package root: dist/bench/ is two levels below it. */
+export const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 export function resolveSettings(options: BenchOptions): BenchSettings {
   const config = options.configPath ? loadConfig({ path: options.configPath }).config : configSchema.parse({});

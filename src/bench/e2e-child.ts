@@ -5,10 +5,10 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger, errorText, setLogFormat, setLogLevel } from '../../common/index.js';
-import { configSchema, type Config } from '../../config/index.js';
-import { Daemon } from '../../daemon/index.js';
-import { Outbox, type AnomalyEvent } from '../../events/index.js';
+import { createLogger, errorText, setLogFormat, setLogLevel } from '../common/index.js';
+import { configSchema, type Config } from '../config/index.js';
+import { Daemon } from '../daemon/index.js';
+import { Outbox, type AnomalyEvent } from '../events/index.js';
 import type { Distribution } from './stats.js';
 
 export interface E2eRequest {

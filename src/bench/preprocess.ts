@@ -1,6 +1,6 @@
 import sharp from 'sharp';
-import { loadBundle } from '../../inference/index.js';
-import { Preprocessor } from '../../preprocess/index.js';
+import { loadBundle } from '../inference/index.js';
+import { Preprocessor } from '../preprocess/index.js';
 import type { BenchSettings } from './settings.js';
 import { distribution, round, roundDistribution, saturate, type Distribution } from './stats.js';
 

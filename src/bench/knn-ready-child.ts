@@ -3,9 +3,9 @@
  * daemon does (default index options) and classifies one vector, then prints one JSON line.
  * Usage: node knn-ready-child.js <database> <modelKey> <dimension>
  */
-import { setLogLevel } from '../../common/index.js';
-import { Classifier, ReferenceStore, VectorIndex } from '../../knn/index.js';
-import { openDatabase } from '../../storage/index.js';
+import { setLogLevel } from '../common/index.js';
+import { Classifier, ReferenceStore, VectorIndex } from '../knn/index.js';
+import { openDatabase } from '../storage/index.js';
 
 setLogLevel('warn');
 const [dbPath, modelKey, dimensionText] = process.argv.slice(2);

@@ -1,16 +1,6 @@
-import { defaultVectorIndexOptions } from '../../knn/index.js';
-import type { BenchDocument } from './index.js';
+import { defaultVectorIndexOptions } from '../knn/index.js';
+import type { BenchDocument, Target } from './document.js';
 import { round } from './stats.js';
-
-/** One target of issue #3: met or not, with the measured ratio or value; never a pass/fail of the run. */
-export interface Target {
-  name: string;
-  met: boolean;
-  /** The measured figure the target is judged on (a ratio, ms or %). */
-  value: number;
-  goal: string;
-  detail: string;
-}
 
 export function targets(doc: Omit<BenchDocument, 'targets'>): Target[] {
   const { encoder, preprocess, e2e, knn, memory } = doc;

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { UserError } from '../../common/index.js';
+import { UserError } from '../common/index.js';
 
 const MOSQUITTO = '/usr/sbin/mosquitto';
 

@@ -1,6 +1,6 @@
-import { createLogger } from '../../common/index.js';
-import { Encoder, loadBundle, type Bundle } from '../../inference/index.js';
-import { Preprocessor } from '../../preprocess/index.js';
+import { createLogger } from '../common/index.js';
+import { Encoder, loadBundle, type Bundle } from '../inference/index.js';
+import { Preprocessor } from '../preprocess/index.js';
 import type { BenchSettings } from './settings.js';
 import { distribution, round, roundDistribution, saturate, type Distribution } from './stats.js';
 

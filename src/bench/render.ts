@@ -1,4 +1,4 @@
-import type { BenchDocument } from './index.js';
+import type { BenchDocument } from './document.js';
 import type { Distribution } from './stats.js';
 
 /** The bench document as tables for a terminal (and for pasting into the README). */

@@ -1,40 +1,17 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { benchE2e, type E2eSection, type MemorySection } from './e2e.js';
-import { benchEncoder, tensorSource, type EncoderSection } from './encoder.js';
-import { benchKnn, type KnnSection } from './knn.js';
-import { benchPreprocess, type PreprocessSection } from './preprocess.js';
-import { targets, type Target } from './targets.js';
+import type { BenchDocument } from './document.js';
+import { benchE2e } from './e2e.js';
+import { benchEncoder, tensorSource } from './encoder.js';
+import { benchKnn } from './knn.js';
+import { benchPreprocess } from './preprocess.js';
+import { targets } from './targets.js';
 import { loadFrames, packageRoot, resolveSettings, type BenchOptions } from './settings.js';
 
+export type { BenchDocument, Target } from './document.js';
 export { renderText } from './render.js';
 export type { BenchOptions } from './settings.js';
-
-export interface BenchDocument {
-  /** The command line that reproduces this document. */
-  command: string;
-  quick: boolean;
-  machine: {
-    cpu: string;
-    cores: number;
-    /** 1-minute load average before and after the run: how busy the cores were with other work. */
-    loadBefore: number;
-    loadAfter: number;
-    node: string;
-    onnxruntime: string;
-    sharp: string;
-    hnswlib: string;
-  };
-  startedAt: string;
-  durationS: number;
-  encoder: EncoderSection;
-  preprocess: PreprocessSection;
-  e2e: E2eSection;
-  knn: KnnSection;
-  memory: MemorySection;
-  targets: Target[];
-}
 
 /** Runs every section in turn (one at a time, so they do not compete for the cores). */
 export async function runBench(options: BenchOptions, command: string, progress: (line: string) => void): Promise<BenchDocument> {
