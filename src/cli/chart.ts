@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import type { PrPoint } from './metrics.js';
+import type { PrPoint } from '../knn/index.js';
 
 /**
  * Draws the eval figure (confusion matrix beside the precision-recall curve) as SVG and lets

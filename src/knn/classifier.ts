@@ -92,7 +92,8 @@ export class Classifier {
   }
 }
 
-function decide(neighbours: DecisionNeighbour[], { threshold, unknownDistance, goodLabel }: ClassifierSettings): Decision {
+/** The classifier rule on the k nearest references (nearest first); pure, so evaluation reuses it unchanged. */
+export function decide(neighbours: DecisionNeighbour[], { threshold, unknownDistance, goodLabel }: ClassifierSettings): Decision {
   const nearest = neighbours[0];
   if (nearest === undefined || nearest.distance > unknownDistance) {
     // Far from every reference, so far from every good one: a new kind of anomaly whatever the vote says.

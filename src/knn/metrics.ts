@@ -1,4 +1,4 @@
-/** Evaluation figures for `linewatch eval`, computed the same way as training/eval.py. */
+/** Evaluation figures of the kNN classifier, for `linewatch eval` and the model-update gate; computed the same way as training/eval.py. */
 
 export interface LabelMetrics {
   label: string;
