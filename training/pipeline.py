@@ -28,6 +28,7 @@ from .data import FASHION_CLASSES, GOOD, load_labeled, load_unlabeled, prepare_s
 from .export import export_int8, export_onnx, quantize_int8, write_bundle
 from .model import Embedder
 from .report import write_report
+from .sign import key_id, sign_bundle
 from .train import embed, log, pretrain_autoencoder, train_projection, train_supervised
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +49,8 @@ def parse_args(argv=None):
                           '(default: samples/line/references, or <out>/references)')
     out.add_argument('--parity-test', type=Path,
                      help='folder scored for the parity figures (default: samples/line/test, or --test)')
+    out.add_argument('--sign-key', type=Path,
+                     help='ed25519 private key (`linewatch keys generate`): sign each bundle (signature.json)')
     s = p.add_argument_group('sample line')
     s.add_argument('--product', default='sneaker', choices=FASHION_CLASSES)
     s.add_argument('--defects', default='sandal,ankle-boot,bag', help='comma-separated fashion-mnist classes')
@@ -103,6 +106,8 @@ def resolve_paths(args):
     args.triplet_steps = [int(n) for n in args.triplet_steps.split(',')]
     if args.bundle_labels not in args.label_sizes:
         sys.exit('--bundle-labels must be one of --label-sizes')
+    if args.sign_key:
+        key_id(args.sign_key)  # a bad key fails now, not after the training
     return args
 
 
@@ -265,6 +270,11 @@ def main(argv=None):
         manifest = write_bundle(path.parent, path, name, args.version, precision, args.size, mean, std, settings)
         bundles[folder] = {'precision': precision, 'bytes': path.stat().st_size, 'sha256': manifest['sha256'],
                            'name': name, 'classifier': manifest['classifier']}
+        if args.sign_key:
+            log(f'{folder} signed with key {sign_bundle(path.parent, args.sign_key)}')
+        else:
+            # A signature left from an earlier run no longer matches the new manifest.
+            (path.parent / 'signature.json').unlink(missing_ok=True)
     stages.done('export')
 
     # INT8 against FP32 on the test split, same references and settings; as PyTorch runs the
