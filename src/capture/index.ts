@@ -6,3 +6,4 @@ export { createGstreamerSource, gstreamerDefaults, type GstreamerOptions, type G
 export { createLibcameraSource, libcameraDefaults, type LibcameraOptions } from './libcamera.js';
 export { supervisionDefaults, type SupervisionOptions } from './supervisor.js';
 export { createFrameSource, type FrameSourceOptions } from './factory.js';
+export { Camera, type CameraStatus } from './camera.js';

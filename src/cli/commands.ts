@@ -2,13 +2,14 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createLogger, setLogFormat, setLogLevel, UserError, type Logger } from '../common/index.js';
 import { loadConfig, type Config } from '../config/index.js';
-import { databasePath, embedImages, enroll, listLabeledImages, openModel, openReferences, openStateDatabase, runService } from '../daemon/index.js';
-import { ReferenceStore } from '../knn/index.js';
+import { databasePath, runService } from '../daemon/index.js';
+import { binary, confusionMatrix, OverrideStore, perLabel, precisionRecallCurve, ReferenceStore, type Sample } from '../knn/index.js';
+import { embedImages, enroll, listLabeledImages, ModelManager } from '../models/index.js';
 import { Outbox } from '../events/index.js';
 import { openDatabase } from '../storage/index.js';
-import { renderText, runBench } from './bench/index.js';
+import { renderText, runBench } from '../bench/index.js';
+import { generateKeyPair, signBundle } from '../inference/index.js';
 import { renderEvalChart } from './chart.js';
-import { binary, confusionMatrix, perLabel, precisionRecallCurve, type Sample } from './metrics.js';
 
 export interface CommandContext {
   args: string[];
@@ -18,6 +19,8 @@ export interface CommandContext {
   label: string | undefined;
   /** bench: --quick, --duration, --fp32, --int8, --frames. */
   bench?: { quick: boolean; duration: string | undefined; fp32: string | undefined; int8: string | undefined; frames: string | undefined };
+  /** keys: --name, --out, --key. */
+  keys?: { name: string | undefined; out: string | undefined; key: string | undefined };
 }
 
 type Command = (ctx: CommandContext) => Promise<number>;
@@ -49,15 +52,13 @@ const enrollCommand: Command = async (ctx) => {
   if (!folder || ctx.args.length > 1) throw new UserError('enroll takes one folder', 'linewatch enroll <folder> (subfolders are labels; good/ is the good label)');
   const { config, log } = setup(ctx);
   const images = await listLabeledImages(folder, ctx.label);
-  const db = openStateDatabase(config);
-  const model = await openModel(config, log);
+  const { model, store, close } = await openModel(config, log);
   try {
-    const references = openReferences(db, config, model.bundle, log);
-    const result = await enroll(images, model, references, { log });
-    const byLabel = Object.fromEntries(references.store.countByLabel());
+    const { ids: _ids, ...result } = await enroll(images, model, store, { log });
+    const byLabel = Object.fromEntries(store.countByLabel());
     print(
       ctx,
-      { ...result, references: { total: references.store.count(), byLabel }, model: model.bundle.key, database: databasePath(config) },
+      { ...result, references: { total: store.count(), byLabel }, model: model.key, database: databasePath(config) },
       [
         `enrolled ${result.added} references from ${folder}` + (result.alreadyEnrolled ? ` (${result.alreadyEnrolled} already enrolled)` : ''),
         ...Object.entries(result.byLabel).map(([label, n]) => `  ${label}: +${n}`),
@@ -68,35 +69,42 @@ const enrollCommand: Command = async (ctx) => {
     );
     return result.skipped.length > 0 ? 1 : 0;
   } finally {
-    await model.encoder.close();
-    db.close();
+    await close();
   }
 };
+
+/** The model in force (the one the daemon would run: the registry's active one, or the config's), for a one-shot command. */
+async function openModel(config: Config, log: Logger) {
+  const db = openDatabase(databasePath(config));
+  try {
+    const store = new ReferenceStore(db);
+    const models = await ModelManager.open(db, store, new OverrideStore(db), config, log, 'command');
+    const close = async () => {
+      await models.close();
+      db.close();
+    };
+    return { db, store, model: models.active, close };
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
 
 /** Opens what classify and eval need; the reference store must have references. */
 async function openClassifier(ctx: CommandContext) {
   const { config, log } = setup(ctx);
-  const db = openStateDatabase(config);
-  const model = await openModel(config, log).catch((err) => {
-    db.close();
-    throw err;
-  });
-  const references = openReferences(db, config, model.bundle, log);
-  const refusal = references.classifier.notReady();
-  const close = async () => {
-    await model.encoder.close();
-    db.close();
-  };
+  const opened = await openModel(config, log);
+  const refusal = opened.model.classifier.notReady();
   if (refusal) {
-    await close();
+    await opened.close();
     throw refusal;
   }
-  return { config, log, model, references, close };
+  return { config, log, ...opened };
 }
 
 const classify: Command = async (ctx) => {
   if (ctx.args.length === 0) throw new UserError('classify needs at least one image', 'linewatch classify <image...>');
-  const { model, references, close } = await openClassifier(ctx);
+  const { model, close } = await openClassifier(ctx);
   try {
     const results: Record<string, unknown>[] = [];
     const lines: string[] = [];
@@ -108,7 +116,7 @@ const classify: Command = async (ctx) => {
         lines.push(`${item.image.path}: cannot classify: ${item.error}`);
         continue;
       }
-      const d = references.classifier.classify(item.vector);
+      const d = model.classifier.classify(item.vector);
       results.push({ image: item.image.path, ...d });
       lines.push(
         `${item.image.path}: ${d.anomaly ? 'ANOMALY' : 'good'} label=${d.label} score=${d.score.toFixed(3)} threshold=${d.threshold}` +
@@ -116,7 +124,7 @@ const classify: Command = async (ctx) => {
           `\n  nearest: ${d.neighbours.map((n) => `#${n.referenceId} ${n.label} ${n.distance.toFixed(3)}`).join(', ')}`,
       );
     }
-    print(ctx, { model: model.bundle.key, results }, lines.join('\n'));
+    print(ctx, { model: model.key, results }, lines.join('\n'));
     return failed > 0 ? 1 : 0;
   } finally {
     await close();
@@ -127,9 +135,9 @@ const evalCommand: Command = async (ctx) => {
   const folder = ctx.args[0];
   if (!folder || ctx.args.length > 1) throw new UserError('eval takes one folder', 'linewatch eval <folder> (subfolders are the true labels)');
   const images = await listLabeledImages(folder);
-  const { model, references, close } = await openClassifier(ctx);
+  const { model, close } = await openClassifier(ctx);
   try {
-    const goodLabel = references.classifier.settings.goodLabel;
+    const goodLabel = model.classifier.settings.goodLabel;
     const samples: Sample[] = [];
     const skipped: { path: string; reason: string }[] = [];
     for await (const item of embedImages(images, model)) {
@@ -137,7 +145,7 @@ const evalCommand: Command = async (ctx) => {
         skipped.push({ path: item.image.path, reason: item.error });
         continue;
       }
-      const d = references.classifier.classify(item.vector);
+      const d = model.classifier.classify(item.vector);
       samples.push({ trueLabel: item.image.label, predictedLabel: d.label, score: d.score, anomaly: d.anomaly });
     }
     if (!samples.some((s) => s.trueLabel === goodLabel)) {
@@ -147,10 +155,10 @@ const evalCommand: Command = async (ctx) => {
     const labels = perLabel(samples);
     const bin = binary(samples, goodLabel);
     const curve = precisionRecallCurve(samples, goodLabel);
-    const settings = references.classifier.settings;
+    const settings = model.classifier.settings;
     if (ctx.chart) {
       const png = await renderEvalChart({
-        title: `linewatch eval: ${model.bundle.key}, ${samples.length} images, F1 ${pct(bin.f1)}, AUROC ${pct(bin.auroc)}`,
+        title: `linewatch eval: ${model.key}, ${samples.length} images, F1 ${pct(bin.f1)}, AUROC ${pct(bin.auroc)}`,
         labels: matrix.labels,
         counts: matrix.counts,
         curve,
@@ -159,7 +167,7 @@ const evalCommand: Command = async (ctx) => {
       await writeFile(ctx.chart, png);
     }
     const document = {
-      model: model.bundle.key,
+      model: model.key,
       folder,
       images: samples.length,
       skipped,
@@ -171,7 +179,7 @@ const evalCommand: Command = async (ctx) => {
     };
     const width = Math.max(8, ...matrix.labels.map((l) => l.length));
     const text = [
-      `model ${model.bundle.key}, ${samples.length} images` + (skipped.length ? `, ${skipped.length} skipped (unreadable)` : ''),
+      `model ${model.key}, ${samples.length} images` + (skipped.length ? `, ${skipped.length} skipped (unreadable)` : ''),
       `settings: k=${settings.k} threshold=${settings.threshold} unknownDistance=${settings.unknownDistance}`,
       '',
       `anomaly vs ${goodLabel}: precision ${pct(bin.precision)}  recall ${pct(bin.recall)}  F1 ${pct(bin.f1)}  AUROC ${pct(bin.auroc)}`,
@@ -264,5 +272,38 @@ const bench: Command = async (ctx) => {
   return 0;
 };
 
-export const commands = { run, enroll: enrollCommand, classify, eval: evalCommand, status, bench } satisfies Record<string, Command>;
+const KEYS_USAGE = 'linewatch keys generate [--name NAME] [--out DIR] | linewatch keys sign <bundle-folder> --key FILE';
+
+/** Signing keys for model bundles: devices accept only bundles signed by a key in their trusted-keys folder. */
+const keys: Command = async (ctx) => {
+  const [action, ...rest] = ctx.args;
+  const o = ctx.keys;
+  if (action === 'generate') {
+    if (rest.length > 0) throw new UserError('keys generate takes no arguments', KEYS_USAGE);
+    const name = o?.name ?? 'linewatch-signing';
+    const made = await generateKeyPair(o?.out ?? '.', name);
+    print(
+      ctx,
+      made,
+      [
+        `private key: ${made.privateKeyPath}`,
+        `public key:  ${made.publicKeyPath}`,
+        `key id:      ${made.keyId}`,
+        `copy ${name}.pub into /etc/linewatch/trusted-keys/ on each device (models.trustedKeysDir);`,
+        `keep ${name}.key secret and off the devices: whoever holds it can sign models they will run`,
+      ].join('\n'),
+    );
+    return 0;
+  }
+  if (action === 'sign') {
+    const folder = rest[0];
+    if (!folder || rest.length > 1 || !o?.key) throw new UserError('keys sign takes one bundle folder and --key FILE', KEYS_USAGE);
+    const { keyId } = await signBundle(folder, o.key);
+    print(ctx, { bundle: folder, keyId }, `signed ${folder} with key ${keyId} (wrote signature.json)`);
+    return 0;
+  }
+  throw new UserError(action ? `unknown keys action "${action}"` : 'keys needs an action', KEYS_USAGE);
+};
+
+export const commands = { run, enroll: enrollCommand, classify, eval: evalCommand, status, bench, keys } satisfies Record<string, Command>;
 export type CommandName = keyof typeof commands;

@@ -14,6 +14,8 @@ Commands:
   eval <folder>            precision/recall/F1, confusion matrix, AUROC on a labeled folder
   status                   status of the running daemon (or of its database when stopped)
   bench                    measure this machine: encoder, preprocess, end to end, kNN, memory
+  keys generate            make an ed25519 key pair for signing model bundles
+  keys sign <folder>       sign a model bundle folder (writes signature.json)
 
 Options:
   --config FILE            configuration file (default /etc/linewatch/config.yml, or $LINEWATCH_CONFIG)
@@ -24,6 +26,9 @@ Options:
   --duration SECONDS       bench: length of the full-rate end-to-end run (default 60; 600 for memory drift)
   --fp32 DIR, --int8 DIR   bench: model bundles (default models/default-fp32, models/default-int8)
   --frames DIR             bench: sample frames (default samples/line/frames)
+  --name NAME              keys generate: file name of the key pair (default linewatch-signing)
+  --out DIR                keys generate: folder for the key pair (default the current folder)
+  --key FILE               keys sign: the private key (.key)
   -h, --help               this help
 `;
 
@@ -42,6 +47,9 @@ async function main(argv: string[]): Promise<number> {
       fp32: { type: 'string' },
       int8: { type: 'string' },
       frames: { type: 'string' },
+      name: { type: 'string' },
+      out: { type: 'string' },
+      key: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -62,6 +70,7 @@ async function main(argv: string[]): Promise<number> {
     chart: values.chart,
     label: values.label,
     bench: { quick: values.quick, duration: values.duration, fp32: values.fp32, int8: values.int8, frames: values.frames },
+    keys: { name: values.name, out: values.out, key: values.key },
   });
 }
 

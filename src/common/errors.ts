@@ -23,3 +23,19 @@ export function errorText(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/**
+ * A refused request to the control API: a UserError with a stable `code` for programs, the HTTP
+ * `status` it maps to, and optional `details` (a gate's figures, say).
+ */
+export class RequestError extends UserError {
+  constructor(
+    readonly code: string,
+    message: string,
+    hint?: string,
+    readonly status = 400,
+    readonly details?: unknown,
+  ) {
+    super(message, hint);
+  }
+}

@@ -1,2 +1,2 @@
-export { UserError, isUserError, errorText } from './errors.js';
+export { UserError, RequestError, isUserError, errorText } from './errors.js';
 export { createLogger, setLogLevel, setLogSink, setLogFormat, type LogFormat, type Logger, type LogLevel, type LogSink } from './log.js';

@@ -111,6 +111,42 @@ export const configSchema = z.strictObject({
     flushTimeoutS: nonNegative.default(10),
   }),
 
+  /** Technicians' model updates: signing, the accuracy gate, rollback. */
+  models: section({
+    /** Folder of trusted ed25519 public keys (`*.pub`, PEM); a pushed bundle must be signed by one of them. */
+    trustedKeysDir: z.string().min(1).default('/etc/linewatch/trusted-keys'),
+    /** Development only: accept pushed bundles that carry no signature. */
+    allowUnsigned: z.boolean().default(false),
+    /** Refuse a new model whose leave-one-out F1 or AUROC is below the active model's by more than this. */
+    gateTolerance: z.number().min(0).max(1).default(0.02),
+    /** After a swap, roll back by itself if the new model fails (inference errors, health) within this many seconds. */
+    rollbackWindowS: nonNegative.default(120),
+    /** Watch `<stateDir>/inbox` for bundle archives (.tar, .tar.gz) dropped by hand. */
+    watchInbox: z.boolean().default(true),
+    /** Model versions kept on disk (the active one, the previous one for rollback, older ones). */
+    keep: positiveInt.min(2).default(3),
+  }),
+
+  /** Images of anomalies, kept so a technician can see and label them. */
+  images: section({
+    /** Longest side of a stored anomaly image (the ROI crop), in pixels; never enlarged. */
+    longestSide: positiveInt.default(256),
+    /** Retention: images beyond any of these limits are removed, oldest first; the events stay. */
+    maxCount: positiveInt.default(200_000),
+    maxBytes: positiveInt.default(4 * 1024 ** 3),
+    maxAgeDays: positiveInt.default(90),
+  }),
+
+  /** Commands in: the control API over HTTP and MQTT. */
+  control: section({
+    /** Bearer token for HTTP writes; null = `<stateDir>/control-token`, made at first start (mode 0600). */
+    tokenFile: z.string().nullable().default(null),
+    /** MQTT commands on `<topicRoot>cmd/<name>`. */
+    mqtt: z.boolean().default(true),
+    /** A command larger than this is answered with an error, not parsed. */
+    maxPayloadBytes: positiveInt.default(16 * 1024 * 1024),
+  }),
+
   http: section({
     enabled: z.boolean().default(true),
     host: z.string().default('127.0.0.1'),

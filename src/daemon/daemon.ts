@@ -1,282 +1,209 @@
-import { createFrameSource, FrameQueue, type CaptureStatus, type Frame, type FrameSource, type FrameSourceOptions } from '../capture/index.js';
-import { errorText, setLogFormat, setLogLevel, type Logger } from '../common/index.js';
+import { join } from 'node:path';
+import { Camera, type FrameSourceOptions } from '../capture/index.js';
+import { errorText, RequestError, setLogFormat, setLogLevel, type Logger } from '../common/index.js';
 import type { Config } from '../config/index.js';
-import { createAnomalyEvent, Outbox, OutboxFullError, Publisher, type AnomalyEvent, type PublisherStatus } from '../events/index.js';
-import type { Decision } from '../knn/index.js';
-import type { Db } from '../storage/index.js';
-import { enroll, listLabeledImages, reembedReferences } from './enrollment.js';
+import { ControlApi, ControlServer, controlCommands, ensureToken } from '../control/index.js';
+import { AnomalyImages, EventRecorder, Outbox, type RecorderSettings } from '../events/index.js';
+import { OverrideStore, ReferenceStore } from '../knn/index.js';
+import { ModelManager } from '../models/index.js';
+import { Pipeline } from '../pipeline/index.js';
+import { openDatabase, type Db } from '../storage/index.js';
 import { checkHealth } from './health.js';
-import { StatusServer } from './http.js';
+import { Messaging } from './messaging.js';
 import { DaemonMetrics } from './metrics.js';
-import { classifierSettings, openModel, openReferences, openStateDatabase, type Model, type References } from './parts.js';
-import { Pipeline, type PipelineCounters } from './pipeline.js';
 import { planReload } from './reload.js';
-import { prepareTensorRt } from './tensorrt.js';
+import { httpRoutes } from './routes.js';
+import type { DaemonStatus } from './status.js';
 
-export interface DaemonStatus {
-  state: 'starting' | 'running' | 'stopping' | 'stopped';
-  startedAt: string;
-  site: string;
-  line: string;
-  camera: string;
-  /** Problems a user should act on, in words; empty while all is well. */
-  problems: string[];
-  capture: CaptureStatus & { queued: number; droppedWhileBusy: number };
-  model: { name: string; version: string; precision: string; provider: string };
-  references: { total: number; searchable: number; byLabel: Record<string, number>; bySource: Record<string, number>; index: string };
-  classifier: { k: number; threshold: number; unknownDistance: number; goodLabel: string };
-  decisions: PipelineCounters;
-  events: { backlog: number; refused: number; mqtt: PublisherStatus | null };
+export function databasePath(config: Config): string {
+  return join(config.stateDir, 'linewatch.db');
+}
+
+export function tokenPath(config: Config): string {
+  return config.control.tokenFile ?? join(config.stateDir, 'control-token');
+}
+
+export interface DaemonOptions {
+  /** Reads the configuration file again (SIGHUP and the `reload` command); it throws a ConfigError naming what is wrong. */
+  reloadConfig?: () => Config;
 }
 
 /**
- * Wires the parts: capture -> queue -> pipeline (preprocess, encoder, classifier) -> outbox -> MQTT.
- * The parts know nothing of each other; this class owns their lifecycle.
+ * The composition root: it opens the modules, wires them (camera -> pipeline -> decision
+ * consumers; the control API over HTTP and MQTT), and stops them in order. Each module owns its
+ * job and its status; this class only composes them.
  */
 export class Daemon {
   private state: DaemonStatus['state'] = 'starting';
   private readonly startedAt = new Date();
-  private eventsRefused = 0;
-  private refusing: string | null = null;
-  private backlogCache = { value: 0, at: 0 };
-  /** Anomalies decided in this turn of the event loop, committed together by commitEvents(). */
-  private pendingEvents: { frame: Frame; decision: Decision; event: AnomalyEvent }[] = [];
+  private http: ControlServer | null = null;
+  private messaging: Messaging | null = null;
   private running: Promise<void> | null = null;
-  private http: StatusServer | null = null;
   /** The configuration the daemon started with: keys that cannot change live are compared with it. */
   private readonly startedWith: Config;
   /** Keys changed in the file that wait for a restart (reported in status). */
   private needRestart: string[] = [];
-  /** Set while a reload replaces the frame source, so finished() does not take the old source's end for the end. */
-  private swapping: Promise<void> | null = null;
+  private reloading: Promise<unknown> = Promise.resolve();
+  readonly api: ControlApi;
 
   private constructor(
     private config: Config,
     private readonly log: Logger,
     private readonly db: Db,
-    private readonly model: Model,
-    private readonly references: References,
+    private readonly store: ReferenceStore,
+    private readonly overrides: OverrideStore,
+    readonly models: ModelManager,
     private readonly outbox: Outbox,
-    private publisher: Publisher | null,
-    private source: FrameSource,
-    private readonly queue: FrameQueue,
+    private readonly images: AnomalyImages,
+    private readonly recorder: EventRecorder,
+    private readonly camera: Camera,
     private readonly pipeline: Pipeline,
     private readonly metrics: DaemonMetrics,
+    private readonly options: DaemonOptions,
   ) {
     this.startedWith = config;
+    this.api = new ControlApi(
+      controlCommands({
+        status: () => this.status(),
+        models,
+        store,
+        overrides,
+        images,
+        applyOverrides: () => models.reconfigure(this.config),
+        reload: () => this.reloadFromFile(),
+      }),
+      log.child('control'),
+    );
   }
 
-  /** Opens every part (refusing a bad model or config with the reason), then starts the flow of frames. */
-  static async start(config: Config, log: Logger): Promise<Daemon> {
-    const db = openStateDatabase(config);
-    const cleanup: (() => unknown)[] = [() => db.close()];
+  /** Opens every module (refusing a bad model or config with the reason), then starts the flow of frames. */
+  static async start(config: Config, log: Logger, options: DaemonOptions = {}): Promise<Daemon> {
+    const db = openDatabase(databasePath(config));
+    let models: ModelManager | null = null;
     try {
-      await prepareTensorRt(config, log.child('inference'));
-      const model = await openModel(config, log);
-      cleanup.push(() => model.encoder.close());
-      const references = openReferences(db, config, model.bundle, log);
-      await reembedReferences(model, references, log);
-      if (references.store.count() === 0 && config.enroll.folder) {
-        const result = await enroll(await listLabeledImages(config.enroll.folder), model, references, { log });
-        log.info('enrolled the starting references', { folder: config.enroll.folder, added: result.added, byLabel: result.byLabel, skipped: result.skipped.length });
-      }
+      const store = new ReferenceStore(db);
+      const overrides = new OverrideStore(db);
+      models = await ModelManager.open(db, store, overrides, config, log);
       const outbox = new Outbox(db);
+      const images = new AnomalyImages(db, config.images);
+      const camera = new Camera(sourceOptions(config), config.capture.queueSize);
       let daemon: Daemon | null = null;
-      const publisher = config.mqtt.enabled ? new Publisher(outbox, publisherOptions(config, log, () => daemon?.statsMessage() ?? {})) : null;
-      const source = createFrameSource(sourceOptions(config));
-      const queue = new FrameQueue(config.capture.queueSize);
       const metrics = new DaemonMetrics(() => daemon!.status());
-      const pipeline = new Pipeline(
-        queue,
-        model,
-        references,
-        (frame, decision) => daemon!.record(frame, decision),
-        log.child('pipeline'),
-        // Enough frames in flight to fill a batch on every worker while the next ones decode.
-        config.inference.maxBatch * config.inference.workers + 2,
-        (stage, seconds) => metrics.observeStage(stage, seconds),
-      );
-      daemon = new Daemon(config, log, db, model, references, outbox, publisher, source, queue, pipeline, metrics);
-      cleanup.length = 0;
-      const started = daemon;
-      try {
-        if (config.http.enabled) {
-          started.http = await StatusServer.listen(
-            config.http.host,
-            config.http.port,
-            {
-              '/status': () => ({ status: 200, type: 'application/json', body: JSON.stringify(started.status(), null, 2) }),
-              '/healthz': () => {
-                const health = checkHealth(started.status(), Date.now(), started.config.capture.stallTimeoutMs);
-                return { status: health.ok ? 200 : 503, type: 'application/json', body: JSON.stringify(health, null, 2) };
-              },
-              '/metrics': async () => ({ status: 200, type: metrics.contentType, body: await metrics.render() }),
-            },
-            log.child('http'),
-          );
-        }
-      } catch (err) {
-        await started.stop({ flushTimeoutMs: 0 });
-        throw err;
-      }
-      publisher?.start();
-      daemon.running = pipeline.run();
-      try {
-        await daemon.startSource(source);
-      } catch (err) {
-        await daemon.stop({ flushTimeoutMs: 0 });
-        throw err;
-      }
-      daemon.state = 'running';
-      const ready = references.classifier.notReady();
-      log.info('running', {
-        source: source.name,
-        ...(daemon.http ? { status: `${daemon.http.url}/status` } : {}),
-        model: model.bundle.key,
-        provider: model.encoder.provider,
-        references: references.index.size,
-        ...(ready ? { problem: ready.message } : {}),
-      });
+      const recorder = new EventRecorder(outbox, images, recorderSettings(config), log.child('events'), (s) => metrics.observeFrameToOutbox(s));
+      // Enough frames in flight to fill a batch on every worker while the next ones decode.
+      const inFlight = config.inference.maxBatch * config.inference.workers + 2;
+      const pipeline = new Pipeline(camera.queue, models, log.child('pipeline'), inFlight, (stage, seconds) => metrics.observeStage(stage, seconds));
+      pipeline.addConsumer(recorder.consume);
+      daemon = new Daemon(config, log, db, store, overrides, models, outbox, images, recorder, camera, pipeline, metrics, options);
+      await daemon.run();
       return daemon;
     } catch (err) {
-      for (const close of cleanup.reverse()) await close();
+      await models?.close();
+      db.close();
       throw err;
     }
   }
 
-  /** Decisions arrive here in frame order; an anomaly and its outbox row commit together. */
-  private record(frame: Frame, decision: Decision): void {
-    if (!decision.anomaly) return;
-    if (this.backlog() + this.pendingEvents.length >= this.config.mqtt.outboxLimit) {
-      this.refuse(`the outbox holds ${this.config.mqtt.outboxLimit} events (mqtt.outboxLimit): new events are refused until the broker takes some`);
-      return;
-    }
-    const { bundle } = this.model;
-    const event = createAnomalyEvent({
-      capturedAt: frame.capturedAt,
-      site: this.config.site,
-      line: this.config.line,
-      camera: this.config.camera,
-      score: decision.score,
-      threshold: decision.threshold,
-      label: decision.label,
-      unknown: decision.unknown,
-      neighbours: decision.neighbours,
-      model: { name: bundle.manifest.name, version: bundle.manifest.version },
-      frame: { seq: frame.seq, origin: frame.origin },
-    });
-    if (this.pendingEvents.length === 0) setImmediate(() => this.commitEvents());
-    this.pendingEvents.push({ frame, decision, event });
-  }
-
-  /**
-   * Writes the anomalies decided in this turn of the event loop (a batch's worth) in one
-   * transaction: one fsync for the batch instead of one per event. Nothing is published before
-   * its row is committed.
-   */
-  private commitEvents(): void {
-    const pending = this.pendingEvents;
-    if (pending.length === 0) return;
-    this.pendingEvents = [];
+  private async run(): Promise<void> {
+    const { config, log } = this;
     try {
-      this.outbox.transaction(() => {
-        for (const { event } of pending) this.outbox.append(event);
-      });
+      if (config.http.enabled) {
+        this.http = await ControlServer.listen({
+          host: config.http.host,
+          port: config.http.port,
+          token: ensureToken(tokenPath(config)),
+          maxBodyBytes: config.control.maxPayloadBytes,
+          routes: httpRoutes({
+            api: this.api,
+            images: this.images,
+            metrics: this.metrics,
+            health: () => checkHealth(this.status(), Date.now(), this.config.capture.stallTimeoutMs),
+          }),
+          log: log.child('http'),
+        });
+      }
+      this.startMessaging(config);
+      this.running = this.pipeline.run();
+      await this.camera.start();
     } catch (err) {
-      const reason = err instanceof OutboxFullError ? `${err.message}; ${err.hint ?? ''}` : `cannot store events in the outbox: ${errorText(err)}`;
-      for (let i = 0; i < pending.length; i++) this.refuse(reason);
-      return;
+      await this.stop({ flushTimeoutMs: 0 });
+      throw err;
     }
-    this.backlogCache.value += pending.length;
-    this.refusing = null;
-    for (const { frame, decision, event } of pending) {
-      this.metrics.observeFrameToOutbox((Date.now() - frame.capturedAt) / 1000);
-      this.log.info('anomaly', { label: decision.label, score: round(decision.score), frame: frame.origin, seq: frame.seq, event: event.id });
-    }
+    this.state = 'running';
+    const ready = this.models.active.classifier.notReady();
+    log.info('running', {
+      source: this.camera.name,
+      ...(this.http ? { status: `${this.http.url}/status` } : {}),
+      model: this.models.active.key,
+      provider: this.models.active.encoder.provider,
+      references: this.models.active.index.size,
+      ...(ready ? { problem: ready.message } : {}),
+    });
   }
 
-  /** Refuse loudly: an error line (at most every 10 s), a counter and a status problem; never corrupt the store. */
-  private refuse(reason: string): void {
-    this.eventsRefused++;
-    if (this.refusing !== reason || this.eventsRefused % 100 === 1) this.log.error('event refused', { reason, refused: this.eventsRefused });
-    this.refusing = reason;
+  private startMessaging(config: Config): void {
+    this.messaging = config.mqtt.enabled ? new Messaging(config, this.outbox, this.api, () => this.statsMessage(), this.log) : null;
+    this.messaging?.start();
   }
 
-  /** COUNT(*) on a large outbox is not free: read it at most once a second. */
-  private backlog(): number {
-    const now = Date.now();
-    if (now - this.backlogCache.at > 1000) this.backlogCache = { value: this.outbox.backlog(), at: now };
-    return this.backlogCache.value;
-  }
-
-  private startSource(source: FrameSource): Promise<void> {
-    // Replay can wait for room (no frame of the sample line is lost); a live camera cannot.
-    return source.start(source.kind === 'replay' ? (frame) => this.queue.pushWhenRoom(frame) : (frame) => this.queue.push(frame));
+  private reloadFromFile(): Promise<unknown> {
+    const read = this.options.reloadConfig;
+    if (!read) return Promise.reject(new RequestError('no_config_file', 'this daemon was not started from a configuration file', 'run it with linewatch run --config FILE'));
+    return this.reload(read());
   }
 
   /**
-   * Applies a new configuration (SIGHUP): classifier settings, topics and broker (a new MQTT
-   * connection; the outbox keeps every event), frame source and log settings. Keys that need a
-   * restart are reported, not applied. Returns what changed.
+   * Applies a new configuration (SIGHUP, the `reload` command): classifier settings, names and
+   * broker (a new MQTT connection; the outbox keeps every event), frame source and log settings.
+   * Keys that need a restart are reported, not applied. Returns what changed.
    */
-  async reload(next: Config): Promise<{ changed: string[]; needRestart: string[] }> {
-    if (this.state !== 'running') throw new Error(`cannot reload while ${this.state}`);
+  reload(next: Config): Promise<{ changed: string[]; needRestart: string[] }> {
+    const done = this.reloading.then(() => this.apply(next));
+    this.reloading = done.catch(() => undefined);
+    return done;
+  }
+
+  private async apply(next: Config): Promise<{ changed: string[]; needRestart: string[] }> {
+    if (this.state !== 'running') throw new RequestError('not_running', `cannot reload while ${this.state}`, undefined, 503);
     const plan = planReload(this.startedWith, this.config, next);
     const previous = this.config;
-    if (plan.classifier) this.references.classifier.configure(classifierSettings(next, this.model.bundle));
     this.config = next;
+    if (plan.classifier) this.models.reconfigure(next);
+    this.recorder.configure(recorderSettings(next));
     if (plan.log) {
       setLogLevel(next.log.level);
       if (next.log.format !== 'auto') setLogFormat(next.log.format);
     }
     if (plan.publisher) {
-      const old = this.publisher;
-      this.publisher = next.mqtt.enabled ? new Publisher(this.outbox, publisherOptions(next, this.log, () => this.statsMessage())) : null;
       // Unacknowledged events stay in the outbox; the new connection starts from its head.
-      await old?.stop({ flushTimeoutMs: 0 });
-      this.publisher?.start();
+      await this.messaging?.stop(0);
+      this.startMessaging(next);
     }
-    if (plan.source) await this.replaceSource(next, previous);
+    if (plan.source) {
+      try {
+        await this.camera.replace(sourceOptions(next));
+      } catch (err) {
+        this.config = { ...next, capture: previous.capture };
+        throw err;
+      }
+    }
     this.needRestart = plan.needRestart;
     return { changed: plan.changed, needRestart: plan.needRestart };
   }
 
-  /** Swaps the frame source; when the new one cannot start, the old settings come back and the reason is thrown. */
-  private async replaceSource(next: Config, previous: Config): Promise<void> {
-    let done!: () => void;
-    this.swapping = new Promise((resolve) => (done = resolve));
-    let stopped = false;
-    try {
-      const source = createFrameSource(sourceOptions(next));
-      await this.source.stop();
-      stopped = true;
-      await this.startSource(source);
-      this.source = source;
-    } catch (err) {
-      this.config = { ...next, capture: previous.capture };
-      if (stopped) {
-        const restored = createFrameSource(sourceOptions(previous));
-        await this.startSource(restored);
-        this.source = restored;
-      }
-      throw err;
-    } finally {
-      this.swapping = null;
-      done();
-    }
-  }
-
   status(): DaemonStatus {
-    const capture = this.source.status();
-    const index = this.references.index.stats();
+    const capture = this.camera.status();
+    const active = this.models.active;
+    const index = active.index.stats();
+    const recorded = this.recorder.status();
+    const mqtt = this.messaging?.status() ?? null;
+    const models = this.models.status();
     const problems: string[] = [];
     if (capture.lastError && capture.state !== 'running') problems.push(`capture: ${capture.lastError}`);
     if (this.pipeline.problem) problems.push(this.pipeline.problem);
-    if (this.refusing) problems.push(this.refusing);
+    if (recorded.refusing) problems.push(recorded.refusing);
     if (this.needRestart.length > 0) problems.push(`configuration changed for ${this.needRestart.join(', ')}: restart linewatch to apply it`);
-    const mqtt = this.publisher?.status() ?? null;
     if (mqtt?.lastError) problems.push(mqtt.lastError);
-    const settings = this.references.classifier.settings;
     return {
       state: this.state,
       startedAt: this.startedAt.toISOString(),
@@ -284,23 +211,19 @@ export class Daemon {
       line: this.config.line,
       camera: this.config.camera,
       problems,
-      capture: { ...capture, queued: this.queue.size, droppedWhileBusy: this.queue.dropped },
-      model: {
-        name: this.model.bundle.manifest.name,
-        version: this.model.bundle.manifest.version,
-        precision: this.model.bundle.manifest.precision,
-        provider: this.model.encoder.provider,
-      },
+      capture,
+      model: { name: models.active.name, version: models.active.version, precision: models.active.precision, provider: models.active.provider },
+      models,
       references: {
-        total: this.references.store.count(),
+        total: this.store.count(),
         searchable: index.count,
-        byLabel: Object.fromEntries(this.references.store.countByLabel()),
-        bySource: Object.fromEntries(this.references.store.countBySource()),
+        byLabel: Object.fromEntries(this.store.countByLabel()),
+        bySource: Object.fromEntries(this.store.countBySource()),
         index: index.mode,
       },
-      classifier: { ...settings },
-      decisions: { ...this.pipeline.counters, anomaliesByLabel: { ...this.pipeline.counters.anomaliesByLabel } },
-      events: { backlog: mqtt?.backlog ?? this.outbox.backlog(), refused: this.eventsRefused, mqtt },
+      classifier: { ...active.classifier.settings, overrides: this.overrides.get() },
+      decisions: { ...this.pipeline.counters, anomaliesByLabel: { ...this.pipeline.counters.anomaliesByLabel }, problem: this.pipeline.problem },
+      events: { backlog: mqtt?.backlog ?? this.outbox.backlog(), refused: recorded.refused, mqtt, images: recorded.images },
     };
   }
 
@@ -312,6 +235,7 @@ export class Daemon {
       decisions: { classified: s.decisions.classified, good: s.decisions.good, anomalies: s.decisions.anomalies, byLabel: s.decisions.anomaliesByLabel },
       model: s.model,
       problems: s.problems,
+      outbox: { backlog: s.events.backlog, delivered: s.events.mqtt?.delivered ?? 0 },
     };
   }
 
@@ -327,13 +251,8 @@ export class Daemon {
 
   /** Resolves when the source ended (a play-once replay) and every frame was decided. */
   async finished(): Promise<void> {
-    for (;;) {
-      const source = this.source;
-      await source.ended();
-      await this.swapping;
-      if (source === this.source) break;
-    }
-    this.queue.close();
+    await this.camera.ended();
+    this.camera.queue.close();
     await this.running;
   }
 
@@ -342,57 +261,42 @@ export class Daemon {
    * as the broker allows within `flushTimeoutMs`, then closes everything. Unacknowledged events stay stored.
    */
   async stop(options: { flushTimeoutMs?: number } = {}): Promise<void> {
-    await this.swapping;
+    await this.reloading;
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.state = 'stopping';
     this.log.info('stopping');
-    await this.source.stop();
-    this.queue.close();
+    const deadline = Date.now() + (options.flushTimeoutMs ?? this.config.mqtt.flushTimeoutS * 1000);
+    await this.camera.stop();
     await this.http?.close();
     try {
       await this.running;
     } catch (err) {
       this.log.error('pipeline failed while stopping', { error: errorText(err) });
     }
-    // The last decisions must be stored before the publisher's final flush.
-    this.commitEvents();
+    // The last decisions must be stored before the final flush.
+    await this.recorder.flush();
     try {
-      this.references.index.save();
+      this.models.active.index.save();
     } catch (err) {
       this.log.warn('could not save the search index; it will be rebuilt at next start', { error: errorText(err) });
     }
-    await this.publisher?.stop({ flushTimeoutMs: options.flushTimeoutMs ?? this.config.mqtt.flushTimeoutS * 1000 });
+    await this.messaging?.stop(deadline);
     const backlog = this.outbox.backlog();
-    await this.model.encoder.close();
+    await this.models.close();
     this.db.close();
     this.state = 'stopped';
     this.log.info('stopped', { eventsWaiting: backlog });
   }
 }
 
-function round(x: number): number {
-  return Math.round(x * 1000) / 1000;
-}
-
-function publisherOptions(config: Config, log: Logger, stats: () => Record<string, unknown>): ConstructorParameters<typeof Publisher>[1] {
-  const m = config.mqtt;
-  const optional = <T>(value: T | null) => value ?? undefined;
+function recorderSettings(config: Config): RecorderSettings {
   return {
-    url: m.url,
     site: config.site,
     line: config.line,
     camera: config.camera,
-    topicRoot: optional(m.topicRoot),
-    clientId: optional(m.clientId),
-    username: optional(m.username),
-    password: optional(m.password),
-    keepaliveSeconds: m.keepaliveS,
-    caFile: optional(m.caFile),
-    certFile: optional(m.certFile),
-    keyFile: optional(m.keyFile),
-    statsIntervalMs: m.statsIntervalS * 1000,
-    stats,
-    logger: log.child('mqtt'),
+    outboxLimit: config.mqtt.outboxLimit,
+    roi: config.preprocess.roi ?? undefined,
+    imageLongestSide: config.images.longestSide,
   };
 }
 

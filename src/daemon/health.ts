@@ -1,4 +1,4 @@
-import type { DaemonStatus } from './daemon.js';
+import type { DaemonStatus } from './status.js';
 
 export interface Health {
   /** True only while frames are captured and decided and the model is loaded. */
@@ -22,7 +22,7 @@ export function checkHealth(status: DaemonStatus, now: number, staleMs: number):
   const since = Date.parse(status.startedAt);
   const age = (at: number | null) => now - (at ?? since);
   if (status.state !== 'running') failing.push(`the daemon is ${status.state}`);
-  const pipelineProblem = status.problems.find((p) => p.startsWith('inference failed') || p.includes('reference'));
+  const pipelineProblem = status.decisions.problem;
   if (age(status.capture.lastFrameAt) > staleMs) {
     failing.push(`no frame captured for ${Math.round(age(status.capture.lastFrameAt) / 1000)} s (capture ${status.capture.state}${status.capture.lastError ? `: ${status.capture.lastError}` : ''})`);
   } else if (age(status.decisions.lastDecisionAt) > staleMs) {

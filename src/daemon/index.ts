@@ -1,4 +1,3 @@
-export { Daemon, type DaemonStatus } from './daemon.js';
-export { enroll, listLabeledImages, embedImages, type EnrollResult, type LabeledImage } from './enrollment.js';
-export { openModel, openReferences, openStateDatabase, databasePath, type Model, type References } from './parts.js';
+export { Daemon, databasePath, tokenPath, sourceOptions, type DaemonOptions } from './daemon.js';
+export type { DaemonStatus, MqttStatus } from './status.js';
 export { runService } from './service.js';

@@ -1,6 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { DaemonStatus } from './daemon.js';
-import type { PipelineStage } from './pipeline.js';
+import type { DaemonStatus } from './status.js';
+import type { PipelineStage } from '../pipeline/index.js';
 
 // From a fraction of a millisecond (a tiny model on a GPU) to seconds (a first TensorRT run, a busy Pi).
 const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];

@@ -35,7 +35,7 @@ export async function runService(config: Config, log: Logger, reloadConfig: () =
   let watchdog: Watchdog | null = null;
   try {
     try {
-      daemon = await Daemon.start(config, log);
+      daemon = await Daemon.start(config, log, { reloadConfig });
     } catch (err) {
       notifier?.notify({ STATUS: `failed to start: ${errorText(err)}` });
       throw err;

@@ -1,10 +1,14 @@
-export { createAnomalyEvent, type AnomalyDecision, type AnomalyEvent, type Neighbour } from './event.js';
+export { createAnomalyEvent, EVENT_SCHEMA, type AnomalyDecision, type AnomalyEvent, type Neighbour } from './event.js';
 export { Outbox, OutboxFullError, EVENTS_TOPIC, type OutboxRow } from './outbox.js';
+export { OutboxDrain, type DrainOptions, type DrainStatus } from './drain.js';
+export { StatsReporter, STATS_SCHEMA } from './stats.js';
+export { announceAvailability, availabilityWill } from './availability.js';
+export { EventRecorder, type RecorderSettings, type RecorderStatus } from './recorder.js';
 export {
-  Publisher,
-  publisherDefaults,
-  defaultTopicRoot,
-  type PublisherOptions,
-  type PublisherStatus,
-  type StopOptions,
-} from './publisher.js';
+  AnomalyImages,
+  type AnomalyImage,
+  type AnomalyImageInfo,
+  type AnomalyImageListOptions,
+  type AnomalyImageRetention,
+} from './images.js';
+export { anomalyImage } from './crop.js';

@@ -15,3 +15,16 @@ export {
   type ClassifierSettings,
   type VectorIndexOptions,
 } from './options.js';
+export {
+  auroc,
+  binary,
+  confusionMatrix,
+  perLabel,
+  precisionRecallCurve,
+  type BinaryMetrics,
+  type LabelMetrics,
+  type PrPoint,
+  type Sample,
+} from './metrics.js';
+export { compareModels, gateModelUpdate, leaveOneOut, type GateResult, type LeaveOneOut, type ModelUnderTest } from './evaluate.js';
+export { OverrideStore, type ClassifierOverrides } from './overrides.js';

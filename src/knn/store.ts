@@ -166,6 +166,24 @@ export class ReferenceStore {
     })();
   }
 
+  /** References that came from one origin (an event's item, an uploaded image). */
+  idsOfOrigin(origin: string): number[] {
+    return this.db.prepare('SELECT id FROM knn_references WHERE origin = ? ORDER BY id').pluck().all(origin) as number[];
+  }
+
+  /** Drops every vector (and the saved graph) of a model key: a refused or removed model. */
+  removeVectorsOf(modelKey: string): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM knn_vectors WHERE model_key = ?').run(modelKey);
+      this.db.prepare('DELETE FROM knn_saved_index WHERE model_key = ?').run(modelKey);
+    })();
+  }
+
+  /** Model keys that have vectors stored. */
+  vectorKeys(): string[] {
+    return this.db.prepare('SELECT DISTINCT model_key FROM knn_vectors').pluck().all() as string[];
+  }
+
   get(id: number): Reference | undefined {
     const row = this.selectReference.get(id) as ReferenceRow | undefined;
     return row && toReference(row);

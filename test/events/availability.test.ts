@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Outbox, Publisher } from '../../dist/events/index.js';
+import { Outbox } from '../../dist/events/index.js';
+import { eventLink } from './link.js';
 import { openDatabase } from '../../dist/storage/index.js';
 import { collectMessages, startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 
@@ -25,7 +26,7 @@ const payloads = (topic: string) => (messages: { topic: string; payload: string 
 it('publishes online retained on connect and offline on a clean stop', async () => {
   const root = `test/${randomUUID()}/`;
   const db = openDatabase(join(dir, 'clean.db'));
-  const publisher = new Publisher(new Outbox(db), { url: broker.url, site: 'plant1', line: 'l2', camera: 'cam3', topicRoot: root, statsIntervalMs: 0 });
+  const publisher = eventLink(new Outbox(db), { url: broker.url, site: 'plant1', line: 'l2', camera: 'cam3', topicRoot: root, statsIntervalMs: 0 });
   publisher.start();
   const live = await collectMessages(broker.url, `${root}available`);
   await live.waitFor((m) => payloads(`${root}available`)(m).includes('online'));

@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { createAnomalyEvent, Outbox, Publisher, type AnomalyEvent, type PublisherOptions } from '../../dist/events/index.js';
+import { createAnomalyEvent, Outbox, type AnomalyEvent } from '../../dist/events/index.js';
+import { eventLink, type EventLink, type LinkOptions } from './link.js';
 import { openDatabase, type Db } from '../../dist/storage/index.js';
 import { collectMessages, startMosquitto, type Collector, type Mosquitto } from '../helpers/mosquitto.js';
 import { decision } from './fixtures.js';
@@ -34,8 +35,8 @@ function database(name = 'linewatch.db'): Db {
   return db;
 }
 
-function publisher(outbox: Outbox, url: string, options: Partial<PublisherOptions> = {}): Publisher {
-  const created = new Publisher(outbox, {
+function publisher(outbox: Outbox, url: string, options: Partial<LinkOptions> = {}): EventLink {
+  const created = eventLink(outbox, {
     url,
     site: 'plant1',
     line: 'l2',
@@ -89,7 +90,7 @@ it('keeps events in the outbox while the broker is down and delivers them in ord
   const events = Array.from({ length: 20 }, (_, i) => record(outbox, i));
   await until(() => pub.status().lastError !== null);
   expect(pub.status()).toMatchObject({ connected: false, backlog: 20, delivered: 0, lastPubackAt: null });
-  expect(pub.status().lastError).toBe(`cannot reach the MQTT broker at ${mqtt.url} (ECONNREFUSED): events wait in the outbox`);
+  expect(pub.status().lastError).toBe(`cannot reach the MQTT broker at ${mqtt.url} (ECONNREFUSED)`);
 
   await mqtt.restart();
   await sub.waitFor(() => firstArrivals(sub).length === events.length);
@@ -173,10 +174,11 @@ it('publishes the stats the daemon supplies, periodically and not retained', asy
   const stats = await collectMessages(mqtt.url, `${root}stats`, { qos: 0 });
   cleanups.push(() => stats.close());
   let good = 0;
-  const pub = publisher(new Outbox(database()), mqtt.url, { statsIntervalMs: 150, stats: () => ({ good: ++good, anomaly: 0 }) });
+  const pub = publisher(new Outbox(database()), mqtt.url, { statsIntervalMs: 150, stats: () => ({ good: ++good, anomaly: 0, outbox: { backlog: 0, delivered: 0 } }) });
   pub.start();
   const received = await stats.waitFor((m) => m.length >= 3);
-  const bodies = received.map((m) => JSON.parse(m.payload) as { good: number; anomaly: number; time: string; outbox: { backlog: number } });
+  const bodies = received.map((m) => JSON.parse(m.payload) as { schema: string; good: number; anomaly: number; time: string; outbox: { backlog: number } });
+  expect(bodies[0]!.schema).toBe('linewatch/stats/1');
   expect(bodies.map((b) => b.good)).toEqual(bodies.map((_, i) => bodies[0]!.good + i));
   expect(bodies[0]).toMatchObject({ anomaly: 0, outbox: { backlog: 0, delivered: 0 } });
   expect(received.every((m) => !m.retain)).toBe(true);
@@ -194,9 +196,9 @@ it('tells an authorization failure apart from an unreachable broker', async () =
 it('refuses a bad broker URL, topic names and missing TLS files before connecting', () => {
   const outbox = new Outbox(database());
   const base = { url: 'mqtt://127.0.0.1:1883', site: 'plant1', line: 'l2', camera: 'cam3' };
-  expect(() => new Publisher(outbox, { ...base, url: 'http://user:secret@broker' })).toThrow(/^"http:\/\/user:\*\*\*@broker\/?" is not an MQTT broker URL$/);
-  expect(new Publisher(outbox, { ...base, url: 'mqtt://user:secret@127.0.0.1:1883' }).status().url).toBe('mqtt://user:***@127.0.0.1:1883');
-  expect(() => new Publisher(outbox, { ...base, camera: 'cam/3' })).toThrow('the camera name "cam/3" cannot be part of an MQTT topic');
-  expect(() => new Publisher(outbox, { ...base, topicRoot: 'plant/#' })).toThrow('contains a wildcard');
-  expect(() => new Publisher(outbox, { ...base, caFile: join(dir, 'missing-ca.pem') })).toThrow(/cannot read the MQTT caFile/);
+  expect(() => eventLink(outbox, { ...base, url: 'http://user:secret@broker' })).toThrow(/^"http:\/\/user:\*\*\*@broker\/?" is not an MQTT broker URL$/);
+  expect(eventLink(outbox, { ...base, url: 'mqtt://user:secret@127.0.0.1:1883' }).status().url).toBe('mqtt://user:***@127.0.0.1:1883');
+  expect(() => eventLink(outbox, { ...base, camera: 'cam/3' })).toThrow('the camera name "cam/3" cannot be part of an MQTT topic');
+  expect(() => eventLink(outbox, { ...base, topicRoot: 'plant/#' })).toThrow('contains a wildcard');
+  expect(() => eventLink(outbox, { ...base, caFile: join(dir, 'missing-ca.pem') })).toThrow(/cannot read the MQTT caFile/);
 });

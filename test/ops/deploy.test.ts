@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { tensorRtCacheDir } from '../../dist/daemon/tensorrt.js';
+import { tensorRtCacheDir } from '../../dist/models/tensorrt.js';
 import { repoRoot, tempDir } from '../helpers/daemon.js';
 
 const scripts = ['deploy/install.sh', 'deploy/build-release.sh', 'deploy/mosquitto/make-certs.sh', 'deploy/jetson/build-onnxruntime-tensorrt.sh'];

@@ -3,17 +3,20 @@ import { extname, join, resolve } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { errorText, UserError, type Logger } from '../common/index.js';
 import type { Encoder } from '../inference/index.js';
-import type { ReferenceSource } from '../knn/index.js';
+import type { NewReference, ReferenceSource, ReferenceStore } from '../knn/index.js';
 import { thumbnail } from '../preprocess/index.js';
-import type { Model, References } from './parts.js';
+import type { ModelRuntime } from './runtime.js';
 
 const imageExtensions = new Set(['.jpg', '.jpeg', '.png']);
 /** Images embedded per encoder call while enrolling: bounds memory on large folders. */
 const chunkSize = 64;
 
 export interface LabeledImage {
+  /** The file, or where the bytes came from (an upload, an event): the reference's origin. */
   path: string;
   label: string;
+  /** The image itself when it did not come from a file. */
+  data?: Buffer;
 }
 
 export interface SkippedImage {
@@ -61,7 +64,7 @@ export async function listLabeledImages(folder: string, label?: string): Promise
 /** Reads, preprocesses and embeds images in chunks; unreadable images are reported, not fatal. */
 export async function* embedImages(
   images: readonly LabeledImage[],
-  model: Model,
+  model: ModelRuntime,
 ): AsyncGenerator<{ image: LabeledImage; data: Buffer; vector: Float32Array } | { image: LabeledImage; error: string }> {
   for (let start = 0; start < images.length; start += chunkSize) {
     const chunk = images.slice(start, start + chunkSize);
@@ -69,9 +72,9 @@ export async function* embedImages(
     const prepared = await Promise.all(
       chunk.map(async (image): Promise<Prepared> => {
         try {
-          const data = await readFile(image.path);
-          const tensor = model.preprocessor.createTensor();
-          await model.preprocessor.toTensor(data, tensor);
+          const data = image.data ?? (await readFile(image.path));
+          const tensor = model.frames.createTensor();
+          await model.frames.toTensor(data, tensor);
           return { image, data, tensor };
         } catch (err) {
           return { image, error: errorText(err) };
@@ -90,22 +93,26 @@ export async function* embedImages(
   }
 }
 
-/** Adds labeled images as references (store and index), skipping corrupt and already-enrolled ones. */
+/**
+ * Adds labeled images as references (store and index), skipping corrupt and already-enrolled ones.
+ * The stored thumbnail is the ROI crop, so a later model re-embeds what this one saw.
+ */
 export async function enroll(
   images: readonly LabeledImage[],
-  model: Model,
-  references: References,
+  model: ModelRuntime,
+  store: ReferenceStore,
   options: { source?: ReferenceSource; log?: Logger } = {},
-): Promise<EnrollResult> {
-  const known = references.store.origins();
+): Promise<EnrollResult & { ids: number[] }> {
+  const known = store.origins();
   const fresh = images.filter((image) => !known.has(image.path));
-  const result: EnrollResult = { added: 0, alreadyEnrolled: images.length - fresh.length, skipped: [], byLabel: {} };
+  const result: EnrollResult & { ids: number[] } = { added: 0, alreadyEnrolled: images.length - fresh.length, skipped: [], byLabel: {}, ids: [] };
   const thumbSide = Math.max(64, model.bundle.manifest.input.width, model.bundle.manifest.input.height);
-  let batch: { reference: Parameters<References['store']['addMany']>[1][number]['reference']; vector: Float32Array }[] = [];
+  let batch: { reference: NewReference; vector: Float32Array }[] = [];
   const flush = () => {
     if (batch.length === 0) return;
-    const ids = references.store.addMany(model.bundle.key, batch);
-    references.index.addMany(ids.map((referenceId, i) => ({ referenceId, vector: batch[i]!.vector })));
+    const ids = store.addMany(model.key, batch);
+    model.index.addMany(ids.map((referenceId, i) => ({ referenceId, vector: batch[i]!.vector })));
+    result.ids.push(...ids);
     batch = [];
   };
   for await (const item of embedImages(fresh, model)) {
@@ -119,7 +126,7 @@ export async function enroll(
         label: item.image.label,
         source: options.source ?? 'human',
         origin: item.image.path,
-        thumbnail: await thumbnail(item.data, { longestSide: thumbSide }),
+        thumbnail: await thumbnail(item.data, { longestSide: thumbSide, ...(model.frames.roi && { roi: model.frames.roi }) }),
       },
       vector: item.vector,
     });
@@ -128,7 +135,7 @@ export async function enroll(
     if (batch.length >= chunkSize) flush();
   }
   flush();
-  references.index.save();
+  model.index.save();
   return result;
 }
 
@@ -136,29 +143,30 @@ export async function enroll(
  * After a model update, embeds the references that have no vector for the new model from their
  * stored thumbnails, so the reference set carries over without re-labeling.
  */
-export async function reembedReferences(model: Model, references: References, log: Logger): Promise<number> {
+export async function reembedReferences(model: ModelRuntime, store: ReferenceStore, log: Logger, progress?: (done: number) => void): Promise<number> {
   let done = 0;
   let afterId = 0;
   for (;;) {
-    const page = references.store.listMissingVectors(model.bundle.key, { afterId, limit: chunkSize });
+    const page = store.listMissingVectors(model.key, { afterId, limit: chunkSize });
     if (page.length === 0) break;
     afterId = page[page.length - 1]!.id;
     const withImage = page.filter((r) => r.thumbnail !== null);
     const tensors = await Promise.all(
       withImage.map(async (r) => {
-        const tensor = model.preprocessor.createTensor();
-        await model.preprocessor.toTensor(r.thumbnail!, tensor);
+        const tensor = model.items.createTensor();
+        await model.items.toTensor(r.thumbnail!, tensor);
         return tensor;
       }),
     );
     const vectors = await embedAll(model.encoder, tensors);
-    references.store.addVectors(model.bundle.key, withImage.map((r, i) => ({ referenceId: r.id, vector: vectors[i]! })));
+    store.addVectors(model.key, withImage.map((r, i) => ({ referenceId: r.id, vector: vectors[i]! })));
     done += withImage.length;
+    progress?.(done);
   }
   if (done > 0) {
-    references.index.sync();
-    references.index.save();
-    log.info('references re-embedded for the new model', { model: model.bundle.key, references: done });
+    model.index.sync();
+    model.index.save();
+    log.info('references re-embedded for the model', { model: model.key, references: done });
   }
   return done;
 }

@@ -1,8 +1,8 @@
 import { errorText, type Logger } from '../common/index.js';
 import type { Frame, FrameQueue } from '../capture/index.js';
 import type { Decision } from '../knn/index.js';
+import type { ModelRuntime } from '../models/index.js';
 import { ImageError, RoiError } from '../preprocess/index.js';
-import type { Model, References } from './parts.js';
 
 export interface PipelineCounters {
   /** Frames that went through preprocess, encoder and classifier. */
@@ -20,8 +20,28 @@ export interface PipelineCounters {
   lastDecisionAt: number | null;
 }
 
-/** What becomes of each decision, in frame order (the daemon writes anomalies to the outbox). */
-export type DecisionSink = (frame: Frame, decision: Decision) => void;
+/** One decided frame, as every consumer sees it. */
+export interface DecidedFrame {
+  frame: Frame;
+  /** The item's embedding (L2-normalised), so consumers can keep or compare it without embedding again. */
+  vector: Float32Array;
+  decision: Decision;
+  /** The runtime that decided it, whole: no frame is decided by a mix of models. */
+  model: ModelRuntime;
+}
+
+/** Told of every decision, in frame order: the event recorder, learning, the UI, Sparkplug... */
+export type DecisionConsumer = (decided: DecidedFrame) => void;
+
+/** Lends the model in force for one frame; the frame gives it back when decided, saying whether inference worked. */
+export interface ModelLease {
+  readonly runtime: ModelRuntime;
+  release(outcome: 'decided' | 'failed'): void;
+}
+
+export interface ModelSource {
+  acquire(): ModelLease;
+}
 
 export type PipelineStage = 'preprocess' | 'inference' | 'classify';
 /** Told how long each stage took for a frame (the metrics' latency histograms). */
@@ -47,25 +67,32 @@ export class Pipeline {
   problem: string | null = null;
   private tail: Promise<void> = Promise.resolve();
   private lastWarning = new Map<string, number>();
+  private readonly consumers = new Set<DecisionConsumer>();
 
   constructor(
     private readonly queue: FrameQueue,
-    private readonly model: Model,
-    private readonly references: References,
-    private readonly sink: DecisionSink,
+    private readonly models: ModelSource,
     private readonly log: Logger,
     private readonly inFlight: number,
     private readonly observe: StageObserver = () => {},
   ) {}
 
+  /** Adds a consumer of decisions; returns a remove. A consumer that throws is logged and skipped, never stops the line. */
+  addConsumer(consumer: DecisionConsumer): () => void {
+    this.consumers.add(consumer);
+    return () => this.consumers.delete(consumer);
+  }
+
   /** Runs until the queue is closed and every frame taken from it is decided. */
   async run(): Promise<void> {
-    const slots = Array.from({ length: this.inFlight }, () => this.slot(this.model.preprocessor.createTensor()));
+    const slots = Array.from({ length: this.inFlight }, () => this.slot());
     await Promise.all(slots);
     await this.tail;
   }
 
-  private async slot(tensor: Float32Array): Promise<void> {
+  private async slot(): Promise<void> {
+    // Each slot reuses one tensor; a model with another input size gets a new one.
+    let tensor: Float32Array = new Float32Array(0);
     for (;;) {
       const [frame] = await this.queue.take(1);
       if (!frame) return;
@@ -73,17 +100,22 @@ export class Pipeline {
       const previous = this.tail;
       let release!: () => void;
       this.tail = new Promise((resolve) => (release = resolve));
+      const lease = this.models.acquire();
+      let outcome: 'decided' | 'failed' = 'decided';
       try {
-        const decision = await this.decide(frame, tensor);
+        if (tensor.length !== lease.runtime.frames.length) tensor = lease.runtime.frames.createTensor();
+        const decided = await this.decide(frame, tensor, lease.runtime);
+        if (decided === 'failed') outcome = 'failed';
         await previous;
-        if (decision) this.deliver(frame, decision);
+        if (decided !== null && decided !== 'failed') this.deliver(decided);
       } finally {
+        lease.release(outcome);
         release();
       }
     }
   }
 
-  private async decide(frame: Frame, tensor: Float32Array): Promise<Decision | null> {
+  private async decide(frame: Frame, tensor: Float32Array, model: ModelRuntime): Promise<DecidedFrame | 'failed' | null> {
     let started = performance.now();
     const lap = (stage: PipelineStage) => {
       const now = performance.now();
@@ -91,7 +123,7 @@ export class Pipeline {
       started = now;
     };
     try {
-      await this.model.preprocessor.toTensor(frame.data, tensor);
+      await model.frames.toTensor(frame.data, tensor);
       lap('preprocess');
     } catch (err) {
       if (err instanceof RoiError) {
@@ -105,7 +137,7 @@ export class Pipeline {
       }
       return null;
     }
-    const refusal = this.references.classifier.notReady();
+    const refusal = model.classifier.notReady();
     if (refusal) {
       this.counters.unclassified++;
       this.setProblem(`${refusal.message}: ${refusal.hint ?? ''}`.trim());
@@ -114,20 +146,29 @@ export class Pipeline {
     let vector: Float32Array;
     try {
       started = performance.now();
-      vector = await this.model.encoder.embed(tensor);
+      vector = await model.encoder.embed(tensor);
       lap('inference');
     } catch (err) {
       this.counters.failed++;
       this.setProblem(`inference failed: ${errorText(err)}`);
-      return null;
+      return 'failed';
+    }
+    let decision: Decision;
+    try {
+      decision = model.classifier.classify(vector);
+    } catch (err) {
+      // A model that outputs NaN or zero vectors fails here: counted like an inference failure, never a crash.
+      this.counters.failed++;
+      this.setProblem(`inference failed: ${model.key} gave a vector the classifier cannot use (${errorText(err)})`);
+      return 'failed';
     }
     this.problem = null;
-    const decision = this.references.classifier.classify(vector);
     lap('classify');
-    return decision;
+    return { frame, vector, decision, model };
   }
 
-  private deliver(frame: Frame, decision: Decision): void {
+  private deliver(decided: DecidedFrame): void {
+    const { decision } = decided;
     const c = this.counters;
     c.classified++;
     c.lastDecisionAt = Date.now();
@@ -137,7 +178,13 @@ export class Pipeline {
     } else {
       c.good++;
     }
-    this.sink(frame, decision);
+    for (const consumer of this.consumers) {
+      try {
+        consumer(decided);
+      } catch (err) {
+        this.warnSometimes('consumer', 'a decision consumer failed', { error: errorText(err) });
+      }
+    }
   }
 
   private setProblem(text: string): void {

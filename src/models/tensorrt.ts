@@ -1,7 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { errorText, type Logger } from '../common/index.js';
-import type { Config } from '../config/index.js';
 
 /**
  * TensorRT engine caches for an onnxruntime-node built with the TensorRT provider
@@ -30,22 +29,29 @@ export function tensorRtCacheDir(stateDir: string, model: { version: string; sha
 
 /**
  * When TensorRT can be used (asked for, its library present, and an onnxruntime-node build with
- * the provider), points the provider at this model's cache folder and removes caches of other
- * models, TensorRT versions or GPUs. Null otherwise; an operator's own variable is left alone.
+ * the provider), points the provider at this model's cache folder (inference workers started
+ * after this read it) and removes caches of models not kept. Null otherwise; an operator's own
+ * variable is left alone.
  */
-export async function prepareTensorRt(config: Config, log: Logger): Promise<TensorRtCache | null> {
-  if (!config.inference.providers.includes('tensorrt') || process.env[TRT_OPTIONS_VARIABLE] !== undefined) return null;
+export async function prepareTensorRt(
+  options: { providers: readonly string[]; stateDir: string; keep: readonly { version: string; sha256: string }[] },
+  manifest: { version: string; sha256: string; precision: string },
+  log: Logger,
+): Promise<TensorRtCache | null> {
+  if (!options.providers.includes('tensorrt') || (process.env[TRT_OPTIONS_VARIABLE] !== undefined && !process.env[TRT_OPTIONS_VARIABLE]!.includes(join(options.stateDir, 'tensorrt')))) return null;
   const version = tensorRtVersion();
   if (!version) return null;
   try {
     // Loaded only on machines with TensorRT: the daemon's own thread has no other use for the binding.
     const ort = await import('onnxruntime-node');
     if (!ort.listSupportedBackends().some((b) => b.name === 'tensorrt')) return null;
-    const manifest = JSON.parse(readFileSync(join(config.model, 'manifest.json'), 'utf8')) as { version: string; sha256: string; precision: string };
-    const dir = tensorRtCacheDir(config.stateDir, manifest, version, gpuName());
+    const gpu = gpuName();
+    const dir = tensorRtCacheDir(options.stateDir, manifest, version, gpu);
     mkdirSync(dir, { recursive: true });
-    const root = join(config.stateDir, 'tensorrt');
-    for (const other of readdirSync(root)) if (join(root, other) !== dir) rmSync(join(root, other), { recursive: true, force: true });
+    // Engines of the models kept for rollback stay; those of removed models, old TensorRT versions or GPUs go.
+    const kept = new Set([dir, ...options.keep.map((m) => tensorRtCacheDir(options.stateDir, m, version, gpu))]);
+    const root = join(options.stateDir, 'tensorrt');
+    for (const other of readdirSync(root)) if (!kept.has(join(root, other))) rmSync(join(root, other), { recursive: true, force: true });
     const building = !readdirSync(dir).some((f) => f.endsWith('.engine'));
     process.env[TRT_OPTIONS_VARIABLE] = [
       'trt_engine_cache_enable=1',

@@ -1,0 +1,132 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { RequestError } from '../common/index.js';
+import type { AnomalyImages } from '../events/index.js';
+import type { OverrideStore, ReferenceStore } from '../knn/index.js';
+import { enroll, type ModelManager } from '../models/index.js';
+import { command, type Command } from './api.js';
+
+/** What the commands act on: the daemon's modules, handed over by the composition root. */
+export interface ControlTarget {
+  status(): unknown;
+  models: ModelManager;
+  store: ReferenceStore;
+  overrides: OverrideStore;
+  images: AnomalyImages;
+  /** Applies the persisted classifier overrides to the models in force. */
+  applyOverrides(): void;
+  /** Reads the configuration file again (as SIGHUP does); returns what changed. */
+  reload(): Promise<unknown>;
+}
+
+const base64 = (what: string) =>
+  z
+    .string()
+    .min(1)
+    .regex(/^[A-Za-z0-9+/=\r\n_-]+$/, `${what} must be base64`)
+    .transform((s) => Buffer.from(s, 'base64'));
+const label = z.string().trim().min(1).max(100).regex(/^[^\u0000-\u001f]+$/, 'no control characters');
+const eventId = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'an event id (a UUID, as in the event)');
+const nothing = z.strictObject({});
+
+/** The commands of the control API; docs/control.md documents each. */
+export function controlCommands(target: ControlTarget): Command[] {
+  const { models, store, overrides, images } = target;
+  return [
+    command({ name: 'status', summary: 'the daemon status', write: false, params: nothing, run: () => target.status() }),
+
+    command({
+      name: 'classifier.set',
+      summary: 'set k, threshold or unknownDistance (null clears); persisted, overrides the file',
+      write: true,
+      params: z
+        .strictObject({
+          k: z.number().int().min(1).max(1000).nullable().optional(),
+          threshold: z.number().min(0).max(1).nullable().optional(),
+          unknownDistance: z.number().min(0).max(2).nullable().optional(),
+        })
+        .refine((p) => Object.keys(p).length > 0, 'give at least one of k, threshold, unknownDistance'),
+      run: (params, via) => {
+        const now = overrides.set(params, via);
+        target.applyOverrides();
+        return { settings: { ...models.active.classifier.settings }, overrides: now };
+      },
+    }),
+
+    command({
+      name: 'enroll',
+      summary: 'add an image (base64) as a reference with a label',
+      write: true,
+      params: z.strictObject({ label, image: base64('image') }),
+      run: async ({ label, image }) => {
+        // The image's digest names it: enrolling the same bytes twice adds nothing twice.
+        const origin = `upload:${createHash('sha256').update(image).digest('hex').slice(0, 16)}`;
+        const result = await enroll([{ path: origin, label, data: image }], models.active, store);
+        const skipped = result.skipped[0];
+        if (skipped) throw new RequestError('bad_image', `the image cannot be used: ${skipped.reason}`, 'send a JPEG or PNG of the item');
+        return { added: result.added, alreadyEnrolled: result.alreadyEnrolled, referenceIds: result.ids, model: models.active.key };
+      },
+    }),
+
+    command({
+      name: 'label',
+      summary: "make an anomaly's item a human reference with this label, at once",
+      write: true,
+      params: z.strictObject({ event: eventId, label }),
+      run: async ({ event, label }) => {
+        const kept = images.get(event);
+        if (!kept) {
+          throw new RequestError('unknown_event', `no image is kept for event ${event}`, 'check the id; images of old events are removed by retention (images.*)', 404);
+        }
+        const model = models.active;
+        let vector = kept.vector;
+        if (kept.modelKey !== model.key) {
+          // Decided by another model: embed the kept item with the one in force.
+          const tensor = model.items.createTensor();
+          await model.items.toTensor(kept.image, tensor);
+          vector = await model.encoder.embed(tensor);
+        }
+        const origin = `event:${event}`;
+        const replaced = store.idsOfOrigin(origin);
+        const referenceId = store.db.transaction(() => {
+          store.removeMany(replaced);
+          return store.add({ label, source: 'human', origin, thumbnail: kept.image }, model.key, vector);
+        })();
+        for (const id of replaced) model.index.remove(id);
+        model.index.add(referenceId, vector);
+        return { referenceId, label, event, replaced, model: model.key };
+      },
+    }),
+
+    command({
+      name: 'reference.remove',
+      summary: 'remove references by id',
+      write: true,
+      params: z.strictObject({ ids: z.array(z.number().int().positive()).min(1).max(10_000) }),
+      run: ({ ids }) => {
+        const removed = store.removeMany(ids);
+        for (const id of ids) models.active.index.remove(id);
+        if (removed === 0) throw new RequestError('unknown_reference', `no reference with id ${ids.join(', ')}`, 'linewatch status lists the references by label', 404);
+        return { removed };
+      },
+    }),
+
+    command({
+      name: 'model.push',
+      summary: 'install a signed bundle archive (base64 .tar.gz): verify, re-embed, gate, swap',
+      write: true,
+      params: z.strictObject({ bundle: base64('bundle'), force: z.boolean().optional() }),
+      run: ({ bundle, force }, via) => models.push(bundle, { force: force ?? false, via }),
+    }),
+    command({
+      name: 'model.activate',
+      summary: 'make an installed version active',
+      write: true,
+      params: z.strictObject({ key: z.string().min(1) }),
+      run: ({ key }, via) => models.activate(key, { via }),
+    }),
+    command({ name: 'model.rollback', summary: 'bring the previous model back', write: true, params: nothing, run: (_, via) => models.rollback({ via }) }),
+    command({ name: 'model.list', summary: 'installed versions, the active one, the history', write: false, params: nothing, run: () => models.list() }),
+    command({ name: 'reload', summary: 'read the configuration file again (as SIGHUP)', write: true, params: nothing, run: () => target.reload() }),
+  ];
+}

@@ -1,0 +1,37 @@
+import type { CameraStatus } from '../capture/index.js';
+import type { RecorderStatus } from '../events/index.js';
+import type { ClassifierOverrides, ClassifierSettings } from '../knn/index.js';
+import type { ModelsStatus } from '../models/index.js';
+import type { SessionStatus } from '../mqtt/index.js';
+import type { PipelineCounters } from '../pipeline/index.js';
+
+export interface MqttStatus extends SessionStatus {
+  /** Events in the outbox, not yet acknowledged by the broker. */
+  backlog: number;
+  /** Events acknowledged (PUBACK) since this connection setup started. */
+  delivered: number;
+  lastPubackAt: string | null;
+  commands: { answered: number; dropped: number } | null;
+}
+
+/** What /status, `linewatch status`, the metrics, the health check and the stats message read. */
+export interface DaemonStatus {
+  state: 'starting' | 'running' | 'stopping' | 'stopped';
+  startedAt: string;
+  site: string;
+  line: string;
+  camera: string;
+  /** Problems a user should act on, in words; empty while all is well. */
+  problems: string[];
+  capture: CameraStatus;
+  model: { name: string; version: string; precision: string; provider: string };
+  models: ModelsStatus;
+  references: { total: number; searchable: number; byLabel: Record<string, number>; bySource: Record<string, number>; index: string };
+  classifier: ClassifierSettings & {
+    /** Values set through the control API: they win over the config file (classifier.set with null clears one). */
+    overrides: ClassifierOverrides;
+  };
+  /** `problem`: why frames are not being decided right now (no references, inference failing...), or null. */
+  decisions: PipelineCounters & { problem: string | null };
+  events: { backlog: number; refused: number; mqtt: MqttStatus | null; images: RecorderStatus['images'] };
+}

@@ -1,0 +1,186 @@
+import { errorText, type Logger } from '../common/index.js';
+import type { DecidedFrame } from '../pipeline/index.js';
+import type { Roi } from '../preprocess/index.js';
+import { anomalyImage } from './crop.js';
+import { createAnomalyEvent, type AnomalyEvent } from './event.js';
+import type { AnomalyImages } from './images.js';
+import { OutboxFullError, type Outbox } from './outbox.js';
+
+export interface RecorderSettings {
+  site: string;
+  line: string;
+  camera: string;
+  /** Events kept for the broker at most; past it new ones are refused, old ones never dropped. */
+  outboxLimit: number;
+  /** The ROI of the frames (the stored image is the item, not the whole frame). */
+  roi: Roi | undefined;
+  imageLongestSide: number;
+}
+
+export interface RecorderStatus {
+  /** Anomaly events refused (outbox full, disk full) since start. */
+  refused: number;
+  /** Why events are being refused right now; null while all is well. */
+  refusing: string | null;
+  images: { count: number; bytes: number; oldest: string | null; failed: number };
+}
+
+interface Pending {
+  decided: DecidedFrame;
+  event: AnomalyEvent;
+}
+
+/** Retention runs at most this often (it is a few DELETEs, but not for every frame). */
+const pruneIntervalMs = 60_000;
+
+/**
+ * The decision consumer that turns anomalies into durable events: each anomaly becomes an event
+ * in the outbox (one transaction per turn of the event loop, a batch's worth), then its item's
+ * image and vector are kept for people to see and label. A full outbox or disk refuses new
+ * events loudly and never touches stored ones.
+ */
+export class EventRecorder {
+  private pending: Pending[] = [];
+  private refused = 0;
+  private refusing: string | null = null;
+  private imageFailures = 0;
+  private backlogCache = { value: 0, at: 0 };
+  private lastPrune = 0;
+  private imagesWriting: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly outbox: Outbox,
+    private readonly images: AnomalyImages,
+    private settings: RecorderSettings,
+    private readonly log: Logger,
+    /** Told how long from capture to the committed event (the metrics' histogram). */
+    private readonly observe: (seconds: number) => void = () => {},
+  ) {}
+
+  /** New names or limits after a reload. */
+  configure(settings: RecorderSettings): void {
+    this.settings = settings;
+  }
+
+  /** The DecisionConsumer: called in frame order for every decision. */
+  readonly consume = (decided: DecidedFrame): void => {
+    if (!decided.decision.anomaly) return;
+    const { outboxLimit } = this.settings;
+    if (this.backlog() + this.pending.length >= outboxLimit) {
+      this.refuse(`the outbox holds ${outboxLimit} events (mqtt.outboxLimit): new events are refused until the broker takes some`);
+      return;
+    }
+    const { frame, decision, model } = decided;
+    const m = model.bundle.manifest;
+    const event = createAnomalyEvent({
+      capturedAt: frame.capturedAt,
+      site: this.settings.site,
+      line: this.settings.line,
+      camera: this.settings.camera,
+      score: decision.score,
+      threshold: decision.threshold,
+      label: decision.label,
+      unknown: decision.unknown,
+      neighbours: decision.neighbours,
+      model: { name: m.name, version: m.version },
+      frame: { seq: frame.seq, origin: frame.origin },
+    });
+    if (this.pending.length === 0) setImmediate(() => this.commit());
+    this.pending.push({ decided, event });
+  };
+
+  status(): RecorderStatus {
+    const s = this.images.stats();
+    return {
+      refused: this.refused,
+      refusing: this.refusing,
+      images: { count: s.count, bytes: s.bytes, oldest: s.oldest === null ? null : new Date(s.oldest).toISOString(), failed: this.imageFailures },
+    };
+  }
+
+  /** Commits what is decided but not yet stored, and waits for the images being written (on stop). */
+  async flush(): Promise<void> {
+    this.commit();
+    await this.imagesWriting;
+  }
+
+  /**
+   * Writes the anomalies decided in this turn of the event loop in one transaction: one fsync for
+   * the batch instead of one per event. Nothing is published before its row is committed.
+   */
+  private commit(): void {
+    const pending = this.pending;
+    if (pending.length === 0) return;
+    this.pending = [];
+    try {
+      this.outbox.transaction(() => {
+        for (const { event } of pending) this.outbox.append(event);
+      });
+    } catch (err) {
+      const reason = err instanceof OutboxFullError ? `${err.message}; ${err.hint ?? ''}` : `cannot store events in the outbox: ${errorText(err)}`;
+      for (let i = 0; i < pending.length; i++) this.refuse(reason);
+      return;
+    }
+    this.backlogCache.value += pending.length;
+    this.refusing = null;
+    for (const { decided, event } of pending) {
+      this.observe((Date.now() - decided.frame.capturedAt) / 1000);
+      this.log.info('anomaly', { label: event.label, score: round(event.score), frame: event.frame.origin, seq: event.frame.seq, event: event.id, model: decided.model.key });
+    }
+    // The event is safe; its image follows (a crash in between loses only the picture).
+    this.imagesWriting = this.imagesWriting.then(() => this.keepImages(pending));
+  }
+
+  private async keepImages(pending: Pending[]): Promise<void> {
+    const items: Parameters<AnomalyImages['add']>[0][] = [];
+    for (const { decided, event } of pending) {
+      try {
+        const { image, contentType } = await anomalyImage(decided.frame.data, this.settings.roi, this.settings.imageLongestSide);
+        items.push({
+          eventId: event.id,
+          createdAt: Date.parse(event.decidedAt),
+          contentType,
+          image,
+          modelKey: decided.model.key,
+          vector: decided.vector,
+          label: event.label,
+          score: event.score,
+        });
+      } catch (err) {
+        this.imageFailures++;
+        this.log.warn('anomaly image not kept', { event: event.id, error: errorText(err) });
+      }
+    }
+    try {
+      this.outbox.transaction(() => {
+        for (const item of items) this.images.add(item);
+      });
+    } catch (err) {
+      this.imageFailures += items.length;
+      this.log.warn('anomaly images not kept (the events are)', { events: items.length, error: errorText(err) });
+    }
+    if (Date.now() - this.lastPrune > pruneIntervalMs) {
+      this.lastPrune = Date.now();
+      const pruned = this.images.prune();
+      if (pruned.removed > 0) this.log.info('old anomaly images removed (retention)', { removed: pruned.removed, bytes: pruned.bytes });
+    }
+  }
+
+  /** Refuse loudly: an error line (on a new reason, and every 100th), a counter and a status problem. */
+  private refuse(reason: string): void {
+    this.refused++;
+    if (this.refusing !== reason || this.refused % 100 === 1) this.log.error('event refused', { reason, refused: this.refused });
+    this.refusing = reason;
+  }
+
+  /** COUNT(*) on a large outbox is not free: read it at most once a second. */
+  private backlog(): number {
+    const now = Date.now();
+    if (now - this.backlogCache.at > 1000) this.backlogCache = { value: this.outbox.backlog(), at: now };
+    return this.backlogCache.value;
+  }
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}

@@ -1,0 +1,70 @@
+import type { Logger } from '../common/index.js';
+import type { Config } from '../config/index.js';
+import { Encoder, type Bundle } from '../inference/index.js';
+import { Classifier, VectorIndex, type ClassifierOverrides, type ClassifierSettings, type ReferenceStore } from '../knn/index.js';
+import { Preprocessor } from '../preprocess/index.js';
+
+/**
+ * Everything that belongs to one model key, as one unit: its checked bundle, preprocessing, the
+ * encoder sessions, the search index over its vectors and the classifier. A new model is built
+ * as a second runtime beside the running one and swapped in between two frames.
+ */
+export interface ModelRuntime {
+  readonly key: string;
+  readonly bundle: Bundle;
+  /** Camera frames: the ROI is cropped first. */
+  readonly frames: Preprocessor;
+  /** Stored items (anomaly images, reference thumbnails): already cropped to the ROI, so no crop again. */
+  readonly items: Preprocessor;
+  readonly encoder: Encoder;
+  readonly index: VectorIndex;
+  readonly classifier: Classifier;
+}
+
+/** Overrides first, then the config file, then the bundle's calibrated values. */
+export function classifierSettings(knn: Config['knn'], bundle: Bundle, overrides: ClassifierOverrides = {}): Partial<ClassifierSettings> {
+  const calibrated: Partial<ClassifierSettings> = bundle.manifest.classifier ?? {};
+  return {
+    k: overrides.k ?? knn.k ?? calibrated.k,
+    threshold: overrides.threshold ?? knn.threshold ?? calibrated.threshold,
+    unknownDistance: overrides.unknownDistance ?? knn.unknownDistance ?? calibrated.unknownDistance,
+    goodLabel: knn.goodLabel ?? calibrated.goodLabel,
+  };
+}
+
+/** Opens the encoder sessions (a model whose ONNX does not fit its manifest is refused here) and the index of its vectors. */
+export async function openRuntime(
+  bundle: Bundle,
+  store: ReferenceStore,
+  config: Config,
+  overrides: ClassifierOverrides,
+  log: Logger,
+): Promise<ModelRuntime> {
+  const frames = new Preprocessor(bundle.manifest.input, config.preprocess.roi ?? undefined);
+  const items = new Preprocessor(bundle.manifest.input);
+  const encoder = await Encoder.open(bundle, {
+    providers: config.inference.providers,
+    intraOpThreads: config.inference.threads,
+    workers: config.inference.workers,
+    maxBatch: config.inference.maxBatch,
+    maxWaitMs: config.inference.maxWaitMs,
+    logger: log.child('inference'),
+  });
+  try {
+    const index = VectorIndex.open(store, {
+      modelKey: bundle.key,
+      dimension: bundle.manifest.output.dimension,
+      exactBelow: config.knn.exactBelow,
+      M: config.knn.hnswM,
+      efConstruction: config.knn.hnswEfConstruction,
+      ef: config.knn.hnswEf,
+      logger: log.child('knn'),
+    });
+    const classifier = new Classifier(index, store, classifierSettings(config.knn, bundle, overrides));
+    log.info('model loaded', { model: bundle.key, precision: bundle.manifest.precision, provider: encoder.provider, references: index.size, index: index.mode });
+    return { key: bundle.key, bundle, frames, items, encoder, index, classifier };
+  } catch (err) {
+    await encoder.close();
+    throw err;
+  }
+}

@@ -1,0 +1,13 @@
+export {
+  MqttSession,
+  sessionDefaults,
+  matches,
+  isConnectionClosed,
+  type Birth,
+  type Connection,
+  type MessageHandler,
+  type SessionMessage,
+  type SessionOptions,
+  type SessionStatus,
+} from './session.js';
+export { defaultClientId, defaultTopicRoot, topicRoot, type DeviceNames } from './topics.js';
