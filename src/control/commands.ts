@@ -26,7 +26,8 @@ const base64 = (what: string) =>
     .regex(/^[A-Za-z0-9+/=\r\n_-]+$/, `${what} must be base64`)
     .transform((s) => Buffer.from(s, 'base64'));
 const label = z.string().trim().min(1).max(100).regex(/^[^\u0000-\u001f]+$/, 'no control characters');
-const eventId = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'an event id (a UUID, as in the event)');
+// No regex flags here or below: a JSON Schema pattern (docs/schemas/commands.schema.json) cannot carry them.
+const eventId = z.string().regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, 'an event id (a UUID, as in the event)');
 const nothing = z.strictObject({});
 
 /** The commands of the control API; docs/control.md documents each. */
@@ -45,7 +46,9 @@ export function controlCommands(target: ControlTarget): Command[] {
           threshold: z.number().min(0).max(1).nullable().optional(),
           unknownDistance: z.number().min(0).max(2).nullable().optional(),
         })
-        .refine((p) => Object.keys(p).length > 0, 'give at least one of k, threshold, unknownDistance'),
+        .refine((p) => Object.keys(p).length > 0, 'give at least one of k, threshold, unknownDistance')
+        // The refinement as JSON Schema says it (z.toJSONSchema cannot translate a refine).
+        .meta({ minProperties: 1 }),
       run: (params, via) => {
         const now = overrides.set(params, via);
         target.applyOverrides();

@@ -75,15 +75,18 @@ export class ControlServer {
     // A client announcing a big body waits for our go-ahead, so a refusal costs it no upload.
     server.on('checkContinue', (req, res) => serve(req, res, true));
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) =>
+      const refuse = (err: NodeJS.ErrnoException): void =>
         reject(
           new UserError(
             `cannot serve HTTP on ${host}:${port} (${err.code ?? err.message})`,
             err.code === 'EADDRINUSE' ? 'another process (another linewatch?) uses that port: set http.port, or stop the other one' : 'check http.host and http.port',
           ),
-        ),
-      );
-      server.listen(port, host, () => resolve());
+        );
+      server.once('error', refuse);
+      server.listen(port, host, () => {
+        server.off('error', refuse);
+        resolve();
+      });
     });
     // After listening, an error (e.g. EMFILE on accept) must be logged, not end the daemon.
     server.on('error', (err) => log.error('HTTP server error', { error: err }));

@@ -5,7 +5,7 @@ import type { Config } from '../config/index.js';
 import { ControlApi, ControlServer, controlCommands, ensureToken } from '../control/index.js';
 import { AnomalyImages, EventRecorder, Outbox, type RecorderSettings } from '../events/index.js';
 import { OverrideStore, ReferenceStore } from '../knn/index.js';
-import { ModelManager } from '../models/index.js';
+import { ModelInbox, ModelManager } from '../models/index.js';
 import { Pipeline } from '../pipeline/index.js';
 import { openDatabase, type Db } from '../storage/index.js';
 import { checkHealth } from './health.js';
@@ -38,6 +38,7 @@ export class Daemon {
   private readonly startedAt = new Date();
   private http: ControlServer | null = null;
   private messaging: Messaging | null = null;
+  private inbox: ModelInbox | null = null;
   private running: Promise<void> | null = null;
   /** The configuration the daemon started with: keys that cannot change live are compared with it. */
   private readonly startedWith: Config;
@@ -123,6 +124,10 @@ export class Daemon {
         });
       }
       this.startMessaging(config);
+      if (config.models.watchInbox) {
+        this.inbox = new ModelInbox(join(config.stateDir, 'inbox'), this.models, log.child('models'));
+        this.inbox.start();
+      }
       this.running = this.pipeline.run();
       await this.camera.start();
     } catch (err) {
@@ -266,8 +271,10 @@ export class Daemon {
     this.state = 'stopping';
     this.log.info('stopping');
     const deadline = Date.now() + (options.flushTimeoutMs ?? this.config.mqtt.flushTimeoutS * 1000);
+    this.models.stopChanges();
     await this.camera.stop();
     await this.http?.close();
+    await this.inbox?.stop();
     try {
       await this.running;
     } catch (err) {

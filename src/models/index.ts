@@ -3,3 +3,4 @@ export { ModelRegistry, type ModelAction, type ModelHistoryEntry, type ModelOrig
 export { classifierSettings, openRuntime, type ModelRuntime } from './runtime.js';
 export { embedImages, enroll, listLabeledImages, reembedReferences, type EnrollResult, type LabeledImage, type SkippedImage } from './enrollment.js';
 export { prepareTensorRt, tensorRtCacheDir } from './tensorrt.js';
+export { ModelInbox } from './inbox.js';

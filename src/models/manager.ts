@@ -215,7 +215,10 @@ export class ModelManager implements ModelSource {
       await prepareTensorRt({ providers: this.config.inference.providers, stateDir: this.config.stateDir, keep: keptManifests(this.registry) }, bundle.manifest, this.log.child('inference'));
       runtime = await openRuntime(bundle, this.store, this.config, this.overrides.get(), this.log);
       this.step('re-embedding', this.store.count());
-      await reembedReferences(runtime, this.store, this.log, (done) => (this.staging!.done = done));
+      await reembedReferences(runtime, this.store, this.log, (done) => {
+        this.staging!.done = done;
+        this.step('re-embedding');
+      });
       this.step('gating');
       const gate = this.gate(runtime);
       const forced = !gate.pass && options.force === true;
@@ -283,6 +286,11 @@ export class ModelManager implements ModelSource {
     return this.activate(previous, { via: options.via, action: options.automatic ? 'auto-rollback' : 'rollback', ...(options.reason ? { reason: options.reason } : {}) });
   }
 
+  /** Refuses new changes and makes a push under way give up at its next step (the daemon is stopping). */
+  stopChanges(): void {
+    this.closed = true;
+  }
+
   /** Closes every model once the frames holding them are decided. */
   async close(): Promise<void> {
     this.closed = true;
@@ -348,6 +356,7 @@ export class ModelManager implements ModelSource {
   }
 
   private step(step: StagingStatus['step'], total?: number): void {
+    if (this.closed) throw new RequestError('stopping', 'the daemon is stopping: the model change was abandoned', 'push it again once linewatch runs', 503);
     if (!this.staging) return;
     this.staging.step = step;
     if (total !== undefined) this.staging.total = total;

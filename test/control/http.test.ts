@@ -58,6 +58,8 @@ function raw(url: string, request: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect(Number(port), hostname);
     let received = '';
+    // A server that never closes fails the test in seconds rather than at the test timeout.
+    socket.setTimeout(10_000, () => socket.destroy(new Error(`no close within 10 s; received ${JSON.stringify(received)}`)));
     socket.on('data', (data) => (received += data.toString('latin1')));
     socket.on('error', reject);
     socket.on('close', () => resolve(received));
