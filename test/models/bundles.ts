@@ -1,0 +1,65 @@
+/**
+ * Model bundles for push tests, made from the real shipped ones: a re-versioned copy, one with
+ * random weights (same graph, so only the accuracy gate can tell), a tampered one, and signatures
+ * by trusted and untrusted keys.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { cp, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { generateKeyPair, packBundle, signBundle } from '../../dist/inference/index.js';
+import { repoRoot, tempDir } from '../helpers/daemon.js';
+
+export const int8Bundle = join(repoRoot, 'models/default-int8');
+export const fp32Bundle = join(repoRoot, 'models/default-fp32');
+
+export interface Keys {
+  trustedDir: string;
+  trusted: string;
+  untrusted: string;
+}
+
+/** A key pair whose public half is in `trustedDir`, and one that is not trusted. */
+export async function makeKeys(): Promise<Keys> {
+  const trustedDir = tempDir('linewatch-trusted-');
+  const other = tempDir('linewatch-untrusted-');
+  const trusted = await generateKeyPair(trustedDir, 'technician');
+  const untrusted = await generateKeyPair(other, 'stranger');
+  return { trustedDir, trusted: trusted.privateKeyPath, untrusted: untrusted.privateKeyPath };
+}
+
+/** A copy of `source` whose manifest is edited (a new version, say), with the ONNX sha256 kept right. */
+export async function copyBundle(source: string, edit: (manifest: Record<string, any>) => void = () => {}): Promise<string> {
+  const dir = tempDir('linewatch-bundle-');
+  await cp(source, dir, { recursive: true });
+  const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
+  edit(manifest);
+  await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2));
+  return dir;
+}
+
+/** The same network with every weight replaced by noise of the same scale: it loads and runs, and knows nothing. */
+export async function randomWeights(source: string, version: string): Promise<string> {
+  const dir = await copyBundle(source, (m) => (m.version = version));
+  const model = join(dir, 'model.onnx');
+  execFileSync('/usr/bin/python3', ['-c', `
+import sys, numpy as np, onnx
+from onnx import numpy_helper
+m = onnx.load(sys.argv[1])
+rng = np.random.default_rng(7)
+for i, t in enumerate(m.graph.initializer):
+    a = numpy_helper.to_array(t)
+    if a.dtype == np.float32 and a.size > 1:
+        m.graph.initializer[i].CopyFrom(numpy_helper.from_array((rng.standard_normal(a.shape) * (a.std() + 1e-3)).astype(np.float32), t.name))
+onnx.save(m, sys.argv[1])
+`, model]);
+  const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
+  manifest.sha256 = createHash('sha256').update(await readFile(model)).digest('hex');
+  await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2));
+  return dir;
+}
+
+export async function signedArchive(dir: string, key: string): Promise<Buffer> {
+  await signBundle(dir, key);
+  return packBundle(dir);
+}
