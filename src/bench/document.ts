@@ -1,4 +1,4 @@
-import type { E2eSection, MemorySection } from './e2e.js';
+import type { E2eSection, MemorySection, SwapSection } from './e2e.js';
 import type { EncoderSection } from './encoder.js';
 import type { KnnSection } from './knn.js';
 import type { PreprocessSection } from './preprocess.js';
@@ -25,6 +25,7 @@ export interface BenchDocument {
   e2e: E2eSection;
   knn: KnnSection;
   memory: MemorySection;
+  swap: SwapSection;
   targets: Target[];
 }
 

@@ -2,14 +2,16 @@
  * The end-to-end run, in its own process so its RSS is the daemon's alone (not the bench's
  * buffers of the other sections). The parent sends an E2eRequest over IPC and gets an E2eReply.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, errorText, setLogFormat, setLogLevel } from '../common/index.js';
 import { configSchema, type Config } from '../config/index.js';
 import { Daemon } from '../daemon/index.js';
 import { Outbox, type AnomalyEvent } from '../events/index.js';
-import type { Distribution } from './stats.js';
+import { generateKeyPair, packBundle, signBundle } from '../inference/index.js';
+import type { DecidedFrame } from '../pipeline/index.js';
+import { distribution, type Distribution } from './stats.js';
 
 export interface E2eRequest {
   bundleDir: string;
@@ -24,6 +26,8 @@ export interface E2eRequest {
   pacedS: number;
   /** For a third run at full rate with the database on this tmpfs folder (fsync free), or null to skip it. */
   volatileDir: string | null;
+  /** The swap run: this bundle is pushed (a signed copy with another version), then swapped out and back; `phaseS` per measured phase. */
+  swap: { pushBundleDir: string; phaseS: number };
 }
 
 export interface RunFigures {
@@ -38,12 +42,44 @@ export interface RunFigures {
   backlogAtEnd: number;
 }
 
+/** Frame read (capturedAt) to decision (handed to the pipeline's consumers), ms, over a phase of the swap run. */
+export interface PhaseFigures {
+  seconds: number;
+  framesPerSecond: number;
+  latencyMs: Distribution;
+  framesDropped: number;
+}
+
+/** One model change at full rate, judged over its window: 0.5 s before the call to 1 s after the reply. */
+export interface ChangeFigures {
+  action: 'push' | 'activate' | 'rollback';
+  /** The model it made active. */
+  key: string;
+  /** From the call to its reply. */
+  durationMs: number;
+  framesDecided: number;
+  /** Longest frame-to-decision latency of the frames decided in the window. */
+  maxLatencyMs: number;
+  framesDropped: number;
+}
+
+export interface SwapFigures {
+  started: string;
+  /** Phase A: full rate, the pushed model active, no change. */
+  withoutSwap: PhaseFigures;
+  /** Phase B: as long again, with an activation of the starting model and a rollback in it. */
+  withSwaps: PhaseFigures;
+  swaps: ChangeFigures[];
+  push: ChangeFigures & { references: number; gate: string };
+}
+
 export type E2eReply =
   | {
       ok: true;
       saturated: RunFigures;
       paced: RunFigures;
       volatile: RunFigures | null;
+      swap: SwapFigures;
       daemon: { model: string; precision: string; provider: string; references: number; index: string; startMs: number };
       rss: { atS: number; bytes: number }[];
       measuredFromS: number;
@@ -92,7 +128,7 @@ async function main(request: E2eRequest): Promise<E2eReply> {
     for (const name of readdirSync(request.framesDir).filter((n) => /\.(jpe?g|png)$/i.test(n)).sort().slice(0, 200)) {
       copyFileSync(join(request.framesDir, name), join(references, name));
     }
-    const config = (fps: number, stateDir = join(work, 'state')): Config =>
+    const config = (fps: number, stateDir = join(work, 'state'), models: Partial<Config['models']> = {}): Config =>
       configSchema.parse({
         stateDir,
         model: request.bundleDir,
@@ -104,6 +140,7 @@ async function main(request: E2eRequest): Promise<E2eReply> {
         enroll: { folder: join(work, 'references') },
         mqtt: { url: request.brokerUrl, clientId: `linewatch-bench-${process.pid}`, statsIntervalS: 3600 },
         http: { enabled: false },
+        models,
         log: { level: 'warn', format: 'json' },
       });
 
@@ -152,7 +189,17 @@ async function main(request: E2eRequest): Promise<E2eReply> {
         rmSync(volatileState, { recursive: true, force: true });
       }
     }
-    return { ok: true, saturated, paced, volatile, daemon: info, rss, measuredFromS, measuredToS };
+    // Last, so the memory figures above never see a second model open.
+    const trustedKeysDir = join(work, 'trusted-keys');
+    const archive = await signedCopy(request.swap.pushBundleDir, join(work, 'push'), trustedKeysDir);
+    daemon = await Daemon.start(config(0, join(work, 'state'), { trustedKeysDir }), log);
+    let swap: SwapFigures;
+    try {
+      swap = await measureSwaps(daemon, archive, request.warmupS, request.swap.phaseS);
+    } finally {
+      await daemon.stop({ flushTimeoutMs: 10_000 });
+    }
+    return { ok: true, saturated, paced, volatile, swap, daemon: info, rss, measuredFromS, measuredToS };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -175,6 +222,85 @@ async function measure(daemon: Daemon, fps: number, seconds: number): Promise<Ru
     framesDropped: dropped(after) - dropped(before),
     backlogAtEnd: after.events.backlog,
   };
+}
+
+/** A copy of the bundle under another version (so it is a new model to the registry), signed with a key made here and trusted through `trustedKeysDir`. */
+async function signedCopy(bundleDir: string, dir: string, trustedKeysDir: string): Promise<Buffer> {
+  cpSync(bundleDir, dir, { recursive: true });
+  rmSync(join(dir, 'signature.json'), { force: true });
+  const manifestPath = join(dir, 'manifest.json');
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { version: string };
+  writeFileSync(manifestPath, JSON.stringify({ ...manifest, version: `${manifest.version}-bench-push` }, null, 2) + '\n');
+  const key = await generateKeyPair(trustedKeysDir, 'bench');
+  await signBundle(dir, key.privateKeyPath);
+  return packBundle(dir);
+}
+
+/**
+ * Frame-to-decision latency around model changes at full rate: a push (staging runs on the same
+ * cores as the frames), then phase A without a change and phase B, as long, with an activation of
+ * the starting model (still open as the previous one) and a rollback. Latency is read at the
+ * decision, not the PUBACK, so the broker's delivery does not blur the pause.
+ */
+async function measureSwaps(daemon: Daemon, archive: Buffer, warmupS: number, phaseS: number): Promise<SwapFigures> {
+  const decidedAt: number[] = [];
+  const latencies: number[] = [];
+  const stopProbe = daemon.onDecision((decided: DecidedFrame) => {
+    const now = Date.now();
+    decidedAt.push(now);
+    latencies.push(now - decided.frame.capturedAt);
+  });
+  const between = (from: number, to: number) => latencies.filter((_, i) => decidedAt[i]! >= from && decidedAt[i]! <= to);
+  const dropped = () => {
+    const { capture } = daemon.status();
+    return capture.framesDropped + capture.droppedWhileBusy;
+  };
+  const change = async (action: ChangeFigures['action'], run: () => Promise<{ key: string }>): Promise<ChangeFigures> => {
+    const droppedBefore = dropped();
+    const from = Date.now();
+    await sleep(0.5);
+    const called = performance.now();
+    const { key } = await run();
+    const durationMs = performance.now() - called;
+    await sleep(1);
+    const window = between(from, Date.now());
+    return { action, key, durationMs, framesDecided: window.length, maxLatencyMs: distribution(window).max, framesDropped: dropped() - droppedBefore };
+  };
+  const phase = async (body: (seconds: number) => Promise<unknown>): Promise<PhaseFigures> => {
+    const droppedBefore = dropped();
+    const from = Date.now();
+    await body(phaseS);
+    const to = Date.now();
+    const window = between(from, to);
+    return { seconds: (to - from) / 1000, framesPerSecond: window.length / ((to - from) / 1000), latencyMs: distribution(window), framesDropped: dropped() - droppedBefore };
+  };
+  try {
+    const started = daemon.models.active.key;
+    await sleep(warmupS);
+    const references = daemon.status().references.total;
+    let gate = '';
+    const push = await change('push', async () => {
+      const pushed = await daemon.models.push(archive, { via: 'cli' });
+      gate = pushed.gate.reason;
+      return pushed;
+    });
+    // Phase A starts where the push's window ends, 1 s after its reply.
+    const withoutSwap = await phase((seconds) => sleep(seconds));
+    const swaps: ChangeFigures[] = [];
+    const withSwaps = await phase(async (seconds) => {
+      const from = performance.now();
+      // Each change's window takes 1.5 s besides the change; the rest of the phase goes in three equal gaps.
+      const gap = Math.max(0, seconds - 3) / 3;
+      await sleep(gap);
+      swaps.push(await change('activate', () => daemon.models.activate(started, { via: 'cli' })));
+      await sleep(gap);
+      swaps.push(await change('rollback', () => daemon.models.rollback({ via: 'cli' })));
+      await sleep(Math.max(0, seconds - (performance.now() - from) / 1000));
+    });
+    return { started, withoutSwap, withSwaps, swaps, push: { ...push, references, gate } };
+  } finally {
+    stopProbe();
+  }
 }
 
 function histogramDistribution(counts: Uint32Array): Distribution {

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { UserError } from '../common/index.js';
 import { startBroker } from './broker.js';
-import type { E2eReply, E2eRequest, RunFigures } from './e2e-child.js';
+import type { ChangeFigures, E2eReply, E2eRequest, PhaseFigures, RunFigures, SwapFigures } from './e2e-child.js';
 import type { BenchSettings } from './settings.js';
 import { round, roundDistribution, type Distribution } from './stats.js';
 
@@ -53,8 +53,34 @@ export interface MemorySection {
   durationS: number;
 }
 
+/**
+ * The daemon at full rate while its model changes. Latency is frame read -> decision (not PUBACK).
+ * A swap's figures cover its window, 0.5 s before the call to 1 s after the reply.
+ */
+export interface SwapSection {
+  /** Phase A: no change, the pushed model deciding. */
+  maxLatencyMsWithoutSwap: number;
+  p99LatencyMsWithoutSwap: number;
+  /** Longest latency in any swap's window (phase B: activate the starting model, then roll back). */
+  maxLatencyMsDuringSwap: number;
+  /** The longest swap, call to reply (each is in `swaps`). */
+  swapDurationMs: number;
+  /** maxLatencyMsDuringSwap / maxLatencyMsWithoutSwap. */
+  pauseRatio: number;
+  /** Longest latency in the push's window: unpack, verify, open, re-embed every reference, gate, swap, on the cores deciding frames. */
+  maxLatencyMsDuringPush: number;
+  pushDurationMs: number;
+  framesPerSecondWithoutSwap: number;
+  framesPerSecondWithSwaps: number;
+  withoutSwap: PhaseFigures;
+  withSwaps: PhaseFigures;
+  swaps: ChangeFigures[];
+  push: ChangeFigures & { references: number; gate: string };
+  settings: { started: string; pushed: string; phaseS: number };
+}
+
 /** Runs the real daemon against a private mosquitto, in a child process; see e2e-child.ts. */
-export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSection; memory: MemorySection }> {
+export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSection; memory: MemorySection; swap: SwapSection }> {
   const broker = await startBroker();
   try {
     const request: E2eRequest = {
@@ -68,6 +94,7 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
       durationS: settings.e2e.durationS,
       pacedS: settings.quick ? 1 : Math.min(20, settings.e2e.durationS),
       volatileDir: existsSync('/dev/shm') ? '/dev/shm' : null,
+      swap: { pushBundleDir: settings.fp32Dir, phaseS: settings.swap.phaseS },
     };
     const reply = await runChild(request);
     if (!reply.ok) throw new UserError(`the end-to-end run failed: ${reply.error}`, reply.hint ?? 'see the log lines above');
@@ -106,7 +133,7 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
       startMs: reply.daemon.startMs,
     };
     const inWindow = reply.rss.filter((s) => s.atS >= reply.measuredFromS && s.atS <= reply.measuredToS);
-    return { e2e, memory: memoryFigures(inWindow, reply.measuredToS - reply.measuredFromS) };
+    return { e2e, memory: memoryFigures(inWindow, reply.measuredToS - reply.measuredFromS), swap: swapFigures(reply.swap, settings.swap.phaseS) };
   } finally {
     await broker.stop();
   }
@@ -124,6 +151,32 @@ function runChild(request: E2eRequest): Promise<E2eReply> {
     });
     child.send(request);
   });
+}
+
+function swapFigures(s: SwapFigures, phaseS: number): SwapSection {
+  const phase = (p: PhaseFigures): PhaseFigures => ({ seconds: round(p.seconds), framesPerSecond: round(p.framesPerSecond), latencyMs: roundDistribution(p.latencyMs), framesDropped: p.framesDropped });
+  const change = <C extends ChangeFigures>(c: C): C => ({ ...c, durationMs: round(c.durationMs) });
+  const swaps = s.swaps.map(change);
+  const duringSwap = Math.max(...swaps.map((c) => c.maxLatencyMs));
+  const withoutSwap = phase(s.withoutSwap);
+  const withSwaps = phase(s.withSwaps);
+  const push = change(s.push);
+  return {
+    maxLatencyMsWithoutSwap: withoutSwap.latencyMs.max,
+    p99LatencyMsWithoutSwap: withoutSwap.latencyMs.p99,
+    maxLatencyMsDuringSwap: duringSwap,
+    swapDurationMs: Math.max(...swaps.map((c) => c.durationMs)),
+    pauseRatio: round(duringSwap / s.withoutSwap.latencyMs.max),
+    maxLatencyMsDuringPush: push.maxLatencyMs,
+    pushDurationMs: push.durationMs,
+    framesPerSecondWithoutSwap: withoutSwap.framesPerSecond,
+    framesPerSecondWithSwaps: withSwaps.framesPerSecond,
+    withoutSwap,
+    withSwaps,
+    swaps,
+    push,
+    settings: { started: s.started, pushed: s.push.key, phaseS },
+  };
 }
 
 function memoryFigures(samples: { atS: number; bytes: number }[], durationS: number): MemorySection {

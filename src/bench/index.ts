@@ -23,8 +23,8 @@ export async function runBench(options: BenchOptions, command: string, progress:
   const encoder = await benchEncoder(settings, tensorSource(frames, settings));
   progress(`preprocess: ${frames.length} frames from ${settings.framesDir}`);
   const preprocess = await benchPreprocess(settings, frames);
-  progress(`e2e: the daemon at full rate for ${settings.e2e.durationS} s against a private mosquitto`);
-  const { e2e, memory } = await benchE2e(settings);
+  progress(`e2e: the daemon at full rate for ${settings.e2e.durationS} s against a private mosquitto, then a model push and two swaps (${settings.swap.phaseS} s per phase)`);
+  const { e2e, memory, swap } = await benchE2e(settings);
   progress(`knn: ${settings.knn.sizes.join(', ')} references`);
   const knn = await benchKnn(settings);
   const document: Omit<BenchDocument, 'targets'> = {
@@ -47,6 +47,7 @@ export async function runBench(options: BenchOptions, command: string, progress:
     e2e,
     knn,
     memory,
+    swap,
   };
   return { ...document, targets: targets(document) };
 }

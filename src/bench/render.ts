@@ -49,6 +49,20 @@ export function renderText(doc: BenchDocument): string {
     '',
     `memory (daemon process, ${doc.memory.durationS} s at full rate, ${doc.memory.samples} samples): steady RSS ${doc.memory.steadyMb} MB, max deviation ${doc.memory.maxDeviationPct}%, drift ${doc.memory.driftPct}%, slope ${doc.memory.slopeMbPerMin} MB/min`,
     '',
+    (() => {
+      const s = doc.swap;
+      return `model changes at full rate (started on ${s.settings.started}, pushed ${s.settings.pushed}, ${s.settings.phaseS} s per phase; latency = frame read -> decision; a change's window runs from 0.5 s before its call to 1 s after its reply)`;
+    })(),
+    table(
+      ['phase or change', 'frames/s', 'took ms', 'p99 ms', 'max ms', 'dropped'],
+      [
+        ['no change (phase A)', doc.swap.withoutSwap.framesPerSecond, '', doc.swap.withoutSwap.latencyMs.p99, doc.swap.withoutSwap.latencyMs.max, doc.swap.withoutSwap.framesDropped],
+        ['activate + rollback (phase B)', doc.swap.withSwaps.framesPerSecond, '', doc.swap.withSwaps.latencyMs.p99, doc.swap.withSwaps.latencyMs.max, doc.swap.withSwaps.framesDropped],
+        ...[doc.swap.push, ...doc.swap.swaps].map((c) => [`${c.action} -> ${c.key}`, '', c.durationMs, '', c.maxLatencyMs, c.framesDropped]),
+      ],
+    ),
+    `swap pause: ${doc.swap.maxLatencyMsDuringSwap} ms during a swap vs ${doc.swap.maxLatencyMsWithoutSwap} ms without (${doc.swap.pauseRatio}x); push of ${doc.swap.push.references} references: ${doc.swap.maxLatencyMsDuringPush} ms; gate: ${doc.swap.push.gate}`,
+    '',
     'targets',
     table(
       ['target', 'met', 'value', 'goal', 'detail'],

@@ -34,6 +34,8 @@ export interface BenchSettings {
   windowS: number;
   warmupS: number;
   e2e: { warmupS: number; durationS: number };
+  /** Seconds of each phase of the swap run (without a change, then with two). */
+  swap: { phaseS: number };
   knn: { sizes: number[]; queries: number };
 }
 
@@ -57,6 +59,7 @@ export function resolveSettings(options: BenchOptions): BenchSettings {
     windowS: quick ? 0.4 : 3,
     warmupS: quick ? 0.1 : 0.5,
     e2e: { warmupS: quick ? 1 : 5, durationS },
+    swap: { phaseS: Math.min(20, durationS) },
     // The sweep brackets the exact/HNSW crossover; 1k, 10k and 100k are the sizes the README quotes.
     knn: quick ? { sizes: [1000, 10_000], queries: 100 } : { sizes: [250, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000], queries: 1000 },
   };

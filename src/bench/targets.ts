@@ -3,7 +3,7 @@ import type { BenchDocument, Target } from './document.js';
 import { round } from './stats.js';
 
 export function targets(doc: Omit<BenchDocument, 'targets'>): Target[] {
-  const { encoder, preprocess, e2e, knn, memory } = doc;
+  const { encoder, preprocess, e2e, knn, memory, swap } = doc;
   const ceiling = Math.min(encoder.daemonSettings.imagesPerSecond, preprocess.imagesPerSecond);
   const overlap = e2e.framesPerSecond / ceiling;
   const largest = knn.sizes[knn.sizes.length - 1]!;
@@ -62,6 +62,13 @@ export function targets(doc: Omit<BenchDocument, 'targets'>): Target[] {
       value: memory.maxDeviationPct,
       goal: 'within 5% of steady over a 10-minute full-rate run',
       detail: `${memory.durationS} s run${memory.durationS < 600 ? ' (shorter than 10 min: pass --duration 600)' : ''}: steady ${memory.steadyMb} MB, drift ${memory.driftPct}%, slope ${memory.slopeMbPerMin} MB/min`,
+    },
+    {
+      name: 'swap pause',
+      met: swap.pauseRatio <= 2,
+      value: swap.pauseRatio,
+      goal: '<= 2 x the max frame-to-decision latency without a swap',
+      detail: `max ${swap.maxLatencyMsDuringSwap} ms around a swap (${swap.swaps.map((c) => `${c.action} ${c.durationMs} ms`).join(', ')}) vs ${swap.maxLatencyMsWithoutSwap} ms without (p99 ${swap.p99LatencyMsWithoutSwap} ms); a push (re-embedding ${swap.push.references} references on the same cores, ${swap.pushDurationMs} ms) reached ${swap.maxLatencyMsDuringPush} ms`,
     },
   ];
 }

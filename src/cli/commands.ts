@@ -1,15 +1,17 @@
-import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
-import { createLogger, setLogFormat, setLogLevel, UserError, type Logger } from '../common/index.js';
+import { existsSync, statSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createLogger, errorText, setLogFormat, setLogLevel, UserError, type Logger } from '../common/index.js';
 import { loadConfig, type Config } from '../config/index.js';
-import { databasePath, runService } from '../daemon/index.js';
-import { binary, confusionMatrix, OverrideStore, perLabel, precisionRecallCurve, ReferenceStore, type Sample } from '../knn/index.js';
-import { embedImages, enroll, listLabeledImages, ModelManager } from '../models/index.js';
+import { readToken } from '../control/index.js';
+import { databasePath, runService, tokenPath, type DaemonStatus } from '../daemon/index.js';
+import { binary, confusionMatrix, OverrideStore, perLabel, precisionRecallCurve, ReferenceStore, type ClassifierOverrides, type ClassifierSettings, type GateResult, type Sample } from '../knn/index.js';
+import { embedImages, enroll, listLabeledImages, ModelManager, type EnrollResult, type LabeledImage, type ModelHistoryEntry, type ModelVersion, type PushResult } from '../models/index.js';
 import { Outbox } from '../events/index.js';
 import { openDatabase } from '../storage/index.js';
 import { renderText, runBench } from '../bench/index.js';
-import { generateKeyPair, signBundle } from '../inference/index.js';
+import { generateKeyPair, packBundle, signBundle } from '../inference/index.js';
 import { renderEvalChart } from './chart.js';
+import { askDaemon, callDaemon, daemonUrl, pushModel, type DaemonAnswer } from './client.js';
 
 export interface CommandContext {
   args: string[];
@@ -21,6 +23,8 @@ export interface CommandContext {
   bench?: { quick: boolean; duration: string | undefined; fp32: string | undefined; int8: string | undefined; frames: string | undefined };
   /** keys: --name, --out, --key. */
   keys?: { name: string | undefined; out: string | undefined; key: string | undefined };
+  /** classifier set: --k, --threshold, --unknown-distance; model push: --force. */
+  control?: { k: string | undefined; threshold: string | undefined; unknownDistance: string | undefined; force: boolean };
 }
 
 type Command = (ctx: CommandContext) => Promise<number>;
@@ -39,7 +43,8 @@ function print(ctx: CommandContext, json: unknown, text: string): void {
   process.stdout.write(ctx.json ? JSON.stringify(json, null, 2) + '\n' : text.endsWith('\n') ? text : text + '\n');
 }
 
-const pct = (x: number) => (Number.isNaN(x) ? 'n/a' : x.toFixed(3));
+// A figure may arrive from JSON, where NaN became null.
+const pct = (x: number | null) => (x === null || Number.isNaN(x) ? 'n/a' : x.toFixed(3));
 
 const run: Command = async (ctx) => {
   const { config, log } = setup(ctx, { daemon: true });
@@ -52,26 +57,64 @@ const enrollCommand: Command = async (ctx) => {
   if (!folder || ctx.args.length > 1) throw new UserError('enroll takes one folder', 'linewatch enroll <folder> (subfolders are labels; good/ is the good label)');
   const { config, log } = setup(ctx);
   const images = await listLabeledImages(folder, ctx.label);
+  const { result, references, model, where } = (await enrollLive(config, images)) ?? (await enrollOffline(config, log, images));
+  print(
+    ctx,
+    { ...result, references, model, ...where },
+    [
+      `enrolled ${result.added} references from ${folder}` + (result.alreadyEnrolled ? ` (${result.alreadyEnrolled} already enrolled)` : ''),
+      ...Object.entries(result.byLabel).map(([label, n]) => `  ${label}: +${n}`),
+      ...result.skipped.map((s) => `  skipped ${s.path}: ${s.reason}`),
+      `store now: ${Object.entries(references.byLabel).map(([l, n]) => `${l} ${n}`).join(', ')}`,
+      where.running ? 'the running linewatch decides with them already' : 'linewatch did not answer: they are in its database and count from its next start',
+    ].join('\n'),
+  );
+  return result.skipped.length > 0 ? 1 : 0;
+};
+
+type Enrolled = { result: EnrollResult; references: { total: number; byLabel: Record<string, number> }; model: string; where: { running: true; url: string } | { running: false; database: string } };
+
+/** Sends each image through the running daemon's `enroll` command, so it counts at once; undefined when no daemon answers. */
+async function enrollLive(config: Config, images: LabeledImage[]): Promise<Enrolled | undefined> {
+  if (!(await askDaemon(config, 'status', {}))) return undefined;
+  const result: EnrollResult = { added: 0, alreadyEnrolled: 0, skipped: [], byLabel: {} };
+  for (const [sent, image] of images.entries()) {
+    let data: Buffer;
+    try {
+      data = await readFile(image.path);
+    } catch (err) {
+      result.skipped.push({ path: image.path, reason: errorText(err) });
+      continue;
+    }
+    const reply = await askDaemon(config, 'enroll', { label: image.label, image: data.toString('base64') });
+    if (!reply) throw new UserError(`linewatch stopped while enrolling (${sent} of ${images.length} images sent)`, 'run the same enroll again: images already enrolled are skipped');
+    if (reply.ok) {
+      const { added, alreadyEnrolled } = reply.result as { added: number; alreadyEnrolled: number };
+      result.added += added;
+      result.alreadyEnrolled += alreadyEnrolled;
+      if (added > 0) result.byLabel[image.label] = (result.byLabel[image.label] ?? 0) + added;
+    } else if (reply.error.code === 'bad_image' || reply.error.code === 'too_large') {
+      result.skipped.push({ path: image.path, reason: reply.error.message });
+    } else {
+      throw new UserError(reply.error.message, reply.error.hint);
+    }
+  }
+  const status = await askDaemon(config, 'status', {});
+  if (!status?.ok) throw new UserError('linewatch stopped while enrolling (all images sent)', 'linewatch status shows the references once it runs');
+  const live = status.result as DaemonStatus;
+  return { result, references: { total: live.references.total, byLabel: live.references.byLabel }, model: live.models.active.key, where: { running: true, url: daemonUrl(config) } };
+}
+
+/** Writes the references into the database of a stopped daemon (or one without HTTP): they count from its next start. */
+async function enrollOffline(config: Config, log: Logger, images: LabeledImage[]): Promise<Enrolled> {
   const { model, store, close } = await openModel(config, log);
   try {
     const { ids: _ids, ...result } = await enroll(images, model, store, { log });
-    const byLabel = Object.fromEntries(store.countByLabel());
-    print(
-      ctx,
-      { ...result, references: { total: store.count(), byLabel }, model: model.key, database: databasePath(config) },
-      [
-        `enrolled ${result.added} references from ${folder}` + (result.alreadyEnrolled ? ` (${result.alreadyEnrolled} already enrolled)` : ''),
-        ...Object.entries(result.byLabel).map(([label, n]) => `  ${label}: +${n}`),
-        ...result.skipped.map((s) => `  skipped ${s.path}: ${s.reason}`),
-        `store now: ${Object.entries(byLabel).map(([l, n]) => `${l} ${n}`).join(', ')}`,
-        'a running daemon picks them up at its next start',
-      ].join('\n'),
-    );
-    return result.skipped.length > 0 ? 1 : 0;
+    return { result, references: { total: store.count(), byLabel: Object.fromEntries(store.countByLabel()) }, model: model.key, where: { running: false, database: databasePath(config) } };
   } finally {
     await close();
   }
-};
+}
 
 /** The model in force (the one the daemon would run: the registry's active one, or the config's), for a one-shot command. */
 async function openModel(config: Config, log: Logger) {
@@ -201,7 +244,7 @@ const evalCommand: Command = async (ctx) => {
 
 const status: Command = async (ctx) => {
   const { config } = setup(ctx);
-  const url = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}/status`;
+  const url = `${daemonUrl(config)}/status`;
   if (config.http.enabled) {
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
@@ -305,5 +348,147 @@ const keys: Command = async (ctx) => {
   throw new UserError(action ? `unknown keys action "${action}"` : 'keys needs an action', KEYS_USAGE);
 };
 
-export const commands = { run, enroll: enrollCommand, classify, eval: evalCommand, status, bench, keys } satisfies Record<string, Command>;
+/** Prints the control token, for HTTP clients (`Authorization: Bearer <token>`). */
+const token: Command = async (ctx) => {
+  if (ctx.args.length > 0) throw new UserError('token takes no arguments', 'linewatch token');
+  const { config } = setup(ctx);
+  const file = tokenPath(config);
+  const value = readToken(file);
+  print(ctx, { token: value, file }, value);
+  return 0;
+};
+
+/**
+ * Prints a control command's reply: `describe(result)` when done; when refused, the message, the fix
+ * and any gate figures on stderr, and 1. A stopped daemon's database answered: the text says so.
+ */
+function report<R>(ctx: CommandContext, answer: DaemonAnswer, describe: (result: R) => string, change = true): number {
+  const { running, reply } = answer;
+  if (!reply.ok && !ctx.json) {
+    const { message, hint, details } = reply.error;
+    const gate = gateOf(details);
+    process.stderr.write([`linewatch: ${message}`, ...(hint ? [`  fix: ${hint}`] : []), ...(gate ? gateLines(gate) : [])].join('\n') + '\n');
+    return 1;
+  }
+  const offline = change ? 'linewatch is not running: changed in its database, in force at its next start' : 'linewatch is not running: read from its database';
+  print(ctx, { running, ...reply }, reply.ok ? [describe(reply.result as R), ...(running ? [] : [offline])].join('\n') : '');
+  return reply.ok ? 0 : 1;
+}
+
+/** The gate's figures in a refusal's details (the figures themselves, or under `gate`). */
+function gateOf(details: unknown): GateResult | undefined {
+  const inner = details && typeof details === 'object' && 'gate' in details ? details.gate : details;
+  return inner && typeof inner === 'object' && 'candidate' in inner ? (inner as GateResult) : undefined;
+}
+
+function gateLines(gate: GateResult): string[] {
+  const side = (name: string, s: GateResult['active']) => `  ${name} ${s.modelKey}: F1 ${pct(s.f1)}  AUROC ${pct(s.auroc)}  (${s.references} references)`;
+  return [`accuracy gate ${gate.pass ? 'passed' : 'refused'}: ${gate.reason}`, side('active   ', gate.active), side('candidate', gate.candidate)];
+}
+
+const CLASSIFIER_USAGE = 'linewatch classifier set [--k N] [--threshold X] [--unknown-distance X] ("default" as a value clears that override)';
+
+/** Classifier settings that win over the config file, kept in the database across restarts. */
+const classifier: Command = async (ctx) => {
+  const [action, ...rest] = ctx.args;
+  if (action !== 'set' || rest.length > 0) throw new UserError(action === 'set' ? 'classifier set takes options, not arguments' : 'classifier needs the action "set"', CLASSIFIER_USAGE);
+  const o = ctx.control;
+  const given = [
+    ['k', 'k', o?.k],
+    ['threshold', 'threshold', o?.threshold],
+    ['unknownDistance', 'unknown-distance', o?.unknownDistance],
+  ] as const;
+  const params = Object.fromEntries(given.flatMap(([name, flag, text]) => (text === undefined ? [] : [[name, overrideValue(flag, text)]])));
+  if (Object.keys(params).length === 0) throw new UserError('classifier set needs at least one of --k, --threshold, --unknown-distance', CLASSIFIER_USAGE);
+  const { config } = setup(ctx);
+  return report(ctx, await callDaemon(config, 'classifier.set', params), ({ settings, overrides }: { settings: ClassifierSettings; overrides: ClassifierOverrides }) => {
+    const set = Object.entries(overrides);
+    return [
+      `classifier in force: k ${settings.k}, threshold ${settings.threshold}, unknownDistance ${settings.unknownDistance} (good label "${settings.goodLabel}")`,
+      set.length > 0 ? `overriding the configuration file: ${set.map(([name, value]) => `${name} ${value}`).join(', ')}` : 'no overrides: the configuration file (or the model calibration) decides',
+    ].join('\n');
+  });
+};
+
+function overrideValue(flag: string, text: string): number | null {
+  if (text === 'default') return null;
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value)) throw new UserError(`--${flag} must be a number or "default", not "${text}"`, CLASSIFIER_USAGE);
+  return value;
+}
+
+const LABEL_USAGE = 'linewatch label <event-id> <label> (the event id is in the event message and the daemon log)';
+
+/** Makes an anomaly's item a reference with this label: the same item is decided with it from now on. */
+const labelCommand: Command = async (ctx) => {
+  const [event, label, ...rest] = ctx.args;
+  if (!event || !label || rest.length > 0) throw new UserError('label takes an event id and a label', LABEL_USAGE);
+  const { config } = setup(ctx);
+  return report(ctx, await callDaemon(config, 'label', { event, label }), (r: { referenceId: number; replaced: number[] }) =>
+    `event ${event} is now reference #${r.referenceId} labelled "${label}"` + (r.replaced.length > 0 ? ` (replaces #${r.replaced.join(', #')})` : ''),
+  );
+};
+
+const REFERENCES_USAGE = 'linewatch references remove <id...>';
+
+const references: Command = async (ctx) => {
+  const [action, ...ids] = ctx.args;
+  if (action !== 'remove' || ids.length === 0) throw new UserError(action === 'remove' ? 'references remove needs reference ids' : 'references needs the action "remove"', REFERENCES_USAGE);
+  const bad = ids.find((id) => !/^[1-9][0-9]*$/.test(id));
+  if (bad !== undefined) throw new UserError(`"${bad}" is not a reference id (a whole number)`, REFERENCES_USAGE);
+  const { config } = setup(ctx);
+  return report(ctx, await callDaemon(config, 'reference.remove', { ids: ids.map(Number) }), (r: { removed: number }) => `removed ${r.removed} of ${ids.length} references`);
+};
+
+const MODEL_USAGE = 'linewatch model push <bundle-folder-or-archive> [--force] | model list | model activate <key> | model rollback';
+const modelArguments: Record<string, number> = { push: 1, list: 0, activate: 1, rollback: 0 };
+
+/** Model versions on the device: push a signed bundle (verified, re-embedded, gated), list, activate, roll back. */
+const model: Command = async (ctx) => {
+  const [action, ...rest] = ctx.args;
+  const wanted = action === undefined ? undefined : modelArguments[action];
+  if (wanted === undefined) throw new UserError(action ? `unknown model action "${action}"` : 'model needs an action', MODEL_USAGE);
+  if (rest.length !== wanted) throw new UserError(`model ${action} takes ${wanted === 0 ? 'no arguments' : 'one argument'}`, MODEL_USAGE);
+  const { config } = setup(ctx);
+  const swapped = (r: { key: string; previous: string }) => `model ${r.key} is active (was ${r.previous})`;
+  switch (action) {
+    case 'push':
+      return report(ctx, await pushModel(config, await bundleArchive(rest[0]!), ctx.control?.force ?? false), (r: PushResult) =>
+        [swapped(r) + (r.forced ? ', installed over the gate with --force' : ''), ...gateLines(r.gate)].join('\n'),
+      );
+    case 'activate':
+      return report(ctx, await callDaemon(config, 'model.activate', { key: rest[0] }), swapped);
+    case 'rollback':
+      return report(ctx, await callDaemon(config, 'model.rollback', {}), swapped);
+    default:
+      return report(ctx, await callDaemon(config, 'model.list', {}), describeModels, false);
+  }
+};
+
+/** A bundle folder packed as .tar.gz, or an archive file as it is. */
+async function bundleArchive(path: string): Promise<Buffer> {
+  let folder: boolean;
+  try {
+    folder = statSync(path).isDirectory();
+  } catch (err) {
+    throw new UserError(`cannot read the bundle ${path} (${(err as NodeJS.ErrnoException).code ?? errorText(err)})`, 'give a bundle folder (manifest.json, the ONNX file, signature.json) or its .tar.gz');
+  }
+  if (folder) return packBundle(path);
+  if (!/\.(tar|tar\.gz|tgz)$/i.test(path)) throw new UserError(`${path} is neither a bundle folder nor a .tar/.tar.gz archive`, 'give the bundle folder, or an archive of it');
+  return readFile(path);
+}
+
+function describeModels(r: { active: string; previous: string | null; versions: ModelVersion[]; history: ModelHistoryEntry[] }): string {
+  const when = (ms: number) => new Date(ms).toISOString();
+  return [
+    `active: ${r.active}`,
+    `previous (model rollback brings it back): ${r.previous ?? 'none'}`,
+    'installed:',
+    ...r.versions.map((v) => `  ${v.key === r.active ? '*' : ' '} ${v.key}  ${v.precision}  from ${v.origin}  ${v.signedBy ? `signed by ${v.signedBy}` : 'unsigned'}  added ${when(v.addedAt)}`),
+    'history (newest first):',
+    ...r.history.map((h) => `  ${when(h.at)}  ${h.action} ${h.key}${h.fromKey ? ` (from ${h.fromKey})` : ''}${h.forced ? ' forced' : ''} via ${h.via}`),
+  ].join('\n');
+}
+
+export const commands = { run, enroll: enrollCommand, classify, eval: evalCommand, status, bench, keys, token, classifier, label: labelCommand, references, model } satisfies Record<string, Command>;
 export type CommandName = keyof typeof commands;

@@ -17,6 +17,16 @@ Commands:
   keys generate            make an ed25519 key pair for signing model bundles
   keys sign <folder>       sign a model bundle folder (writes signature.json)
 
+Control (the running daemon through its HTTP API; when it is stopped, its database):
+  token                    print the control token (as root or the service user)
+  classifier set           set --k, --threshold, --unknown-distance ("default" clears one)
+  label <event-id> <label> make an anomaly's item a reference with this label
+  references remove <ids>  remove references by id
+  model push <bundle>      install a signed bundle (folder or .tar.gz): verify, gate, swap
+  model list               installed models, the active one, the history
+  model activate <key>     make an installed model active
+  model rollback           bring the previous model back
+
 Options:
   --config FILE            configuration file (default /etc/linewatch/config.yml, or $LINEWATCH_CONFIG)
   --json                   print one JSON document
@@ -29,6 +39,8 @@ Options:
   --name NAME              keys generate: file name of the key pair (default linewatch-signing)
   --out DIR                keys generate: folder for the key pair (default the current folder)
   --key FILE               keys sign: the private key (.key)
+  --k N, --threshold X, --unknown-distance X   classifier set: the values
+  --force                  model push: install even when the accuracy gate refuses (logged)
   -h, --help               this help
 `;
 
@@ -50,6 +62,10 @@ async function main(argv: string[]): Promise<number> {
       name: { type: 'string' },
       out: { type: 'string' },
       key: { type: 'string' },
+      k: { type: 'string' },
+      threshold: { type: 'string' },
+      'unknown-distance': { type: 'string' },
+      force: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -71,6 +87,7 @@ async function main(argv: string[]): Promise<number> {
     label: values.label,
     bench: { quick: values.quick, duration: values.duration, fp32: values.fp32, int8: values.int8, frames: values.frames },
     keys: { name: values.name, out: values.out, key: values.key },
+    control: { k: values.k, threshold: values.threshold, unknownDistance: values['unknown-distance'], force: values.force },
   });
 }
 
@@ -90,11 +107,14 @@ main(process.argv.slice(2)).then(
     // User errors get their message and what to do; anything else is a bug and keeps its stack.
     if (isUserError(err)) {
       process.stderr.write(`linewatch: ${err.message}\n${err.hint ? `  fix: ${err.hint}\n` : ''}`);
+      exitSoon(1);
     } else if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      // A misspelt option is a usage mistake, like an unknown command.
       process.stderr.write(`linewatch: ${errorText(err)}\n\n${usage}`);
+      exitSoon(2);
     } else {
       process.stderr.write(`linewatch: internal error (please report it): ${(err as Error)?.stack ?? String(err)}\n`);
+      exitSoon(70);
     }
-    exitSoon(isUserError(err) ? 1 : 70);
   },
 );

@@ -1,6 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { BlockList, isIPv4, isIPv6, type AddressInfo } from 'node:net';
 import { isUserError, UserError, type Logger } from '../common/index.js';
+import { REPLY_SCHEMA } from './api.js';
 import { tokenMatches } from './token.js';
 
 export interface HttpRequest {
@@ -120,7 +121,7 @@ async function answer(options: ControlServerOptions, router: Router, req: Incomi
   if (!target) return send(req, res, errorAnswer(400, 'bad_request', `cannot parse the request target ${JSON.stringify(req.url)}`));
   const found = router.find(method, target.path);
   if (found.kind === 'not found') {
-    const body = { ok: false, error: { code: 'not_found', message: `no such path ${target.path}` }, routes: router.list() };
+    const body = { schema: REPLY_SCHEMA, ok: false, error: { code: 'not_found', message: `no such path ${target.path}`, details: { routes: router.list() } } };
     return send(req, res, { status: 404, body: JSON.stringify(body) });
   }
   if (found.kind === 'wrong method') {
@@ -306,7 +307,8 @@ function fail(req: IncomingMessage, res: ServerResponse, err: unknown, log: Logg
 }
 
 function errorAnswer(status: number, code: string, message: string, hint?: string, headers?: Record<string, string>): HttpAnswer {
-  return { status, body: JSON.stringify({ ok: false, error: { code, message, hint } }), ...(headers ? { headers } : {}) };
+  // The same reply shape as every command's (docs/schemas/reply.schema.json).
+  return { status, body: JSON.stringify({ schema: REPLY_SCHEMA, ok: false, error: { code, message, ...(hint ? { hint } : {}) } }), ...(headers ? { headers } : {}) };
 }
 
 const codes: Record<number, string> = { 400: 'bad_request', 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 409: 'conflict', 413: 'too_large', 422: 'invalid', 503: 'unavailable' };

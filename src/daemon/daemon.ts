@@ -6,7 +6,7 @@ import { ControlApi, ControlServer, controlCommands, ensureToken } from '../cont
 import { AnomalyImages, EventRecorder, Outbox, type RecorderSettings } from '../events/index.js';
 import { OverrideStore, ReferenceStore } from '../knn/index.js';
 import { ModelInbox, ModelManager } from '../models/index.js';
-import { Pipeline } from '../pipeline/index.js';
+import { Pipeline, type DecisionConsumer } from '../pipeline/index.js';
 import { openDatabase, type Db } from '../storage/index.js';
 import { checkHealth } from './health.js';
 import { Messaging } from './messaging.js';
@@ -242,6 +242,11 @@ export class Daemon {
       problems: s.problems,
       outbox: { backlog: s.events.backlog, delivered: s.events.mqtt?.delivered ?? 0 },
     };
+  }
+
+  /** Adds a consumer of every decision, in frame order (the bench's latency probe, for one); returns a remove. */
+  onDecision(consumer: DecisionConsumer): () => void {
+    return this.pipeline.addConsumer(consumer);
   }
 
   /** Frames the pipeline finished (decided, or held back for want of references): the watchdog's sign of progress. */

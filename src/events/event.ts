@@ -1,12 +1,6 @@
 import { v7 as uuidv7 } from 'uuid';
+import type { DecisionNeighbour } from '../knn/index.js';
 
-/** One of the k nearest references that led to the decision. */
-export interface Neighbour {
-  referenceId: number;
-  label: string;
-  /** Cosine distance in [0, 2]. */
-  distance: number;
-}
 
 /** The `schema` field of every event; docs/schemas/event.schema.json describes it. */
 export const EVENT_SCHEMA = 'linewatch/event/1';
@@ -26,7 +20,7 @@ export interface AnomalyEvent {
   threshold: number;
   label: string;
   unknown: boolean;
-  neighbours: Neighbour[];
+  neighbours: DecisionNeighbour[];
   model: { name: string; version: string };
   frame: { seq: number; origin: string };
   /** Where the item's image is served while retention keeps it (GET on the daemon's HTTP port). */
@@ -39,7 +33,7 @@ export interface AnomalyDecision extends Omit<AnomalyEvent, 'schema' | 'id' | 't
   capturedAt: number | Date;
   /** Defaults to now. */
   decidedAt?: number | Date;
-  neighbours: readonly Neighbour[];
+  neighbours: readonly DecisionNeighbour[];
 }
 
 export function createAnomalyEvent(decision: AnomalyDecision): AnomalyEvent {

@@ -1,4 +1,4 @@
-export { createAnomalyEvent, EVENT_SCHEMA, type AnomalyDecision, type AnomalyEvent, type Neighbour } from './event.js';
+export { createAnomalyEvent, EVENT_SCHEMA, type AnomalyDecision, type AnomalyEvent } from './event.js';
 export { Outbox, OutboxFullError, EVENTS_TOPIC, type OutboxRow } from './outbox.js';
 export { OutboxDrain, type DrainOptions, type DrainStatus } from './drain.js';
 export { StatsReporter, STATS_SCHEMA } from './stats.js';

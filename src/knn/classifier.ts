@@ -1,12 +1,12 @@
 import { UserError } from '../common/index.js';
 import { defaultClassifierSettings, resolveClassifierSettings, UNKNOWN_LABEL, type ClassifierSettings } from './options.js';
+import type { Neighbour } from './exact.js';
 import type { ReferenceStore } from './store.js';
 import type { VectorIndex } from './vector-index.js';
 
-export interface DecisionNeighbour {
-  referenceId: number;
+/** One of the k nearest references behind a decision: a search hit with its reference's label. */
+export interface DecisionNeighbour extends Neighbour {
   label: string;
-  distance: number;
 }
 
 export interface Decision {

@@ -76,7 +76,23 @@ describe('linewatch bench --quick --json', () => {
     positive(doc.memory.steadyMb);
     finite(doc.memory.maxDeviationPct);
 
-    expect(doc.targets.length).toBe(7);
+    // The swap section: a push, then phase A without a change and phase B with an activation and a rollback.
+    for (const key of ['maxLatencyMsWithoutSwap', 'p99LatencyMsWithoutSwap', 'maxLatencyMsDuringSwap', 'swapDurationMs', 'pauseRatio', 'maxLatencyMsDuringPush', 'pushDurationMs', 'framesPerSecondWithoutSwap', 'framesPerSecondWithSwaps']) {
+      positive(doc.swap[key]);
+    }
+    expect(doc.swap.swaps.map((c: { action: string }) => c.action)).toEqual(['activate', 'rollback']);
+    expect(doc.swap.swaps[0].key).toBe(doc.swap.settings.started);
+    expect(doc.swap.swaps[1].key).toBe(doc.swap.settings.pushed);
+    expect(doc.swap.push.key).toBe(doc.swap.settings.pushed);
+    expect(doc.swap.settings.pushed).not.toBe(doc.swap.settings.started);
+    for (const change of [doc.swap.push, ...doc.swap.swaps]) {
+      expect(change.framesDecided).toBeGreaterThan(0);
+      expect(change.framesDropped).toBeGreaterThanOrEqual(0);
+    }
+    expect(doc.swap.withoutSwap.latencyMs.samples).toBeGreaterThan(0);
+
+    expect(doc.targets.length).toBe(8);
+    expect(doc.targets.map((t: { name: string }) => t.name)).toContain('swap pause');
     for (const target of doc.targets) {
       expect(typeof target.met).toBe('boolean');
       finite(target.value);

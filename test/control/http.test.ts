@@ -223,7 +223,7 @@ describe('ControlServer', () => {
     const { url } = await start();
     const response = await fetch(`${url}/references/9`, { method: 'DELETE', headers: auth });
     expect(response.status).toBe(500);
-    expect(await json(response)).toEqual({ ok: false, error: { code: 'internal', message: 'internal error' } });
+    expect(await json(response)).toEqual({ schema: 'linewatch/reply/1', ok: false, error: { code: 'internal', message: 'internal error' } });
     const errors = logLines.map((line) => JSON.parse(line) as { level: string; error?: { message: string } }).filter((line) => line.level === 'error');
     expect(errors).toHaveLength(1);
     expect(errors[0]!.error?.message).toBe('database exploded');
@@ -234,7 +234,7 @@ describe('ControlServer', () => {
     const { url } = await start();
     const invalid = await fetch(`${url}/classifier`, { method: 'POST', headers: auth, body: '{}' });
     expect(invalid.status).toBe(400);
-    expect(await json(invalid)).toEqual({ ok: false, error: { code: 'bad_request', message: 'threshold must be in [0, 1]', hint: 'send a threshold like 0.5' } });
+    expect(await json(invalid)).toEqual({ schema: 'linewatch/reply/1', ok: false, error: { code: 'bad_request', message: 'threshold must be in [0, 1]', hint: 'send a threshold like 0.5' } });
 
     const missing = await fetch(`${url}/models/9.9.9/activate`, { method: 'POST', headers: auth });
     expect(missing.status).toBe(404);
@@ -248,7 +248,7 @@ describe('ControlServer', () => {
     expect(unknown.status).toBe(404);
     const body = await json(unknown);
     expect(body.error.code).toBe('not_found');
-    expect(body.routes).toEqual(routes.map((route) => `${route.method} ${route.path}`));
+    expect(body.error.details.routes).toEqual(routes.map((route) => `${route.method} ${route.path}`));
     expect((await fetch(`${url}/nope`, { method: 'HEAD' })).status).toBe(404);
 
     const post = await fetch(`${url}/status`, { method: 'POST', headers: auth });

@@ -1,0 +1,372 @@
+/**
+ * Fuzzes the control plane of a running daemon (real mosquitto, the real CLI in a child process)
+ * with malformed MQTT commands and malformed HTTP requests while replayed frames are decided.
+ * Each must be refused with an error answer; none may crash, hang or stall the daemon.
+ *
+ * The cases come from a seeded PRNG: a failure prints its seed, and
+ * `FUZZ_SEED=<seed> npx vitest run test/control/fuzz.test.ts` repeats the same run.
+ */
+import { readFileSync } from 'node:fs';
+import { connect as connectTcp } from 'node:net';
+import { join } from 'node:path';
+import { connect as connectMqtt, type MqttClient } from 'mqtt';
+import sharp from 'sharp';
+import { afterEach, describe, expect, it } from 'vitest';
+import { mulberry32 } from '../../dist/bench/knn.js';
+import { makeLabeledImages, runLinewatch, tempDir, tinyModel, writeConfig } from '../helpers/daemon.js';
+import { freePort, startMosquitto } from '../helpers/mosquitto.js';
+import { makeFrames } from '../ops/helpers.js';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+});
+
+const seed = Number(process.env['FUZZ_SEED'] ?? Date.now() % 2 ** 32);
+
+/** The draws of one run: every choice below comes from here, so a seed repeats a run exactly. */
+class Draw {
+  readonly next: () => number;
+  constructor(seed: number) {
+    this.next = mulberry32(seed);
+  }
+  int(min: number, max: number): number {
+    return min + Math.floor(this.next() * (max - min + 1));
+  }
+  pick<T>(items: readonly T[]): T {
+    return items[Math.floor(this.next() * items.length)] as T;
+  }
+  bytes(n: number): Buffer {
+    const out = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) out[i] = Math.floor(this.next() * 256);
+    return out;
+  }
+  /** Characters from `alphabet`, as a string of `min`..`max` of them. */
+  text(alphabet: string, min: number, max: number): string {
+    const chars = [...alphabet];
+    return Array.from({ length: this.int(min, max) }, () => this.pick(chars)).join('');
+  }
+  uuid(): string {
+    const hex = this.bytes(16).toString('hex');
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  }
+}
+
+/** A command that must be refused: its name and its payload (the MQTT payload, the HTTP body). */
+interface Case {
+  kind: string;
+  name: string;
+  body: string | Buffer;
+}
+
+// Commands that refuse an empty parameter object, so a non-object payload (even `null`, which means
+// "no parameters") can never be accepted by accident.
+const needsParams = ['classifier.set', 'enroll', 'label', 'reference.remove', 'model.push', 'model.activate'];
+const allCommands = [...needsParams, 'status', 'model.rollback', 'model.list', 'reload'];
+// No `/`, `+`, `#` (topic level and wildcards: the broker or the subscription would not route them
+// as a command name) and no control characters (mosquitto refuses them in topics).
+const nameAlphabet = "abcXYZ019._-$%&'()*,;:=@[]{}<>?!~` \"\\|^äöü€漢字💥\u200b";
+
+/** One malformed command of each kind in turn, its details drawn at random. */
+function malformed(draw: Draw, png: string): Case {
+  const json = (value: unknown) => JSON.stringify(value);
+  const kinds: (() => Case)[] = [
+    () => ({
+      kind: 'bad JSON',
+      name: draw.pick(allCommands),
+      body: draw.pick(['{', '{"k":', "{'k':1}", '{"k":1,}', '{"a":1}}', 'NaN', 'undefined', '   ', '\u0000', '{"threshold":.5}', draw.text('{}[]":,abc01 ', 1, 40)]),
+    }),
+    () => ({ kind: 'not an object', name: draw.pick(needsParams), body: draw.pick(['[]', '[1,2]', '[{"k":3}]', '42', '-0', '1e999', '"text"', '""', 'null', 'true', 'false']) }),
+    () => ({
+      kind: 'missing fields',
+      ...draw.pick([
+        { name: 'enroll', body: json({ label: 'good' }) },
+        { name: 'enroll', body: json({ image: png }) },
+        { name: 'label', body: json({ label: 'good' }) },
+        { name: 'label', body: json({ event: draw.uuid() }) },
+        { name: 'reference.remove', body: '{}' },
+        { name: 'model.push', body: json({ force: true }) },
+        { name: 'model.activate', body: '{}' },
+        { name: 'classifier.set', body: '{}' },
+      ]),
+    }),
+    () => ({
+      kind: 'wrong types',
+      ...draw.pick([
+        { name: 'classifier.set', body: json({ threshold: 'high' }) },
+        { name: 'classifier.set', body: json({ k: -1 }) },
+        { name: 'classifier.set', body: json({ k: 1.5 }) },
+        { name: 'classifier.set', body: json({ threshold: 2 }) },
+        { name: 'classifier.set', body: json({ k: 0, threshold: 0.5 }) },
+        { name: 'classifier.set', body: json({ unknownDistance: -0.1 }) },
+        { name: 'classifier.set', body: json({ k: '5' }) },
+        { name: 'classifier.set', body: json({ threshold: [0.5] }) },
+        { name: 'classifier.set', body: json({ threshold: 0.5, extra: true }) },
+        { name: 'reference.remove', body: json({ ids: '1' }) },
+        { name: 'reference.remove', body: json({ ids: [0] }) },
+        { name: 'reference.remove', body: json({ ids: [1.5] }) },
+        { name: 'reference.remove', body: json({ ids: [] }) },
+        { name: 'model.push', body: json({ bundle: 5 }) },
+        { name: 'model.push', body: json({ bundle: 'AAAA', force: 'yes' }) },
+        { name: 'model.activate', body: json({ key: 7 }) },
+        { name: 'enroll', body: json({ label: 7, image: png }) },
+        { name: 'label', body: json({ event: 'not-a-uuid', label: 'good' }) },
+        { name: 'status', body: json({ verbose: true }) },
+        { name: 'model.list', body: json({ all: 1 }) },
+        { name: 'model.rollback', body: json({ to: 'tiny@0' }) },
+        { name: 'reload', body: json({ now: true }) },
+      ]),
+    }),
+    () => ({ kind: 'unknown command', name: draw.pick(['', 'nope', 'STATUS', 'status ', 'model.', '..', '$SYS', '%2F', 'model.push2', draw.text(nameAlphabet, 1, 30)]), body: '{}' }),
+    () => ({
+      kind: 'huge label',
+      ...draw.pick([
+        { name: 'enroll', body: json({ label: 'x'.repeat(draw.int(101, 300_000)), image: png }) },
+        { name: 'label', body: json({ event: draw.uuid(), label: draw.text('ab€💥', 101, 50_000) }) },
+        { name: 'enroll', body: json({ label: `bad\u0001label`, image: png }) },
+        { name: 'enroll', body: json({ label: '   ', image: png }) },
+      ]),
+    }),
+    () => ({
+      kind: 'base64 garbage',
+      ...draw.pick([
+        { name: 'model.push', body: json({ bundle: draw.bytes(draw.int(1, 64 * 1024)).toString('base64') }) },
+        // A gzip header in front gets past the first check of the archive reader.
+        { name: 'model.push', body: json({ bundle: Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0x00]), draw.bytes(draw.int(1, 4096))]).toString('base64') }) },
+        { name: 'model.push', body: json({ bundle: '!!!not base64!!!' }) },
+        { name: 'enroll', body: json({ label: 'good', image: draw.bytes(draw.int(1, 16 * 1024)).toString('base64') }) },
+        // A real PNG cut short.
+        { name: 'enroll', body: json({ label: 'good', image: Buffer.from(png, 'base64').subarray(0, draw.int(8, 60)).toString('base64') }) },
+        { name: 'enroll', body: json({ label: 'good', image: 'ÿØÿà' }) },
+      ]),
+    }),
+    () => ({
+      kind: 'unknown target',
+      ...draw.pick([
+        { name: 'label', body: json({ event: draw.uuid(), label: 'good' }) },
+        { name: 'model.activate', body: json({ key: `${draw.text('abc', 1, 8)}@9.9.9` }) },
+        // Ids far past anything enrolled here: none exists.
+        { name: 'reference.remove', body: json({ ids: [draw.int(1e6, 1e9)] }) },
+      ]),
+    }),
+  ];
+  return draw.pick(kinds)();
+}
+
+interface Reply {
+  schema: string;
+  ok: boolean;
+  error?: { code?: unknown; message?: unknown };
+}
+
+/** Runs `task` over `items`, `width` at a time. */
+async function inBatches<T>(items: readonly T[], width: number, task: (item: T, index: number) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += width) await Promise.all(items.slice(i, i + width).map((item, j) => task(item, i + j)));
+}
+
+/** Resolves once `done` holds, or after timeoutMs (the assertions then say what is missing). */
+async function until(done: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await done()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+}
+
+/** Sends raw bytes on a fresh connection; resolves with what came back before the close (or the timeout). */
+function raw(port: number, request: string | Buffer, options: { halfClose?: boolean } = {}): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connectTcp(port, '127.0.0.1');
+    let received = '';
+    socket.setTimeout(10_000, () => {
+      socket.destroy();
+      resolve(`${received}<no close within 10 s>`);
+    });
+    socket.on('data', (data) => (received += data.toString('latin1')));
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve(received));
+    socket.write(request);
+    if (options.halfClose) socket.end();
+  });
+}
+
+describe('control plane fuzz (real daemon, real mosquitto, frames flowing)', () => {
+  it('refuses every malformed MQTT command and HTTP request with an error, and keeps deciding', async () => {
+    console.log(`control fuzz seed ${seed} (repeat with FUZZ_SEED=${seed})`);
+    const draw = new Draw(seed);
+    const dir = tempDir();
+    const broker = await startMosquitto();
+    cleanups.push(() => broker.stop());
+    const port = await freePort();
+    const site = 'fuzz';
+    const stateDir = join(dir, 'state');
+    const config = writeConfig(dir, {
+      site,
+      line: 'line-1',
+      camera: 'cam-1',
+      stateDir,
+      model: tinyModel,
+      capture: { source: 'replay', replay: { folder: await makeFrames(join(dir, 'frames'), 20), fps: 0, loop: true } },
+      enroll: { folder: await makeLabeledImages(join(dir, 'refs')) },
+      knn: { threshold: 0.5 },
+      mqtt: { url: broker.url },
+      http: { port },
+      log: { format: 'json' },
+    });
+    const daemon = runLinewatch(['run', '--config', config]);
+    cleanups.push(() => daemon.stop('SIGKILL'));
+    await daemon.waitForLog((l) => l.msg === 'running');
+    const base = `http://127.0.0.1:${port}`;
+    const token = readFileSync(join(stateDir, 'control-token'), 'utf8').trim();
+    const status = async () => (await (await fetch(`${base}/status`, { signal: AbortSignal.timeout(10_000) })).json()) as { decisions: { classified: number }; events: { mqtt: { connected: boolean; commands: { answered: number; dropped: number } } } };
+    const classified = async () => (await status()).decisions.classified;
+    const png = (await sharp({ create: { width: 8, height: 8, channels: 3, background: '#808080' } }).png().toBuffer()).toString('base64');
+
+    // --- MQTT: a client asking on the command topics, its replies matched by correlation data.
+    const client: MqttClient = connectMqtt(broker.url, { protocolVersion: 5, reconnectPeriod: 0 });
+    cleanups.push(() => client.endAsync(true));
+    await new Promise<void>((resolve, reject) => client.once('connect', () => resolve()).once('error', reject));
+    const replyTopic = 'fuzz-client/replies';
+    const replies = new Map<string, Reply[]>();
+    const strays: string[] = [];
+    client.on('message', (topic, payload, packet) => {
+      const id = packet.properties?.correlationData?.toString('utf8');
+      if (!(topic === replyTopic || topic.startsWith(`${replyTopic}/`)) || id === undefined) return void strays.push(`${topic} ${payload.toString('utf8').slice(0, 100)}`);
+      const seen = replies.get(id) ?? [];
+      seen.push(JSON.parse(payload.toString('utf8')) as Reply);
+      replies.set(id, seen);
+    });
+    // `a/#` matches `a` too (one subscription: overlapping ones would each get a copy).
+    await client.subscribeAsync(`${replyTopic}/#`, { qos: 1 });
+
+    const commandTopic = (name: string) => `linewatch/${site}/line-1/cam-1/cmd/${name}`;
+    const mqttCases = Array.from({ length: 1_100 }, () => malformed(draw, png));
+    const tooLarge = Buffer.alloc(50 * 1024 * 1024, 0x7b);
+    // Without a response topic: nowhere to answer, so dropped (and logged), with or without correlation data.
+    const unanswerable = Array.from({ length: 60 }, () => malformed(draw, png));
+    const asked = new Map<string, Case>();
+
+    // --- HTTP: POST /control/<name> with the token, requests without (or with a wrong) token, and raw bytes.
+    type HttpCase = { kind: string; send: () => Promise<{ status: number; body: string }> };
+    const post = (path: string, body: string | Buffer, headers: Record<string, string>) => async () => {
+      const res = await fetch(`${base}${path}`, { method: 'POST', headers, body, signal: AbortSignal.timeout(15_000) });
+      return { status: res.status, body: await res.text() };
+    };
+    const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+    const statusOf = (answer: string) => ({ status: Number(/^HTTP\/1\.[01] (\d{3}) /.exec(answer)?.[1] ?? 0), body: answer });
+    const rawLines = [
+      'GET //[ HTTP/1.1',
+      'GET http://[ HTTP/1.1',
+      'GET //a:b@c:99999/ HTTP/1.1',
+      'GET /status/../../etc/passwd HTTP/1.1',
+      'GET /%zz HTTP/1.1',
+      'GET /events/%E0%A4%A/image HTTP/1.1',
+      'POST /control/%ZZ HTTP/1.1',
+      'GET /status HTTP/9.9',
+      'BREW /status HTTP/1.1',
+      'GET  HTTP/1.1',
+    ];
+    const httpCases: HttpCase[] = Array.from({ length: 1_100 }, (): HttpCase => {
+      const c = malformed(draw, png);
+      const path = `/control/${encodeURIComponent(c.name)}`;
+      switch (draw.int(0, 9)) {
+        case 0:
+          return { kind: 'no token', send: post(path, c.body, { 'content-type': 'application/json' }) };
+        case 1:
+          return { kind: 'wrong token', send: post(path, c.body, { authorization: draw.pick([`Bearer ${token.slice(1)}`, 'Bearer', 'Basic Zm9vOmJhcg==', `Bearer ${token} x`, `bearer ${'a'.repeat(64)}`]) }) };
+        case 2: {
+          const line = draw.pick(rawLines);
+          return { kind: `raw ${line}`, send: async () => statusOf(await raw(port, `${line}\r\nHost: x\r\nConnection: close\r\n\r\n`)) };
+        }
+        case 3:
+          return { kind: 'garbage bytes', send: async () => statusOf(await raw(port, Buffer.concat([draw.bytes(draw.int(1, 2048)), Buffer.from('\r\n\r\n')]))) };
+        case 4: {
+          // The body is shorter than its Content-Length and the client stops sending.
+          const body = Buffer.from(typeof c.body === 'string' ? c.body : c.body.toString('utf8')).subarray(0, 20);
+          const head = `POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length + draw.int(1, 1000)}\r\nConnection: close\r\n\r\n`;
+          return { kind: 'truncated body', send: async () => statusOf(await raw(port, Buffer.concat([Buffer.from(head), body]), { halfClose: true })) };
+        }
+        default:
+          return { kind: c.kind, send: post(path, c.body, auth) };
+      }
+    });
+    const httpResults: { kind: string; status: number; body: string }[] = [];
+
+    // Commands come in over the daemon's MQTT session: wait until it is subscribed.
+    const deadline = Date.now() + 20_000;
+    while (!(await status()).events.mqtt.connected || (await classified()) === 0) {
+      if (Date.now() > deadline) throw new Error('the daemon neither connected to MQTT nor decided a frame within 20 s');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const before = await classified();
+    const fuzzMqtt = async () => {
+      const publish = (topic: string, payload: string | Buffer, properties: Record<string, unknown>) => client.publishAsync(topic, payload, { qos: 1, properties });
+      await publish(commandTopic('classifier.set'), tooLarge, { responseTopic: replyTopic, correlationData: Buffer.from('too-large') });
+      asked.set('too-large', { kind: 'too large', name: 'classifier.set', body: '' });
+      // A batch at a time, each answered before the next: mosquitto queues at most 1,000 messages
+      // (max_queued_messages) for a subscriber that lags, and silently drops the rest.
+      await inBatches(mqttCases, 100, async (c, i) => {
+        const id = `c${i}`;
+        asked.set(id, c);
+        // Some on sub-topics of the reply topic, as requesters that demultiplex by topic do.
+        await publish(commandTopic(c.name), c.body, { responseTopic: i % 3 === 0 ? `${replyTopic}/${i}` : replyTopic, correlationData: Buffer.from(id) });
+        await until(() => replies.has(id), 20_000);
+      });
+      await inBatches(unanswerable, 30, async (c, i) => {
+        await publish(commandTopic(c.name), c.body, i % 2 === 0 ? {} : { correlationData: Buffer.from(`drop${i}`) });
+      });
+      await until(async () => (await status()).events.mqtt.commands.dropped >= unanswerable.length, 20_000);
+    };
+    const fuzzHttp = async () => {
+      const huge = await post('/control/classifier.set', tooLarge, auth)().catch((err: Error) => ({ status: 0, body: `${err.message} ${String(err.cause)}` }));
+      httpResults.push({ kind: 'too large', ...huge });
+      await inBatches(httpCases, 50, async (c) => {
+        const result = await c.send().catch((err: Error) => ({ status: 0, body: `${err.message} ${String(err.cause)}` }));
+        httpResults.push({ kind: c.kind, ...result });
+      });
+    };
+    let during = before;
+    const sampling = (async () => {
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      during = await classified();
+    })();
+    await Promise.all([fuzzMqtt(), fuzzHttp(), sampling]);
+
+    // A moment for duplicate replies to show (the daemon must send one to each command).
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const after = await classified();
+    const final = await status();
+
+    const report = `seed ${seed}`;
+    const unanswered = [...asked].filter(([id]) => !replies.has(id)).map(([id, c]) => `${id} ${c.kind} ${c.name}`);
+    expect(unanswered.slice(0, 20), `${report}: MQTT commands without a reply`).toEqual([]);
+    const wrong = [...asked].flatMap(([id, c]) => {
+      const got = replies.get(id) ?? [];
+      const reply = got[0];
+      const fine = got.length === 1 && reply?.schema === 'linewatch/reply/1' && reply.ok === false && typeof reply.error?.code === 'string' && reply.error.code !== 'internal';
+      return fine ? [] : [`${id} ${c.kind} ${c.name.slice(0, 40)} ${String(c.body).slice(0, 80)} -> ${JSON.stringify(got).slice(0, 200)}`];
+    });
+    expect(wrong, `${report}: MQTT replies that are not one error`).toEqual([]);
+    expect(replies.get('too-large')?.[0]?.error?.code).toBe('too_large');
+    expect(strays, `${report}: messages on other topics`).toEqual([]);
+    expect([...replies.keys()].filter((id) => id.startsWith('drop')), 'replies to commands without a response topic').toEqual([]);
+    expect(final.events.mqtt.commands).toEqual({ answered: asked.size, dropped: unanswerable.length });
+    expect(daemon.logs.some((l) => l.msg === 'MQTT command without a response topic dropped')).toBe(true);
+
+    expect(httpResults).toHaveLength(httpCases.length + 1);
+    const notRefused = httpResults.filter((r) => !(r.status >= 400 && r.status < 500)).map((r) => `${r.kind}: ${r.status} ${r.body.slice(0, 200)}`);
+    expect(notRefused, `${report}: HTTP requests not answered 4xx`).toEqual([]);
+    expect(httpResults[0]).toMatchObject({ kind: 'too large', status: 413 });
+    const controlReplies = httpResults.filter((r) => r.body.startsWith('{')).map((r) => JSON.parse(r.body) as Reply);
+    expect(controlReplies.every((r) => r.ok === false && typeof r.error?.code === 'string')).toBe(true);
+
+    // Still running, still serving, still deciding.
+    expect(await Promise.race([daemon.exited.then(() => 'exited'), new Promise((resolve) => setTimeout(() => resolve('alive'), 100))])).toBe('alive');
+    expect(during, 'decisions during the fuzz').toBeGreaterThan(before);
+    expect(after, 'decisions after the fuzz').toBeGreaterThan(during);
+    const stderr = daemon.stderr();
+    expect(stderr).not.toMatch(/internal error|unhandledRejection|uncaughtException|^\s+at .+:\d+:\d+\)?$/m);
+    // A refused bundle is logged as an error by the model manager (a failed push is news to the
+    // operator); any other error line means a command or request went wrong inside the daemon.
+    const errors = daemon.logs.filter((l) => l.level === 'error' && l.msg !== 'model refused; the active model stays');
+    expect(errors.map((l) => `${l.component}: ${l.msg} ${JSON.stringify(l).slice(0, 300)}`)).toEqual([]);
+    console.log(`control fuzz: ${asked.size} MQTT commands answered, ${unanswerable.length} dropped, ${httpResults.length} HTTP requests refused; decisions ${before} -> ${during} -> ${after}`);
+  }, 90_000);
+});
