@@ -1,0 +1,76 @@
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger, setLogLevel } from '../../dist/common/index.js';
+import { configSchema } from '../../dist/config/index.js';
+import { OverrideStore, ReferenceStore } from '../../dist/knn/index.js';
+import { ModelManager } from '../../dist/models/index.js';
+import { openDatabase, type Db } from '../../dist/storage/index.js';
+import { repoRoot, tempDir } from '../helpers/daemon.js';
+import { copyBundle, fp32Bundle, int8Bundle, makeKeys, signedArchive, type Keys } from './bundles.js';
+
+const v1 = 'fmnist-triplet-int8@1.0.0';
+const v2 = 'fmnist-triplet@2.0.0';
+let keys: Keys;
+let v2Archive: Buffer;
+const open: { db: Db; models: ModelManager }[] = [];
+beforeAll(async () => {
+  setLogLevel('error');
+  keys = await makeKeys();
+  v2Archive = await signedArchive(await copyBundle(fp32Bundle, (m) => (m.version = '2.0.0')), keys.trusted);
+});
+afterEach(async () => {
+  for (const { db, models } of open.splice(0)) {
+    await models.close();
+    db.close();
+  }
+});
+
+/** The sample line's model side, in this process, with v2 pushed on top of v1. */
+async function pushed(rollbackWindowS: number): Promise<ModelManager> {
+  const config = configSchema.parse({
+    stateDir: tempDir(),
+    model: int8Bundle,
+    enroll: { folder: join(repoRoot, 'samples/line/references') },
+    models: { trustedKeysDir: keys.trustedDir, rollbackWindowS },
+  });
+  const db = openDatabase(join(config.stateDir, 'linewatch.db'));
+  const store = new ReferenceStore(db);
+  const models = await ModelManager.open(db, store, new OverrideStore(db), config, createLogger('test'));
+  open.push({ db, models });
+  await models.push(v2Archive, { via: 'cli' });
+  expect(models.active.key).toBe(v2);
+  return models;
+}
+
+/** What the pipeline reports for one frame decided by the model in force. */
+function frame(models: ModelManager, outcome: 'decided' | 'failed'): void {
+  models.acquire().release(outcome);
+}
+
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 25));
+}
+
+describe('automatic rollback after a swap', () => {
+  it('brings the previous model back when the new one fails five frames in a row inside the window', async () => {
+    const models = await pushed(60);
+    for (let i = 0; i < 4; i++) frame(models, 'failed');
+    frame(models, 'decided');
+    for (let i = 0; i < 4; i++) frame(models, 'failed');
+    expect(models.active.key).toBe(v2);
+    frame(models, 'failed');
+    await until(() => models.active.key === v1);
+    expect(models.active.key).toBe(v1);
+    const [last] = models.registry.history(1);
+    expect(last).toMatchObject({ action: 'auto-rollback', key: v1, fromKey: v2, via: 'daemon' });
+    expect((last!.detail as { reason: string }).reason).toBe(`${v2} failed 5 frames in a row within 60 s of the swap`);
+    expect(models.registry.state()).toMatchObject({ active: v1, previous: v2 });
+  });
+
+  it('leaves the new model alone with the window off (models.rollbackWindowS 0)', async () => {
+    const off = await pushed(0);
+    for (let i = 0; i < 10; i++) frame(off, 'failed');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(off.active.key).toBe(v2);
+  });
+});
