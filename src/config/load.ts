@@ -11,7 +11,7 @@ const ENV_PREFIX = 'LINEWATCH_';
 const ENV_NOT_KEYS = new Set(['LINEWATCH_CONFIG']);
 
 /** Keys holding file paths: resolved against the config file's folder, as a user reading the file expects. */
-const PATH_KEYS = ['stateDir', 'model', 'capture.replay.folder', 'enroll.folder', 'mqtt.caFile', 'mqtt.certFile', 'mqtt.keyFile', 'models.trustedKeysDir', 'control.tokenFile'];
+const PATH_KEYS = ['stateDir', 'model', 'capture.replay.folder', 'enroll.folder', 'mqtt.caFile', 'mqtt.certFile', 'mqtt.keyFile', 'models.trustedKeysDir', 'models.holdoutFolder', 'control.tokenFile'];
 
 export interface LoadedConfig {
   config: Config;

@@ -119,6 +119,8 @@ export const configSchema = z.strictObject({
     allowUnsigned: z.boolean().default(false),
     /** Refuse a new model whose leave-one-out F1 or AUROC is below the active model's by more than this. */
     gateTolerance: z.number().min(0).max(1).default(0.02),
+    /** A labeled folder (one subfolder per label) both models are also judged on before a swap; null = references only. */
+    holdoutFolder: z.string().nullable().default(null),
     /** After a swap, roll back by itself if the new model fails (inference errors, health) within this many seconds. */
     rollbackWindowS: nonNegative.default(120),
     /** Watch `<stateDir>/inbox` for bundle archives (.tar, .tar.gz) dropped by hand. */

@@ -1,4 +1,4 @@
-export { ModelManager, type ModelsStatus, type PushOptions, type PushResult, type StagingStatus } from './manager.js';
+export { ModelManager, type ModelGate, type ModelsStatus, type PushOptions, type PushResult, type StagingStatus } from './manager.js';
 export { ModelRegistry, type ModelAction, type ModelHistoryEntry, type ModelOrigin, type ModelVersion } from './registry.js';
 export { classifierSettings, openRuntime, type ModelRuntime } from './runtime.js';
 export { embedImages, enroll, listLabeledImages, reembedReferences, type EnrollResult, type LabeledImage, type SkippedImage } from './enrollment.js';

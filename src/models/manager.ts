@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import { errorText, RequestError, type Logger } from '../common/index.js';
 import type { Config } from '../config/index.js';
 import { loadBundle, unpackBundle, verifyBundleSignature, type Bundle } from '../inference/index.js';
-import { gateModelUpdate, type GateResult, type OverrideStore, type ReferenceStore } from '../knn/index.js';
+import { binary, compareModels, gateModelUpdate, type GateResult, type LeaveOneOut, type Sample, type OverrideStore, type ReferenceStore } from '../knn/index.js';
 import type { ModelLease, ModelSource } from '../pipeline/index.js';
 import type { Db } from '../storage/index.js';
-import { enroll, listLabeledImages, reembedReferences } from './enrollment.js';
+import { embedImages, enroll, listLabeledImages, reembedReferences, type LabeledImage } from './enrollment.js';
 import { ModelRegistry, type ModelHistoryEntry, type ModelVersion } from './registry.js';
 import { classifierSettings, openRuntime, type ModelRuntime } from './runtime.js';
 import { prepareTensorRt } from './tensorrt.js';
@@ -40,10 +40,16 @@ export interface PushOptions {
   via: string;
 }
 
+/** The gate's verdict: the references' figures on top (pass, reason, active, candidate), each source beside them. */
+export interface ModelGate extends GateResult {
+  references: GateResult;
+  holdout?: GateResult;
+}
+
 export interface PushResult {
   key: string;
   previous: string;
-  gate: GateResult;
+  gate: ModelGate;
   forced: boolean;
 }
 
@@ -220,7 +226,7 @@ export class ModelManager implements ModelSource {
         this.step('re-embedding');
       });
       this.step('gating');
-      const gate = this.gate(runtime);
+      const gate = await this.gate(runtime);
       const forced = !gate.pass && options.force === true;
       if (!gate.pass && !forced) {
         throw new RequestError('gate_refused', `the accuracy gate refused ${key}: ${gate.reason}`, 'push a better model, or push again with --force to install it anyway (logged)', 409, gate);
@@ -297,9 +303,25 @@ export class ModelManager implements ModelSource {
     for (const held of [this.activeHeld, this.previousHeld]) if (held) await closeWhenIdle(held);
   }
 
-  private gate(candidate: ModelRuntime): GateResult {
+  /**
+   * Both models on the same labeled data: leave-one-out over the references (confirmed labels
+   * included, they are references), and the holdout folder when there is one.
+   */
+  private async gate(candidate: ModelRuntime): Promise<ModelGate> {
     const side = (runtime: ModelRuntime) => ({ modelKey: runtime.key, dimension: runtime.bundle.manifest.output.dimension, settings: { ...runtime.classifier.settings } });
-    return gateModelUpdate(this.store, side(this.active), side(candidate), this.config.models.gateTolerance);
+    const tolerance = this.config.models.gateTolerance;
+    const references = gateModelUpdate(this.store, side(this.active), side(candidate), tolerance);
+    const folder = this.config.models.holdoutFolder;
+    if (!folder) return { ...references, references };
+    const images = await listLabeledImages(folder);
+    const holdout = compareModels(await evaluateOn(images, this.active), await evaluateOn(images, candidate), tolerance);
+    return {
+      ...references,
+      pass: references.pass && holdout.pass,
+      reason: `references: ${references.reason}; holdout ${folder}: ${holdout.reason}`,
+      references,
+      holdout,
+    };
   }
 
   /** Between two frames: the next acquire() gets the new model; frames in flight finish on the old one. */
@@ -367,6 +389,18 @@ export class ModelManager implements ModelSource {
     this.busy = false;
     this.staging = null;
   }
+}
+
+/** One model's binary figures on a labeled folder, as `linewatch eval` computes them. */
+async function evaluateOn(images: readonly LabeledImage[], runtime: ModelRuntime): Promise<LeaveOneOut> {
+  const samples: Sample[] = [];
+  for await (const item of embedImages(images, runtime)) {
+    if ('error' in item) continue;
+    const d = runtime.classifier.classify(item.vector);
+    samples.push({ trueLabel: item.image.label, predictedLabel: d.label, score: d.score, anomaly: d.anomaly });
+  }
+  const figures = binary(samples, runtime.classifier.settings.goodLabel);
+  return { modelKey: runtime.key, references: samples.length, f1: figures.f1, auroc: figures.auroc, precision: figures.precision, recall: figures.recall };
 }
 
 function describe(bundle: Bundle): Pick<ModelVersion, 'key' | 'name' | 'version' | 'precision' | 'dir' | 'sha256'> {

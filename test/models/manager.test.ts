@@ -25,18 +25,24 @@ afterEach(async () => {
   }
 });
 
-/** The sample line's model side, in this process, with v2 pushed on top of v1. */
-async function pushed(rollbackWindowS: number): Promise<ModelManager> {
+/** The sample line's model side, in this process. */
+async function sampleLine(models: Record<string, unknown>): Promise<ModelManager> {
   const config = configSchema.parse({
     stateDir: tempDir(),
     model: int8Bundle,
     enroll: { folder: join(repoRoot, 'samples/line/references') },
-    models: { trustedKeysDir: keys.trustedDir, rollbackWindowS },
+    models: { trustedKeysDir: keys.trustedDir, ...models },
   });
   const db = openDatabase(join(config.stateDir, 'linewatch.db'));
   const store = new ReferenceStore(db);
-  const models = await ModelManager.open(db, store, new OverrideStore(db), config, createLogger('test'));
-  open.push({ db, models });
+  const manager = await ModelManager.open(db, store, new OverrideStore(db), config, createLogger('test'));
+  open.push({ db, models: manager });
+  return manager;
+}
+
+/** v2 pushed on top of v1. */
+async function pushed(rollbackWindowS: number): Promise<ModelManager> {
+  const models = await sampleLine({ rollbackWindowS });
   await models.push(v2Archive, { via: 'cli' });
   expect(models.active.key).toBe(v2);
   return models;
@@ -72,5 +78,18 @@ describe('automatic rollback after a swap', () => {
     for (let i = 0; i < 10; i++) frame(off, 'failed');
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(off.active.key).toBe(v2);
+  });
+});
+
+describe('the accuracy gate', () => {
+  it('judges both models on the holdout folder too, when there is one', async () => {
+    const models = await sampleLine({ holdoutFolder: join(repoRoot, 'samples/line/test') });
+    const result = await models.push(v2Archive, { via: 'cli' });
+    expect(result.gate.references.candidate.references).toBe(200);
+    expect(result.gate.holdout!.active).toMatchObject({ modelKey: v1 });
+    expect(result.gate.holdout!.candidate.references).toBe(result.gate.holdout!.active.references);
+    expect(result.gate.holdout!.candidate.references).toBeGreaterThan(100);
+    expect(result.gate.holdout!.candidate.f1).toBeGreaterThan(0.5);
+    expect(result.gate.reason).toMatch(/^references: .*; holdout .*samples\/line\/test: /);
   });
 });
