@@ -150,6 +150,8 @@ else
   run install -m 0640 -o root -g "$user" "$src/config/example.yml" "$etc/config.yml"
 fi
 if [ -d "$state" ]; then say "$state present: kept"; else run install -d -m 0750 -o "$user" -g "$user" "$state"; fi
+# Public keys of whoever may push models (docs/control.md); root-owned so the service cannot add one.
+if [ -d "$etc/trusted-keys" ]; then say "$etc/trusted-keys present: kept"; else run install -d -m 0755 -o root -g root "$etc/trusted-keys"; fi
 
 # --- systemd unit ---
 if cmp -s "$src/systemd/linewatch.service" "$unit"; then
@@ -166,6 +168,6 @@ fi
 if systemctl is-active --quiet linewatch 2>/dev/null; then
   if [ "$restart" = true ]; then run systemctl restart linewatch; else say "linewatch still runs the old version: systemctl restart linewatch"; fi
 else
-  say "next: edit $etc/config.yml (camera, broker, TLS files), then: systemctl start linewatch; journalctl -u linewatch -f"
+  say "next: edit $etc/config.yml (camera, broker, TLS files), copy your signing key's .pub into $etc/trusted-keys/, then: systemctl start linewatch; journalctl -u linewatch -f"
 fi
 say "done"
