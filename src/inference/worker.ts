@@ -67,7 +67,9 @@ async function run(session: ort.InferenceSession, { id, count, input, output }: 
     // ORT writes the embeddings straight into our output buffer.
     const fetches = { [setup.outputName]: new ort.Tensor('float32', output.subarray(0, count * dim), [count, dim]) };
     await session.run(feeds, fetches);
-    for (let row = 0; row < count; row++) normalise(output, row * dim, dim);
+    for (let row = 0; row < count; row++) {
+      if (!normalise(output, row * dim, dim)) throw new Error('the model gave a NaN, infinite or all-zero vector: it is broken, or its manifest does not fit it');
+    }
     send({ type: 'done', id, input, output }, [input.buffer as ArrayBuffer, output.buffer as ArrayBuffer]);
   } catch (err) {
     const error = err instanceof Error ? err.message : String(err);
@@ -75,11 +77,12 @@ async function run(session: ort.InferenceSession, { id, count, input, output }: 
   }
 }
 
-/** L2-normalise in place; distance is 1 - dot, so vectors must be unit length. */
-function normalise(v: Float32Array, start: number, length: number): void {
+/** L2-normalise in place (distance is 1 - dot, so vectors must be unit length); false when the vector has no direction. */
+function normalise(v: Float32Array, start: number, length: number): boolean {
   let sum = 0;
   for (let i = start; i < start + length; i++) sum += v[i]! * v[i]!;
-  if (sum === 0) return;
+  if (!(sum > 0) || !Number.isFinite(sum)) return false;
   const scale = 1 / Math.sqrt(sum);
   for (let i = start; i < start + length; i++) v[i]! *= scale;
+  return true;
 }

@@ -221,9 +221,13 @@ export class ModelManager implements ModelSource {
       await prepareTensorRt({ providers: this.config.inference.providers, stateDir: this.config.stateDir, keep: keptManifests(this.registry) }, bundle.manifest, this.log.child('inference'));
       runtime = await openRuntime(bundle, this.store, this.config, this.overrides.get(), this.log);
       this.step('re-embedding', this.store.count());
-      await reembedReferences(runtime, this.store, this.log, (done) => {
+      const embedding = runtime;
+      await reembedReferences(embedding, this.store, this.log, (done) => {
         this.staging!.done = done;
         this.step('re-embedding');
+      }).catch((err: unknown) => {
+        if (err instanceof RequestError) throw err;
+        throw new RequestError('model_failed', `${key} cannot embed the references: ${errorText(err)}`, 'check the model with linewatch eval before pushing it', 400);
       });
       this.step('gating');
       const gate = await this.gate(runtime);

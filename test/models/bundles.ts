@@ -39,7 +39,17 @@ export async function copyBundle(source: string, edit: (manifest: Record<string,
 }
 
 /** The same network with every weight replaced by noise of the same scale: it loads and runs, and knows nothing. */
-export async function randomWeights(source: string, version: string): Promise<string> {
+export function randomWeights(source: string, version: string): Promise<string> {
+  return rewriteWeights(source, version, '(rng.standard_normal(a.shape) * (a.std() + 1e-3)).astype(np.float32)');
+}
+
+/** The same network with NaN weights: right sha256, right shapes, and vectors that mean nothing at all. */
+export function nanWeights(source: string, version: string): Promise<string> {
+  return rewriteWeights(source, version, 'np.full(a.shape, np.nan, dtype=np.float32)');
+}
+
+/** Replaces every float weight tensor `a` by the Python expression `weights`, and fixes the manifest's sha256. */
+async function rewriteWeights(source: string, version: string, weights: string): Promise<string> {
   const dir = await copyBundle(source, (m) => (m.version = version));
   const model = join(dir, 'model.onnx');
   execFileSync('/usr/bin/python3', ['-c', `
@@ -50,7 +60,7 @@ rng = np.random.default_rng(7)
 for i, t in enumerate(m.graph.initializer):
     a = numpy_helper.to_array(t)
     if a.dtype == np.float32 and a.size > 1:
-        m.graph.initializer[i].CopyFrom(numpy_helper.from_array((rng.standard_normal(a.shape) * (a.std() + 1e-3)).astype(np.float32), t.name))
+        m.graph.initializer[i].CopyFrom(numpy_helper.from_array(${weights}, t.name))
 onnx.save(m, sys.argv[1])
 `, model]);
   const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));

@@ -6,7 +6,7 @@ import { OverrideStore, ReferenceStore } from '../../dist/knn/index.js';
 import { ModelManager } from '../../dist/models/index.js';
 import { openDatabase, type Db } from '../../dist/storage/index.js';
 import { repoRoot, tempDir } from '../helpers/daemon.js';
-import { copyBundle, fp32Bundle, int8Bundle, makeKeys, signedArchive, type Keys } from './bundles.js';
+import { copyBundle, fp32Bundle, int8Bundle, makeKeys, nanWeights, signedArchive, type Keys } from './bundles.js';
 
 const v1 = 'fmnist-triplet-int8@1.0.0';
 const v2 = 'fmnist-triplet@2.0.0';
@@ -91,5 +91,18 @@ describe('the accuracy gate', () => {
     expect(result.gate.holdout!.candidate.references).toBeGreaterThan(100);
     expect(result.gate.holdout!.candidate.f1).toBeGreaterThan(0.5);
     expect(result.gate.reason).toMatch(/^references: .*; holdout .*samples\/line\/test: /);
+  });
+});
+
+describe('a model that gives NaN vectors', () => {
+  it('is refused while staging, even with --force, with a message that names the problem; the active model stays', async () => {
+    const models = await sampleLine({});
+    const broken = await signedArchive(await nanWeights(fp32Bundle, '6.6.6-nan'), keys.trusted);
+    await expect(models.push(broken, { via: 'cli', force: true })).rejects.toMatchObject({
+      code: 'model_failed',
+      message: expect.stringMatching(/^fmnist-triplet@6\.6\.6-nan cannot embed the references: .*NaN, infinite or all-zero vector/),
+    });
+    expect(models.active.key).toBe(v1);
+    expect(models.registry.history(1)[0]).toMatchObject({ action: 'refused', key: 'fmnist-triplet@6.6.6-nan' });
   });
 });
