@@ -5,7 +5,7 @@
 #   make-certs.sh DIR ca                 DIR/ca.crt, DIR/ca.key (once; keep ca.key off the broker)
 #   make-certs.sh DIR broker HOST...     DIR/broker.crt + .key; HOST names or IP addresses clients dial
 #   make-certs.sh DIR client NAME        DIR/NAME.crt + .key; NAME is the CN, i.e. the ACL user
-#                                        (linewatch-<site>-<line>-<camera> for a device, scada, ...)
+#                                        (linewatch-<site>-<line>-<camera> for a device, scada, technician...)
 #
 # An existing file is never overwritten.
 set -euo pipefail

@@ -45,7 +45,8 @@ async function answerOrOffline(config: Config, reply: Reply | undefined, name: s
 }
 
 async function send(config: Config, path: string, body: Buffer, type: string, timeoutMs: number): Promise<Reply | undefined> {
-  if (!config.http.enabled) return undefined;
+  // Port 0 means a port chosen at start: no client can know it, so no daemon is reachable.
+  if (!config.http.enabled || config.http.port === 0) return undefined;
   const url = daemonUrl(config) + path;
   let token: string | undefined;
   let tokenProblem: UserError | undefined;
@@ -56,7 +57,7 @@ async function send(config: Config, path: string, body: Buffer, type: string, ti
     if (!(err instanceof UserError)) throw err;
     tokenProblem = err;
   }
-  const answer = await post(url, body, { 'content-type': type, ...(token ? { authorization: `Bearer ${token}` } : {}) }, timeoutMs);
+  const answer = await post(url, body, { 'content-type': type, 'x-linewatch-client': 'cli', ...(token ? { authorization: `Bearer ${token}` } : {}) }, timeoutMs);
   if (answer === 'refused') return undefined;
   if (answer.status === 401 && tokenProblem) {
     throw new UserError(`linewatch is running, but this user cannot use its control token: ${tokenProblem.message}`, `run as root or as the service user: sudo linewatch ${process.argv.slice(2).join(' ')}`);

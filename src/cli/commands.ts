@@ -86,7 +86,7 @@ async function enrollLive(config: Config, images: LabeledImage[]): Promise<Enrol
       result.skipped.push({ path: image.path, reason: errorText(err) });
       continue;
     }
-    const reply = await askDaemon(config, 'enroll', { label: image.label, image: data.toString('base64') });
+    const reply = await askDaemon(config, 'enroll', { label: image.label, image: data.toString('base64'), name: image.path });
     if (!reply) throw new UserError(`linewatch stopped while enrolling (${sent} of ${images.length} images sent)`, 'run the same enroll again: images already enrolled are skipped');
     if (reply.ok) {
       const { added, alreadyEnrolled } = reply.result as { added: number; alreadyEnrolled: number };
@@ -367,7 +367,7 @@ function report<R>(ctx: CommandContext, answer: DaemonAnswer, describe: (result:
   if (!reply.ok && !ctx.json) {
     const { message, hint, details } = reply.error;
     const gate = gateOf(details);
-    process.stderr.write([`linewatch: ${message}`, ...(hint ? [`  fix: ${hint}`] : []), ...(gate ? gateLines(gate) : [])].join('\n') + '\n');
+    process.stderr.write([`linewatch: ${message}`, ...(hint ? [`  fix: ${hint}`] : []), ...(gate ? gateFigures(gate) : [])].join('\n') + '\n');
     return 1;
   }
   const offline = change ? 'linewatch is not running: changed in its database, in force at its next start' : 'linewatch is not running: read from its database';
@@ -381,9 +381,10 @@ function gateOf(details: unknown): GateResult | undefined {
   return inner && typeof inner === 'object' && 'candidate' in inner ? (inner as GateResult) : undefined;
 }
 
-function gateLines(gate: GateResult): string[] {
+/** Both models' leave-one-out figures (a refusal's message already holds the gate's reason). */
+function gateFigures(gate: GateResult): string[] {
   const side = (name: string, s: GateResult['active']) => `  ${name} ${s.modelKey}: F1 ${pct(s.f1)}  AUROC ${pct(s.auroc)}  (${s.references} references)`;
-  return [`accuracy gate ${gate.pass ? 'passed' : 'refused'}: ${gate.reason}`, side('active   ', gate.active), side('candidate', gate.candidate)];
+  return [side('active   ', gate.active), side('candidate', gate.candidate)];
 }
 
 const CLASSIFIER_USAGE = 'linewatch classifier set [--k N] [--threshold X] [--unknown-distance X] ("default" as a value clears that override)';
@@ -454,7 +455,7 @@ const model: Command = async (ctx) => {
   switch (action) {
     case 'push':
       return report(ctx, await pushModel(config, await bundleArchive(rest[0]!), ctx.control?.force ?? false), (r: PushResult) =>
-        [swapped(r) + (r.forced ? ', installed over the gate with --force' : ''), ...gateLines(r.gate)].join('\n'),
+        [swapped(r), `accuracy gate ${r.forced ? 'refused, overridden with --force' : 'passed'}: ${r.gate.reason}`, ...gateFigures(r.gate)].join('\n'),
       );
     case 'activate':
       return report(ctx, await callDaemon(config, 'model.activate', { key: rest[0] }), swapped);
@@ -483,9 +484,9 @@ function describeModels(r: { active: string; previous: string | null; versions: 
   return [
     `active: ${r.active}`,
     `previous (model rollback brings it back): ${r.previous ?? 'none'}`,
-    'installed:',
+    `installed:${r.versions.length === 0 ? ' none recorded yet' : ''}`,
     ...r.versions.map((v) => `  ${v.key === r.active ? '*' : ' '} ${v.key}  ${v.precision}  from ${v.origin}  ${v.signedBy ? `signed by ${v.signedBy}` : 'unsigned'}  added ${when(v.addedAt)}`),
-    'history (newest first):',
+    `history (newest first):${r.history.length === 0 ? ' none yet' : ''}`,
     ...r.history.map((h) => `  ${when(h.at)}  ${h.action} ${h.key}${h.fromKey ? ` (from ${h.fromKey})` : ''}${h.forced ? ' forced' : ''} via ${h.via}`),
   ].join('\n');
 }

@@ -13,7 +13,7 @@ Commands:
   classify <image...>      classify images against the references
   eval <folder>            precision/recall/F1, confusion matrix, AUROC on a labeled folder
   status                   status of the running daemon (or of its database when stopped)
-  bench                    measure this machine: encoder, preprocess, end to end, kNN, memory
+  bench                    measure this machine: encoder, preprocess, end to end, kNN, memory, model swap pause
   keys generate            make an ed25519 key pair for signing model bundles
   keys sign <folder>       sign a model bundle folder (writes signature.json)
 

@@ -60,10 +60,11 @@ export function controlCommands(target: ControlTarget): Command[] {
       name: 'enroll',
       summary: 'add an image (base64) as a reference with a label',
       write: true,
-      params: z.strictObject({ label, image: base64('image') }),
-      run: async ({ label, image }) => {
-        // The image's digest names it: enrolling the same bytes twice adds nothing twice.
-        const origin = `upload:${createHash('sha256').update(image).digest('hex').slice(0, 16)}`;
+      params: z.strictObject({ label, image: base64('image'), name: z.string().min(1).max(4096).optional() }),
+      run: async ({ label, image, name }) => {
+        // Its name (a file path, as `linewatch enroll` gives it) or else its digest names it:
+        // enrolling the same image twice adds it once, through the daemon or into its database alike.
+        const origin = name ?? `upload:${createHash('sha256').update(image).digest('hex').slice(0, 16)}`;
         const result = await enroll([{ path: origin, label, data: image }], models.active, store);
         const skipped = result.skipped[0];
         if (skipped) throw new RequestError('bad_image', `the image cannot be used: ${skipped.reason}`, 'send a JPEG or PNG of the item');

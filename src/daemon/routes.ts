@@ -1,6 +1,6 @@
 import type { AnomalyImages } from '../events/index.js';
 import { RequestError } from '../common/index.js';
-import { failure, replyStatus, type ControlApi, type HttpAnswer, type HttpRoute, type Reply } from '../control/index.js';
+import { failure, replyStatus, type ControlApi, type HttpAnswer, type HttpRequest, type HttpRoute, type Reply, type Via } from '../control/index.js';
 import type { Health } from './health.js';
 import type { DaemonMetrics } from './metrics.js';
 
@@ -33,7 +33,7 @@ export function httpRoutes(parts: { api: ControlApi; images: AnomalyImages; metr
     { method: 'GET', path: '/models', access: 'read', handle: async () => answer(await api.call('model.list', {}, 'http')) },
     // A bundle archive as the body, as `curl --data-binary @bundle.tar.gz` sends it.
     { method: 'POST', path: '/models', access: 'write', handle: async (req) =>
-      answer(await api.call('model.push', { bundle: req.body.toString('base64'), ...(isTrue(req.query.get('force')) ? { force: true } : {}) }, 'http')) },
+      answer(await api.call('model.push', { bundle: req.body.toString('base64'), ...(isTrue(req.query.get('force')) ? { force: true } : {}) }, via(req))) },
     // Any command, JSON parameters as the body.
     { method: 'POST', path: '/control/:command', access: 'write', handle: async (req) => {
       const name = req.params['command'] ?? '';
@@ -45,9 +45,14 @@ export function httpRoutes(parts: { api: ControlApi; images: AnomalyImages; metr
           return answer(failure(new RequestError('bad_json', `the request body is not JSON: ${(err as Error).message}`, 'send a JSON object, e.g. {"threshold": 0.6}')));
         }
       }
-      return answer(await api.call(name, params, 'http'));
+      return answer(await api.call(name, params, via(req)));
     } },
   ];
+}
+
+/** The linewatch CLI says it is the one asking, so the log and the model history tell it apart from other HTTP clients. */
+function via(req: HttpRequest): Via {
+  return req.headers['x-linewatch-client'] === 'cli' ? 'cli' : 'http';
 }
 
 function isTrue(value: string | null): boolean {

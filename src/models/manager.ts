@@ -252,7 +252,7 @@ export class ModelManager implements ModelSource {
       if (key && !this.registry.get(key)) this.store.removeVectorsOf(key);
       const reason = errorText(err);
       this.registry.record({ action: 'refused', key: key ?? '(unreadable bundle)', fromKey: this.active.key, forced: options.force === true, via: options.via, detail: { reason, ...(err instanceof RequestError && err.details ? { gate: err.details } : {}) } });
-      this.log.error('model refused; the active model stays', { model: key, reason, via: options.via, active: this.active.key });
+      this.log.warn('model refused; the active model stays', { model: key, reason, via: options.via, active: this.active.key });
       throw err;
     } finally {
       this.release();

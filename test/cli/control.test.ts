@@ -1,10 +1,10 @@
 import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair, signBundle } from '../../dist/inference/index.js';
 import { freePort } from '../helpers/mosquitto.js';
-import { makeLabeledImages, runCommand, runLinewatch, tempDir, tinyModel, writeConfig, type LogLine, type RunningLinewatch } from '../helpers/daemon.js';
+import { makeLabeledImages, repoRoot, runCommand, runLinewatch, tempDir, tinyModel, writeConfig, type LogLine, type RunningLinewatch } from '../helpers/daemon.js';
 
 /** One line's state folder, config and daemon, shared by the steps below (they run in order). */
 let dir: string;
@@ -39,8 +39,10 @@ beforeAll(async () => {
   });
 });
 
-afterAll(async () => {
+// A failed step must not leave its daemon answering the next test's commands.
+afterEach(async () => {
   await daemon?.stop('SIGKILL');
+  daemon = undefined;
 });
 
 async function start(): Promise<RunningLinewatch> {
@@ -122,6 +124,15 @@ describe('linewatch control commands', () => {
     expect(pushed.stdout).toContain('model tiny-test@2 is active (was tiny-test@1)');
     expect(pushed.stdout).toMatch(/accuracy gate passed: .*\n\s+active\s+tiny-test@1: F1 .* AUROC .*\n\s+candidate tiny-test@2: F1/);
 
+    // The default model decides these synthetic images worse than the fixture: refused, with both models' figures.
+    const worse = join(dir, 'default-fp32');
+    cpSync(join(repoRoot, 'models', 'default-fp32'), worse, { recursive: true });
+    await signBundle(worse, key.privateKeyPath);
+    const gated = await cli('model', 'push', worse);
+    expect(gated.code).toBe(1);
+    expectUserMessage(gated.stderr, 'the accuracy gate refused fmnist-triplet@1.0.0', '--force');
+    expect(gated.stderr).toMatch(/\n\s+active\s+tiny-test@2: F1 [\d.]+\s+AUROC [\d.]+.*\n\s+candidate fmnist-triplet@1\.0\.0: F1 [\d.]+\s+AUROC [\d.]+/);
+
     const list = await json('model', 'list');
     expect(list.doc.result).toMatchObject({ active: 'tiny-test@2', previous: 'tiny-test@1' });
     expect(list.doc.result.versions.map((v: { key: string }) => v.key).sort()).toEqual(['tiny-test@1', 'tiny-test@2']);
@@ -138,7 +149,7 @@ describe('linewatch control commands', () => {
     expectUserMessage(refused.stderr, 'linewatch is running', 'no control token', 'sudo linewatch classifier set');
 
     expect(await running.stop()).toBe(0);
-  }, 40_000);
+  });
 
   it('change the database of a stopped daemon, in force at its next start', async () => {
     const set = await cli('classifier', 'set', '--k', 'default', '--unknown-distance', '0.7');
@@ -151,7 +162,7 @@ describe('linewatch control commands', () => {
     expect(list.stdout).toMatch(/^previous \(model rollback brings it back\): tiny-test@2$/m);
     expect(list.stdout).toContain('linewatch is not running: read from its database');
 
-    // The model push again, offline: unsigned copies are refused with the reason and exit 1.
+    // Offline too, a refused push says why and exits 1 (here, a signature file that signs nothing).
     const unsigned = join(dir, 'bundle-3');
     cpSync(join(dir, 'bundle-2'), unsigned, { recursive: true });
     writeFileSync(join(unsigned, 'signature.json'), '{}');
@@ -163,7 +174,7 @@ describe('linewatch control commands', () => {
     const running = await start();
     expect((await liveStatus()).classifier).toMatchObject({ k: 3, unknownDistance: 0.7, overrides: { unknownDistance: 0.7 } });
     await running.stop();
-  }, 30_000);
+  });
 
   it('says what is wrong with a command line, without a stack', async () => {
     const [missing, notNumber, notId, noBundle, misspelt] = await Promise.all([
@@ -181,5 +192,5 @@ describe('linewatch control commands', () => {
     expect(misspelt.code).toBe(2);
     expect(misspelt.stderr).toContain("Unknown option '--frce'");
     expect(misspelt.stderr).not.toMatch(/^\s+at /m);
-  }, 20_000);
+  });
 });

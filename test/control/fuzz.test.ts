@@ -74,7 +74,7 @@ function malformed(draw: Draw, png: string): Case {
     () => ({
       kind: 'bad JSON',
       name: draw.pick(allCommands),
-      body: draw.pick(['{', '{"k":', "{'k':1}", '{"k":1,}', '{"a":1}}', 'NaN', 'undefined', '   ', '\u0000', '{"threshold":.5}', draw.text('{}[]":,abc01 ', 1, 40)]),
+      body: draw.pick(['{', '{"k":', "{'k':1}", '{"k":1,}', '{"a":1}}', 'NaN', 'undefined', '   ', '\u0000', '{"threshold":.5}', draw.text('{}[]":,abc01 ', 1, 40), draw.bytes(draw.int(1, 200))]),
     }),
     () => ({ kind: 'not an object', name: draw.pick(needsParams), body: draw.pick(['[]', '[1,2]', '[{"k":3}]', '42', '-0', '1e999', '"text"', '""', 'null', 'true', 'false']) }),
     () => ({
@@ -117,7 +117,7 @@ function malformed(draw: Draw, png: string): Case {
         { name: 'reload', body: json({ now: true }) },
       ]),
     }),
-    () => ({ kind: 'unknown command', name: draw.pick(['', 'nope', 'STATUS', 'status ', 'model.', '..', '$SYS', '%2F', 'model.push2', draw.text(nameAlphabet, 1, 30)]), body: '{}' }),
+    () => ({ kind: 'unknown command', name: draw.pick(['', 'nope', 'STATUS', 'status ', 'model.', '..', '$SYS', '%2F', 'model.push2', 'x'.repeat(draw.int(1_000, 20_000)), draw.text(nameAlphabet, 1, 30)]), body: '{}' }),
     () => ({
       kind: 'huge label',
       ...draw.pick([
@@ -164,10 +164,14 @@ async function inBatches<T>(items: readonly T[], width: number, task: (item: T, 
   for (let i = 0; i < items.length; i += width) await Promise.all(items.slice(i, i + width).map((item, j) => task(item, i + j)));
 }
 
-/** Resolves once `done` holds, or after timeoutMs (the assertions then say what is missing). */
-async function until(done: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+/** Whether `done` came to hold within timeoutMs (when not, the assertions say what is missing). */
+async function until(done: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
-  while (!(await done()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  while (!(await done())) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return true;
 }
 
 /** Sends raw bytes on a fresh connection; resolves with what came back before the close (or the timeout). */
@@ -239,14 +243,18 @@ describe('control plane fuzz (real daemon, real mosquitto, frames flowing)', () 
     const commandTopic = (name: string) => `linewatch/${site}/line-1/cam-1/cmd/${name}`;
     const mqttCases = Array.from({ length: 1_100 }, () => malformed(draw, png));
     const tooLarge = Buffer.alloc(50 * 1024 * 1024, 0x7b);
-    // Without a response topic: nowhere to answer, so dropped (and logged), with or without correlation data.
-    const unanswerable = Array.from({ length: 60 }, () => malformed(draw, png));
+    // Without a response topic, or with a wildcard one (which mosquitto lets through): nowhere to
+    // answer, so dropped (and logged), with or without correlation data.
+    const unanswerable = Array.from({ length: 60 }, (_, i) => {
+      const correlationData = Buffer.from(`drop${i}`);
+      return { ...malformed(draw, png), properties: draw.pick([{}, { correlationData }, { responseTopic: `${replyTopic}/+`, correlationData }, { responseTopic: '#' }]) };
+    });
     const asked = new Map<string, Case>();
 
     // --- HTTP: POST /control/<name> with the token, requests without (or with a wrong) token, and raw bytes.
     type HttpCase = { kind: string; send: () => Promise<{ status: number; body: string }> };
     const post = (path: string, body: string | Buffer, headers: Record<string, string>) => async () => {
-      const res = await fetch(`${base}${path}`, { method: 'POST', headers, body, signal: AbortSignal.timeout(15_000) });
+      const res = await fetch(`${base}${path}`, { method: 'POST', headers, body: typeof body === 'string' ? body : new Uint8Array(body), signal: AbortSignal.timeout(15_000) });
       return { status: res.status, body: await res.text() };
     };
     const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
@@ -275,8 +283,10 @@ describe('control plane fuzz (real daemon, real mosquitto, frames flowing)', () 
           const line = draw.pick(rawLines);
           return { kind: `raw ${line}`, send: async () => statusOf(await raw(port, `${line}\r\nHost: x\r\nConnection: close\r\n\r\n`)) };
         }
-        case 3:
-          return { kind: 'garbage bytes', send: async () => statusOf(await raw(port, Buffer.concat([draw.bytes(draw.int(1, 2048)), Buffer.from('\r\n\r\n')]))) };
+        case 3: {
+          const garbage = Buffer.concat([draw.bytes(draw.int(1, 2048)), Buffer.from('\r\n\r\n')]);
+          return { kind: 'garbage bytes', send: async () => statusOf(await raw(port, garbage)) };
+        }
         case 4: {
           // The body is shorter than its Content-Length and the client stops sending.
           const body = Buffer.from(typeof c.body === 'string' ? c.body : c.body.toString('utf8')).subarray(0, 20);
@@ -296,23 +306,27 @@ describe('control plane fuzz (real daemon, real mosquitto, frames flowing)', () 
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const before = await classified();
+    let during = before;
     const fuzzMqtt = async () => {
       const publish = (topic: string, payload: string | Buffer, properties: Record<string, unknown>) => client.publishAsync(topic, payload, { qos: 1, properties });
       await publish(commandTopic('classifier.set'), tooLarge, { responseTopic: replyTopic, correlationData: Buffer.from('too-large') });
       asked.set('too-large', { kind: 'too large', name: 'classifier.set', body: '' });
       // A batch at a time, each answered before the next: mosquitto queues at most 1,000 messages
       // (max_queued_messages) for a subscriber that lags, and silently drops the rest.
+      let stalled = false;
       await inBatches(mqttCases, 100, async (c, i) => {
         const id = `c${i}`;
         asked.set(id, c);
         // Some on sub-topics of the reply topic, as requesters that demultiplex by topic do.
         await publish(commandTopic(c.name), c.body, { responseTopic: i % 3 === 0 ? `${replyTopic}/${i}` : replyTopic, correlationData: Buffer.from(id) });
-        await until(() => replies.has(id), 20_000);
+        // Once one reply is missing, the rest are sent without waiting: the test fails in seconds, not at its timeout.
+        if (!stalled && !(await until(() => replies.has(id), 10_000))) stalled = true;
+        if (i === mqttCases.length / 2) during = await classified();
       });
-      await inBatches(unanswerable, 30, async (c, i) => {
-        await publish(commandTopic(c.name), c.body, i % 2 === 0 ? {} : { correlationData: Buffer.from(`drop${i}`) });
+      await inBatches(unanswerable, 30, async (c) => {
+        await publish(commandTopic(c.name), c.body, c.properties);
       });
-      await until(async () => (await status()).events.mqtt.commands.dropped >= unanswerable.length, 20_000);
+      await until(async () => (await status()).events.mqtt.commands.dropped >= unanswerable.length, 10_000);
     };
     const fuzzHttp = async () => {
       const huge = await post('/control/classifier.set', tooLarge, auth)().catch((err: Error) => ({ status: 0, body: `${err.message} ${String(err.cause)}` }));
@@ -322,21 +336,17 @@ describe('control plane fuzz (real daemon, real mosquitto, frames flowing)', () 
         httpResults.push({ kind: c.kind, ...result });
       });
     };
-    let during = before;
-    const sampling = (async () => {
-      await new Promise((resolve) => setTimeout(resolve, 1_500));
-      during = await classified();
-    })();
-    await Promise.all([fuzzMqtt(), fuzzHttp(), sampling]);
+    await Promise.all([fuzzMqtt(), fuzzHttp()]);
 
-    // A moment for duplicate replies to show (the daemon must send one to each command).
+    // The stragglers of a stalled run, and a moment for duplicate replies to show (the daemon must send one to each command).
+    await until(() => replies.size >= asked.size, 5_000);
     await new Promise((resolve) => setTimeout(resolve, 500));
     const after = await classified();
     const final = await status();
 
     const report = `seed ${seed}`;
     const unanswered = [...asked].filter(([id]) => !replies.has(id)).map(([id, c]) => `${id} ${c.kind} ${c.name}`);
-    expect(unanswered.slice(0, 20), `${report}: MQTT commands without a reply`).toEqual([]);
+    expect(unanswered.slice(0, 20), `${report}: ${unanswered.length} MQTT commands without a reply (the first 20)`).toEqual([]);
     const wrong = [...asked].flatMap(([id, c]) => {
       const got = replies.get(id) ?? [];
       const reply = got[0];
@@ -365,7 +375,7 @@ describe('control plane fuzz (real daemon, real mosquitto, frames flowing)', () 
     expect(stderr).not.toMatch(/internal error|unhandledRejection|uncaughtException|^\s+at .+:\d+:\d+\)?$/m);
     // A refused bundle is logged as an error by the model manager (a failed push is news to the
     // operator); any other error line means a command or request went wrong inside the daemon.
-    const errors = daemon.logs.filter((l) => l.level === 'error' && l.msg !== 'model refused; the active model stays');
+    const errors = daemon.logs.filter((l) => l.level === 'error');
     expect(errors.map((l) => `${l.component}: ${l.msg} ${JSON.stringify(l).slice(0, 300)}`)).toEqual([]);
     console.log(`control fuzz: ${asked.size} MQTT commands answered, ${unanswerable.length} dropped, ${httpResults.length} HTTP requests refused; decisions ${before} -> ${during} -> ${after}`);
   }, 90_000);

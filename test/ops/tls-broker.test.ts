@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect } from 'mqtt';
+import { connect, type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeLabeledImages, repoRoot, runLinewatch, tempDir, tinyModel, writeConfig } from '../helpers/daemon.js';
 import { collectMessages, startMosquitto } from '../helpers/mosquitto.js';
-import { makeFrames } from './helpers.js';
+import { makeFrames, until } from './helpers.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -29,60 +29,79 @@ function makeCerts(dir: string, ...args: string[]): void {
 
 const pki = (dir: string, name: string) => ({ ca: join(dir, 'pki/ca.crt'), cert: join(dir, `pki/${name}.crt`), key: join(dir, `pki/${name}.key`) });
 
+const cam1 = 'linewatch-plant-1-line-3-cam-1';
+const cam2 = 'linewatch-plant-1-line-3-cam-2';
+
+/**
+ * The broker of deploy/mosquitto with its certificates, the SCADA collecting linewatch/#, and the
+ * daemon of plant-1/line-3/cam-1, as config/example.yml sets it up: mqtts with CA, certificate and key files.
+ */
+async function startLine() {
+  const dir = tempDir();
+  makeCerts(dir, 'ca');
+  makeCerts(dir, 'broker', '127.0.0.1');
+  for (const name of ['scada', 'technician', cam1, cam2]) makeCerts(dir, 'client', name);
+  const broker = await startMosquitto({ tls: true, listenerConfig: listenerConfig(dir) });
+  cleanups.push(() => broker.stop());
+  const scada = await collectMessages(broker.url, 'linewatch/#', { tls: pki(dir, 'scada') });
+  cleanups.push(() => scada.close());
+  const device = pki(dir, cam1);
+  const config = writeConfig(dir, {
+    site: 'plant-1',
+    line: 'line-3',
+    camera: 'cam-1',
+    stateDir: join(dir, 'state'),
+    model: tinyModel,
+    capture: { source: 'replay', replay: { folder: await makeFrames(join(dir, 'frames'), 6), fps: 20, loop: true } },
+    enroll: { folder: await makeLabeledImages(join(dir, 'refs')) },
+    knn: { threshold: 0 },
+    mqtt: { url: broker.url, caFile: device.ca, certFile: device.cert, keyFile: device.key },
+    http: { enabled: false },
+    log: { format: 'json' },
+  });
+  const daemon = runLinewatch(['run', '--config', config]);
+  cleanups.push(() => daemon.stop('SIGKILL'));
+  await scada.waitFor((m) => m.filter((x) => x.topic === 'linewatch/plant-1/line-3/cam-1/events').length >= 3, 30_000);
+  return { dir, broker, scada, daemon };
+}
+
+/** An MQTT 5 client with `name`'s certificate, connected. */
+async function connectAs(url: string, dir: string, name: string): Promise<MqttClient> {
+  const files = pki(dir, name);
+  const client = connect(url, { protocolVersion: 5, ca: readFileSync(files.ca), cert: readFileSync(files.cert), key: readFileSync(files.key), reconnectPeriod: 0 });
+  cleanups.push(() => client.endAsync(true));
+  await new Promise<void>((resolve, reject) => {
+    client.once('connect', () => resolve());
+    client.once('error', reject);
+  });
+  return client;
+}
+
+/** The PUBACK reason code of a QoS 1 publish: 0 accepted, 135 not authorized. */
+function publishCode(client: MqttClient, topic: string, payload: string, properties: Record<string, unknown> = {}): Promise<number> {
+  return client.publishAsync(topic, payload, { qos: 1, properties }).then(
+    (packet) => (packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0,
+    (err: { code?: number }) => err.code ?? -1,
+  );
+}
+
 describe('TLS broker with client certificates and a per-device ACL (deploy/mosquitto, real mosquitto)', () => {
   it('carries the daemon\'s events over mqtts to the SCADA user, and refuses a device writing another camera\'s topics', async () => {
-    const dir = tempDir();
-    makeCerts(dir, 'ca');
-    makeCerts(dir, 'broker', '127.0.0.1');
-    for (const name of ['scada', 'linewatch-plant-1-line-3-cam-1', 'linewatch-plant-1-line-3-cam-2']) makeCerts(dir, 'client', name);
-    const broker = await startMosquitto({ tls: true, listenerConfig: listenerConfig(dir) });
-    cleanups.push(() => broker.stop());
+    const { dir, broker, scada, daemon } = await startLine();
     expect(broker.url).toMatch(/^mqtts:/);
-    const scada = await collectMessages(broker.url, 'linewatch/#', { tls: pki(dir, 'scada') });
-    cleanups.push(() => scada.close());
-
-    // The daemon of plant-1/line-3/cam-1, as config/example.yml sets it up: mqtts with CA, certificate and key files.
-    const device = pki(dir, 'linewatch-plant-1-line-3-cam-1');
-    const config = writeConfig(dir, {
-      site: 'plant-1',
-      line: 'line-3',
-      camera: 'cam-1',
-      stateDir: join(dir, 'state'),
-      model: tinyModel,
-      capture: { source: 'replay', replay: { folder: await makeFrames(join(dir, 'frames'), 6), fps: 20, loop: true } },
-      enroll: { folder: await makeLabeledImages(join(dir, 'refs')) },
-      knn: { threshold: 0 },
-      mqtt: { url: broker.url, caFile: device.ca, certFile: device.cert, keyFile: device.key },
-      http: { enabled: false },
-      log: { format: 'json' },
-    });
-    const daemon = runLinewatch(['run', '--config', config]);
-    cleanups.push(() => daemon.stop('SIGKILL'));
-    await scada.waitFor((m) => m.filter((x) => x.topic === 'linewatch/plant-1/line-3/cam-1/events').length >= 3, 30_000);
     expect(scada.messages.find((m) => m.topic === 'linewatch/plant-1/line-3/cam-1/available')?.payload).toBe('online');
     expect(await daemon.stop()).toBe(0);
 
     // cam-2's certificate is valid, but the ACL lets it write only under its own root: the broker
     // answers the forged cam-1 event with "not authorized" (MQTT 5 reason code 135).
-    const other = pki(dir, 'linewatch-plant-1-line-3-cam-2');
-    const intruder = connect(broker.url, { protocolVersion: 5, ca: readFileSync(other.ca), cert: readFileSync(other.cert), key: readFileSync(other.key), reconnectPeriod: 0 });
-    cleanups.push(() => intruder.endAsync(true));
-    await new Promise<void>((resolve, reject) => {
-      intruder.once('connect', () => resolve());
-      intruder.once('error', reject);
-    });
-    const refused = await intruder.publishAsync('linewatch/plant-1/line-3/cam-1/events', '{"forged":true}', { qos: 1 }).then(
-      () => null,
-      (err: { code?: number }) => err.code,
-    );
-    expect(refused).toBe(135);
-    const own = await intruder.publishAsync('linewatch/plant-1/line-3/cam-2/events', '{"own":true}', { qos: 1 });
-    expect(own?.reasonCode ?? 0).toBe(0);
+    const intruder = await connectAs(broker.url, dir, cam2);
+    expect(await publishCode(intruder, 'linewatch/plant-1/line-3/cam-1/events', '{"forged":true}')).toBe(135);
+    expect(await publishCode(intruder, 'linewatch/plant-1/line-3/cam-2/events', '{"own":true}')).toBe(0);
     await scada.waitFor((m) => m.some((x) => x.payload === '{"own":true}'));
     expect(scada.messages.some((m) => m.payload.includes('forged'))).toBe(false);
 
     // No certificate, no connection.
-    const anonymous = connect(broker.url, { protocolVersion: 5, ca: readFileSync(other.ca), reconnectPeriod: 0, connectTimeout: 5_000 });
+    const anonymous = connect(broker.url, { protocolVersion: 5, ca: readFileSync(pki(dir, cam2).ca), reconnectPeriod: 0, connectTimeout: 5_000 });
     cleanups.push(() => anonymous.endAsync(true));
     const failure = await new Promise<string>((resolve) => {
       anonymous.once('connect', () => resolve('connected'));
@@ -90,5 +109,48 @@ describe('TLS broker with client certificates and a per-device ACL (deploy/mosqu
       anonymous.once('close', () => resolve('closed'));
     });
     expect(failure).not.toBe('connected');
+  });
+
+  it('lets the technician command a device and read the reply; another device\'s identity cannot command it', async () => {
+    const { dir, broker, scada, daemon } = await startLine();
+    const command = 'linewatch/plant-1/line-3/cam-1/cmd/status';
+    // Replies come back under linewatch-replies/<user>/, which the ACL lets only that user read.
+    const replies = (client: MqttClient) => {
+      const got: { topic: string; correlation: string; reply: { ok: boolean; result?: { camera?: string } } }[] = [];
+      client.on('message', (topic, payload, packet) =>
+        got.push({ topic, correlation: packet.properties?.correlationData?.toString() ?? '', reply: JSON.parse(payload.toString()) as never }),
+      );
+      return got;
+    };
+
+    const technician = await connectAs(broker.url, dir, 'technician');
+    const answers = replies(technician);
+    await technician.subscribeAsync('linewatch-replies/technician/#', { qos: 1 });
+    expect(await publishCode(technician, command, '{}', { responseTopic: 'linewatch-replies/technician/laptop', correlationData: Buffer.from('ask-1') })).toBe(0);
+    await until(() => answers.length > 0, 'the technician got a reply', 10_000);
+    expect(answers).toEqual([{ topic: 'linewatch-replies/technician/laptop', correlation: 'ask-1', reply: expect.objectContaining({ ok: true, result: expect.objectContaining({ camera: 'cam-1' }) }) }]);
+    // It commands; it cannot pose as the device.
+    expect(await publishCode(technician, 'linewatch/plant-1/line-3/cam-1/events', '{"forged":true}')).toBe(135);
+
+    // The same command from cam-2's identity: the broker refuses it (PUBACK 135) and the device never
+    // sees it, so no reply comes to cam-2's own reply topic (which it may read).
+    const intruder = await connectAs(broker.url, dir, cam2);
+    const intruderAnswers = replies(intruder);
+    await intruder.subscribeAsync(`linewatch-replies/${cam2}/#`, { qos: 1 });
+    expect(await publishCode(intruder, command, '{}', { responseTopic: `linewatch-replies/${cam2}/x`, correlationData: Buffer.from('ask-2') })).toBe(135);
+    // It cannot listen in on the technician's replies either: the broker sends it nothing from there.
+    await intruder.subscribeAsync('linewatch-replies/technician/#', { qos: 1 });
+    expect(await publishCode(technician, command, '{}', { responseTopic: 'linewatch-replies/technician/laptop', correlationData: Buffer.from('ask-3') })).toBe(0);
+    await until(() => answers.length > 1, 'the technician got its second reply', 10_000);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(intruderAnswers).toEqual([]);
+    expect(answers.map((a) => a.correlation)).toEqual(['ask-1', 'ask-3']);
+
+    // The device's subscription to its command topics was granted (no ACL complaint), and the SCADA,
+    // reading linewatch/#, sees the commands but none of the replies.
+    expect(daemon.logs.filter((l) => String(l.msg).includes('refused the subscription'))).toEqual([]);
+    expect(scada.messages.filter((m) => m.topic === command)).toHaveLength(2);
+    expect(scada.messages.some((m) => m.payload.includes('"schema":"linewatch/reply/1"'))).toBe(false);
+    expect(await daemon.stop()).toBe(0);
   });
 });
