@@ -5,11 +5,10 @@ import { errorText, RequestError, type Logger } from '../common/index.js';
 import type { Config } from '../config/index.js';
 import { loadBundle, unpackBundle, verifyBundleSignature, type Bundle } from '../inference/index.js';
 import { binary, compareModels, gateModelUpdate, type GateResult, type LeaveOneOut, type Sample, type OverrideStore, type ReferenceStore } from '../knn/index.js';
-import type { ModelLease, ModelSource } from '../pipeline/index.js';
 import type { Db } from '../storage/index.js';
 import { embedImages, enroll, listLabeledImages, reembedReferences, type LabeledImage } from './enrollment.js';
 import { ModelRegistry, type ModelHistoryEntry, type ModelVersion } from './registry.js';
-import { classifierSettings, openRuntime, type ModelRuntime } from './runtime.js';
+import { classifierSettings, openRuntime, type ModelLease, type ModelRuntime, type ModelSource } from './runtime.js';
 import { prepareTensorRt } from './tensorrt.js';
 
 /** Consecutive failed frames of a newly swapped model, inside the rollback window, that bring the previous one back. */

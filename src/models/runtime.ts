@@ -21,6 +21,17 @@ export interface ModelRuntime {
   readonly classifier: Classifier;
 }
 
+/** Lends the model in force for one frame; the frame gives it back when decided, saying whether inference worked. */
+export interface ModelLease {
+  readonly runtime: ModelRuntime;
+  release(outcome: 'decided' | 'failed'): void;
+}
+
+/** Where frames get their model: the ModelManager, which may swap it between two frames. */
+export interface ModelSource {
+  acquire(): ModelLease;
+}
+
 /** Overrides first, then the config file, then the bundle's calibrated values. */
 export function classifierSettings(knn: Config['knn'], bundle: Bundle, overrides: ClassifierOverrides = {}): Partial<ClassifierSettings> {
   const calibrated: Partial<ClassifierSettings> = bundle.manifest.classifier ?? {};

@@ -2,8 +2,6 @@ export {
   Pipeline,
   type DecidedFrame,
   type DecisionConsumer,
-  type ModelLease,
-  type ModelSource,
   type PipelineCounters,
   type PipelineStage,
   type StageObserver,

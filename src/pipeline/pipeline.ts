@@ -1,7 +1,7 @@
 import { errorText, type Logger } from '../common/index.js';
 import type { Frame, FrameQueue } from '../capture/index.js';
 import type { Decision } from '../knn/index.js';
-import type { ModelRuntime } from '../models/index.js';
+import type { ModelRuntime, ModelSource } from '../models/index.js';
 import { ImageError, RoiError } from '../preprocess/index.js';
 
 export interface PipelineCounters {
@@ -33,15 +33,6 @@ export interface DecidedFrame {
 /** Told of every decision, in frame order: the event recorder, learning, the UI, Sparkplug... */
 export type DecisionConsumer = (decided: DecidedFrame) => void;
 
-/** Lends the model in force for one frame; the frame gives it back when decided, saying whether inference worked. */
-export interface ModelLease {
-  readonly runtime: ModelRuntime;
-  release(outcome: 'decided' | 'failed'): void;
-}
-
-export interface ModelSource {
-  acquire(): ModelLease;
-}
 
 export type PipelineStage = 'preprocess' | 'inference' | 'classify';
 /** Told how long each stage took for a frame (the metrics' latency histograms). */
