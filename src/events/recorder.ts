@@ -1,7 +1,7 @@
 import { errorText, type Logger } from '../common/index.js';
 import type { DecidedFrame } from '../pipeline/index.js';
 import type { Roi } from '../preprocess/index.js';
-import { anomalyImage } from './crop.js';
+import { anomalyImage, keepAsIs, type KeptImage } from './crop.js';
 import { createAnomalyEvent, type AnomalyEvent } from './event.js';
 import type { AnomalyImages } from './images.js';
 import { OutboxFullError, type Outbox } from './outbox.js';
@@ -106,15 +106,25 @@ export class EventRecorder {
 
   /**
    * Writes the anomalies decided in this turn of the event loop in one transaction: one fsync for
-   * the batch instead of one per event. Nothing is published before its row is committed.
+   * the batch instead of one per event. Nothing is published before its row is committed. Images
+   * kept as they came go in the same transaction; those to crop follow in a later one.
    */
   private commit(): void {
     const pending = this.pending;
     if (pending.length === 0) return;
     this.pending = [];
+    const { roi, imageLongestSide } = this.settings;
+    const ready: ImageRow[] = [];
+    const toCrop: Pending[] = [];
+    for (const item of pending) {
+      const kept = keepAsIs(item.decided.frame.data, roi, imageLongestSide);
+      if (kept) ready.push(imageRow(item, kept));
+      else toCrop.push(item);
+    }
     try {
       this.outbox.transaction(() => {
         for (const { event } of pending) this.outbox.append(event);
+        for (const row of ready) this.images.add(row);
       });
     } catch (err) {
       const reason = err instanceof OutboxFullError ? `${err.message}; ${err.hint ?? ''}` : `cannot store events in the outbox: ${errorText(err)}`;
@@ -127,37 +137,29 @@ export class EventRecorder {
       this.observe((Date.now() - decided.frame.capturedAt) / 1000);
       this.log.info('anomaly', { label: event.label, score: round(event.score), frame: event.frame.origin, seq: event.frame.seq, event: event.id, model: decided.model.key });
     }
-    // The event is safe; its image follows (a crash in between loses only the picture).
-    this.imagesWriting = this.imagesWriting.then(() => this.keepImages(pending));
+    // The events are safe; the images to crop follow (a crash in between loses only those pictures).
+    this.imagesWriting = this.imagesWriting.then(() => this.keepImages(toCrop));
   }
 
   private async keepImages(pending: Pending[]): Promise<void> {
-    const items: Parameters<AnomalyImages['add']>[0][] = [];
-    for (const { decided, event } of pending) {
+    const rows: ImageRow[] = [];
+    for (const item of pending) {
       try {
-        const { image, contentType } = await anomalyImage(decided.frame.data, this.settings.roi, this.settings.imageLongestSide);
-        items.push({
-          eventId: event.id,
-          createdAt: Date.parse(event.decidedAt),
-          contentType,
-          image,
-          modelKey: decided.model.key,
-          vector: decided.vector,
-          label: event.label,
-          score: event.score,
-        });
+        rows.push(imageRow(item, await anomalyImage(item.decided.frame.data, this.settings.roi, this.settings.imageLongestSide)));
       } catch (err) {
         this.imageFailures++;
-        this.log.warn('anomaly image not kept', { event: event.id, error: errorText(err) });
+        this.log.warn('anomaly image not kept', { event: item.event.id, error: errorText(err) });
       }
     }
-    try {
-      this.outbox.transaction(() => {
-        for (const item of items) this.images.add(item);
-      });
-    } catch (err) {
-      this.imageFailures += items.length;
-      this.log.warn('anomaly images not kept (the events are)', { events: items.length, error: errorText(err) });
+    if (rows.length > 0) {
+      try {
+        this.outbox.transaction(() => {
+          for (const row of rows) this.images.add(row);
+        });
+      } catch (err) {
+        this.imageFailures += rows.length;
+        this.log.warn('anomaly images not kept (the events are)', { events: rows.length, error: errorText(err) });
+      }
     }
     if (Date.now() - this.lastPrune > pruneIntervalMs) {
       this.lastPrune = Date.now();
@@ -179,6 +181,21 @@ export class EventRecorder {
     if (now - this.backlogCache.at > 1000) this.backlogCache = { value: this.outbox.backlog(), at: now };
     return this.backlogCache.value;
   }
+}
+
+type ImageRow = Parameters<AnomalyImages['add']>[0];
+
+function imageRow({ decided, event }: Pending, kept: KeptImage): ImageRow {
+  return {
+    eventId: event.id,
+    createdAt: Date.parse(event.decidedAt),
+    contentType: kept.contentType,
+    image: kept.image,
+    modelKey: decided.model.key,
+    vector: decided.vector,
+    label: event.label,
+    score: event.score,
+  };
 }
 
 function round(x: number): number {
