@@ -93,6 +93,8 @@ export const configSchema = z.strictObject({
 
   mqtt: section({
     enabled: z.boolean().default(true),
+    /** What linewatch speaks: its own JSON topics, Sparkplug B 3.0 (SCADA), or both. */
+    profile: z.enum(['json', 'sparkplug', 'both']).default('json'),
     url: z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\//, 'a URL such as mqtt://host:1883 or mqtts://host:8883').default('mqtt://localhost:1883'),
     username: z.string().nullable().default(null),
     password: z.string().nullable().default(null),
@@ -147,6 +149,18 @@ export const configSchema = z.strictObject({
     mqtt: z.boolean().default(true),
     /** A command larger than this is answered with an error, not parsed. */
     maxPayloadBytes: positiveInt.default(16 * 1024 * 1024),
+  }),
+
+  /** The Sparkplug B edge node (mqtt.profile sparkplug or both). */
+  sparkplug: section({
+    /** Sparkplug group id; null = site. */
+    groupId: name.nullable().default(null),
+    /** Edge node id; null = line. Each camera is a device of it. */
+    edgeNodeId: name.nullable().default(null),
+    /** Primary host application id: data is held while its STATE is offline; null = none. */
+    primaryHostId: name.nullable().default(null),
+    /** How often metrics are checked for a change (DDATA reports by exception). */
+    reportIntervalMs: positiveInt.max(60_000).default(1000),
   }),
 
   http: section({

@@ -3,7 +3,7 @@ import { Camera, type FrameSourceOptions } from '../capture/index.js';
 import { errorText, RequestError, setLogFormat, setLogLevel, type Logger } from '../common/index.js';
 import type { Config } from '../config/index.js';
 import { ControlApi, ControlServer, controlCommands, ensureToken } from '../control/index.js';
-import { AnomalyImages, EventRecorder, Outbox, type RecorderSettings } from '../events/index.js';
+import { AnomalyImages, EVENTS_TOPIC, EventRecorder, Outbox, SPARKPLUG_STREAM, type RecorderSettings } from '../events/index.js';
 import { OverrideStore, ReferenceStore } from '../knn/index.js';
 import { ModelInbox, ModelManager } from '../models/index.js';
 import { Pipeline, type DecisionConsumer } from '../pipeline/index.js';
@@ -307,6 +307,7 @@ function recorderSettings(config: Config): RecorderSettings {
     line: config.line,
     camera: config.camera,
     outboxLimit: config.mqtt.outboxLimit,
+    streams: { json: [EVENTS_TOPIC], sparkplug: [SPARKPLUG_STREAM], both: [EVENTS_TOPIC, SPARKPLUG_STREAM] }[config.mqtt.profile],
     roi: config.preprocess.roi ?? undefined,
     imageLongestSide: config.images.longestSide,
   };

@@ -1,10 +1,12 @@
 import { createLogger, errorText, type Logger } from '../common/index.js';
 import { isConnectionClosed, type Connection, type MqttSession } from '../mqtt/index.js';
-import type { Outbox } from './outbox.js';
+import { EVENTS_TOPIC, type Outbox } from './outbox.js';
 
 export interface DrainOptions {
   /** Prefix of every outbox row's topic, ending in `/`. */
   topicRoot: string;
+  /** The outbox stream drained (its rows' relative topic); default the JSON events. */
+  topic?: string;
   /** Events published but not yet acknowledged, at most (also capped by the broker's Receive Maximum). */
   inflight?: number;
   logger?: Logger;
@@ -37,6 +39,7 @@ interface Sending {
 export class OutboxDrain {
   private readonly log: Logger;
   private readonly inflight: number;
+  private readonly topic: string;
   private sending: Sending | null = null;
   private unsubscribe: (() => void)[] = [];
   private delivered = 0;
@@ -51,6 +54,7 @@ export class OutboxDrain {
     private readonly options: DrainOptions,
   ) {
     this.inflight = options.inflight ?? 16;
+    this.topic = options.topic ?? EVENTS_TOPIC;
     this.log = options.logger ?? createLogger('events');
   }
 
@@ -59,14 +63,14 @@ export class OutboxDrain {
       this.outbox.onAppend(() => this.pump()),
       this.session.onReady((connection) => {
         this.sending = { connection, cursor: 0, inflight: new Set(), window: Math.max(1, Math.min(this.inflight, connection.receiveMaximum)) };
-        this.log.info('delivering the outbox', { backlog: this.outbox.backlog() });
+        this.log.info('delivering the outbox', { backlog: this.outbox.backlog(this.topic) });
         this.pump();
       }),
     ];
   }
 
   status(): DrainStatus {
-    return { backlog: this.outbox.backlog(), delivered: this.delivered, lastPubackAt: this.lastPubackAt, lastError: this.lastError };
+    return { backlog: this.outbox.backlog(this.topic), delivered: this.delivered, lastPubackAt: this.lastPubackAt, lastError: this.lastError };
   }
 
   /**
@@ -74,7 +78,7 @@ export class OutboxDrain {
    * stops sending. Unacknowledged events stay in the outbox for the next start.
    */
   async stop(deadline: number): Promise<void> {
-    if (this.outbox.backlog() > 0 && Date.now() < deadline) {
+    if (this.outbox.backlog(this.topic) > 0 && Date.now() < deadline) {
       await this.session.whenReady(deadline);
       this.pump();
       await this.session.waitFor(() => this.settled(), deadline);
@@ -85,7 +89,7 @@ export class OutboxDrain {
 
   private settled(): boolean {
     const sending = this.current();
-    return !sending || (sending.inflight.size === 0 && this.acked.length === 0 && this.outbox.backlog() === 0);
+    return !sending || (sending.inflight.size === 0 && this.acked.length === 0 && this.outbox.backlog(this.topic) === 0);
   }
 
   /** The sending state of the session's current connection; a closed one is forgotten. */
@@ -100,7 +104,7 @@ export class OutboxDrain {
     const sending = this.current();
     if (!sending) return;
     while (sending.inflight.size < sending.window) {
-      const rows = this.outbox.peek(sending.window - sending.inflight.size, sending.cursor);
+      const rows = this.outbox.peek(sending.window - sending.inflight.size, sending.cursor, this.topic);
       if (rows.length === 0) return;
       for (const row of rows) {
         sending.cursor = row.seq;

@@ -1,5 +1,5 @@
 export { createAnomalyEvent, EVENT_SCHEMA, type AnomalyDecision, type AnomalyEvent } from './event.js';
-export { Outbox, OutboxFullError, EVENTS_TOPIC, type OutboxRow } from './outbox.js';
+export { Outbox, OutboxFullError, EVENTS_TOPIC, SPARKPLUG_STREAM, type OutboxRow } from './outbox.js';
 export { OutboxDrain, type DrainOptions, type DrainStatus } from './drain.js';
 export { StatsReporter, STATS_SCHEMA } from './stats.js';
 export { announceAvailability, availabilityWill } from './availability.js';

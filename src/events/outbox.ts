@@ -2,8 +2,10 @@ import { UserError } from '../common/index.js';
 import { isDiskFull, migrate, type Db } from '../storage/index.js';
 import type { AnomalyEvent } from './event.js';
 
-/** Topic of anomaly events, relative to the publisher's topic root. */
+/** Topic of anomaly events, relative to the topic root: the JSON profile's stream of the outbox. */
 export const EVENTS_TOPIC = 'events';
+/** The Sparkplug edge node's stream of the outbox (published as DDATA, not on a topic of the root). */
+export const SPARKPLUG_STREAM = 'sparkplug';
 
 /**
  * Thrown when SQLite reports the disk (or the database's size limit) full while an event is
@@ -38,6 +40,23 @@ const steps = [
      payload TEXT NOT NULL,
      created_at TEXT NOT NULL
    )`,
+  // Streams: the same event may wait once per way out (JSON topics, Sparkplug), each drained on its
+  // own, so an event id is unique per topic rather than overall. The seq counter carries over.
+  `CREATE TABLE events_outbox_v2 (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     event_id TEXT NOT NULL,
+     topic TEXT NOT NULL,
+     payload TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     UNIQUE (topic, event_id)
+   );
+   INSERT INTO events_outbox_v2 (seq, event_id, topic, payload, created_at) SELECT seq, event_id, topic, payload, created_at FROM events_outbox;
+   DELETE FROM sqlite_sequence WHERE name = 'events_outbox_v2';
+   INSERT INTO sqlite_sequence (name, seq)
+     SELECT 'events_outbox_v2', COALESCE(MAX(seq), 0) FROM (SELECT seq FROM sqlite_sequence WHERE name = 'events_outbox' UNION ALL SELECT MAX(seq) FROM events_outbox);
+   DROP TABLE events_outbox;
+   ALTER TABLE events_outbox_v2 RENAME TO events_outbox;
+   CREATE INDEX events_outbox_topic ON events_outbox (topic, seq);`,
 ];
 
 /**
@@ -49,6 +68,7 @@ export class Outbox {
   private readonly selectAfter;
   private readonly remove;
   private readonly count;
+  private readonly countTopic;
   private readonly listeners = new Set<() => void>();
   private wakeScheduled = false;
 
@@ -56,10 +76,11 @@ export class Outbox {
     migrate(db, 'events', steps);
     this.insert = db.prepare('INSERT INTO events_outbox (event_id, topic, payload, created_at) VALUES (?, ?, ?, ?)');
     this.selectAfter = db.prepare(
-      'SELECT seq, event_id AS eventId, topic, payload, created_at AS createdAt FROM events_outbox WHERE seq > ? ORDER BY seq LIMIT ?',
+      'SELECT seq, event_id AS eventId, topic, payload, created_at AS createdAt FROM events_outbox WHERE topic = ? AND seq > ? ORDER BY seq LIMIT ?',
     );
     this.remove = db.prepare('DELETE FROM events_outbox WHERE seq = ?');
     this.count = db.prepare('SELECT COUNT(*) AS n FROM events_outbox').pluck();
+    this.countTopic = db.prepare('SELECT COUNT(*) AS n FROM events_outbox WHERE topic = ?').pluck();
   }
 
   /**
@@ -89,9 +110,9 @@ export class Outbox {
     }
   }
 
-  /** Oldest rows first; `afterSeq` skips rows already sent on the current connection. */
-  peek(limit: number, afterSeq = 0): OutboxRow[] {
-    return this.selectAfter.all(afterSeq, limit) as OutboxRow[];
+  /** Oldest rows of one stream first; `afterSeq` skips rows already sent on the current connection. */
+  peek(limit: number, afterSeq = 0, topic: string = EVENTS_TOPIC): OutboxRow[] {
+    return this.selectAfter.all(topic, afterSeq, limit) as OutboxRow[];
   }
 
   /**
@@ -102,8 +123,9 @@ export class Outbox {
     return this.db.transaction(() => seqs.reduce((removed, seq) => removed + this.remove.run(seq).changes, 0))();
   }
 
-  backlog(): number {
-    return this.count.get() as number;
+  /** Rows waiting: of one stream, or all of them (what mqtt.outboxLimit bounds). */
+  backlog(topic?: string): number {
+    return (topic === undefined ? this.count.get() : this.countTopic.get(topic)) as number;
   }
 
   /**

@@ -12,6 +12,8 @@ export interface RecorderSettings {
   camera: string;
   /** Events kept for the broker at most; past it new ones are refused, old ones never dropped. */
   outboxLimit: number;
+  /** The outbox streams each event is written to: one per way out (`events` for JSON topics, `sparkplug`). */
+  streams: readonly string[];
   /** The ROI of the frames (the stored image is the item, not the whole frame). */
   roi: Roi | undefined;
   imageLongestSide: number;
@@ -65,8 +67,8 @@ export class EventRecorder {
   /** The DecisionConsumer: called in frame order for every decision. */
   readonly consume = (decided: DecidedFrame): void => {
     if (!decided.decision.anomaly) return;
-    const { outboxLimit } = this.settings;
-    if (this.backlog() + this.pending.length >= outboxLimit) {
+    const { outboxLimit, streams } = this.settings;
+    if (this.backlog() + (this.pending.length + 1) * streams.length > outboxLimit) {
       this.refuse(`the outbox holds ${outboxLimit} events (mqtt.outboxLimit): new events are refused until the broker takes some`);
       return;
     }
@@ -123,7 +125,7 @@ export class EventRecorder {
     }
     try {
       this.outbox.transaction(() => {
-        for (const { event } of pending) this.outbox.append(event);
+        for (const { event } of pending) for (const stream of this.settings.streams) this.outbox.append(event, stream);
         for (const row of ready) this.images.add(row);
       });
     } catch (err) {
@@ -131,7 +133,7 @@ export class EventRecorder {
       for (let i = 0; i < pending.length; i++) this.refuse(reason);
       return;
     }
-    this.backlogCache.value += pending.length;
+    this.backlogCache.value += pending.length * this.settings.streams.length;
     this.refusing = null;
     for (const { decided, event } of pending) {
       this.observe((Date.now() - decided.frame.capturedAt) / 1000);

@@ -112,3 +112,38 @@ describe('outbox', () => {
     expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
   });
 });
+
+describe('outbox streams', () => {
+  it('keeps one event once per stream, each peeked, counted and acknowledged on its own', () => {
+    const outbox = new Outbox(db);
+    const events = [0, 1, 2].map((i) => createAnomalyEvent(decision(i)));
+    outbox.transaction(() => {
+      for (const event of events) for (const stream of ['events', 'sparkplug']) outbox.append(event, stream);
+    });
+    expect(outbox.backlog()).toBe(6);
+    expect(outbox.backlog('sparkplug')).toBe(3);
+    const json = outbox.peek(10, 0, 'events');
+    const sparkplug = outbox.peek(10, 0, 'sparkplug');
+    expect(json.map((r) => r.eventId)).toEqual(events.map((e) => e.id));
+    expect(sparkplug.map((r) => r.eventId)).toEqual(events.map((e) => e.id));
+    outbox.ack(json.map((r) => r.seq));
+    expect(outbox.backlog('events')).toBe(0);
+    expect(outbox.peek(10, 0, 'sparkplug')).toHaveLength(3);
+    // The same event twice in one stream is still refused.
+    expect(() => outbox.append(events[0]!, 'sparkplug')).toThrow(/UNIQUE/);
+  });
+
+  it('migrates a database of the first schema: rows, order and the seq counter carry over', () => {
+    db.exec(`CREATE TABLE schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL);
+      INSERT INTO schema_version VALUES ('events', 1);
+      CREATE TABLE events_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL, payload TEXT NOT NULL, created_at TEXT NOT NULL);`);
+    const insert = db.prepare("INSERT INTO events_outbox (event_id, topic, payload, created_at) VALUES (?, 'events', ?, '2026-01-01')");
+    const old = [0, 1, 2, 3].map((i) => createAnomalyEvent(decision(i)));
+    for (const event of old) insert.run(event.id, JSON.stringify(event));
+    db.exec('DELETE FROM events_outbox WHERE seq = 4');
+    const outbox = new Outbox(db);
+    expect(outbox.peek(10).map((r) => r.eventId)).toEqual(old.slice(0, 3).map((e) => e.id));
+    // seq 4 was used and deleted: a new row never takes it again.
+    expect(outbox.append(createAnomalyEvent(decision(9)))).toBe(5);
+  });
+});
