@@ -81,7 +81,13 @@ export function leaveOneOut(
  * The accuracy gate: refuses the candidate when its F1 or AUROC is more than `tolerance` below the
  * active model's. Both must come from the same references (see gateModelUpdate).
  */
-export function compareModels(active: LeaveOneOut, candidate: LeaveOneOut, tolerance: number): GateResult {
+export function compareModels(
+  active: LeaveOneOut,
+  candidate: LeaveOneOut,
+  tolerance: number,
+  /** What both were measured on, for the reason. */
+  on = (n: number) => `leave-one-out over the same ${n} references`,
+): GateResult {
   if (!(tolerance >= 0)) throw new RangeError(`the gate tolerance must be a number >= 0, got ${tolerance}`);
   const result = (pass: boolean, reason: string): GateResult => ({ pass, reason, active, candidate, tolerance });
   if (Number.isNaN(active.f1) || Number.isNaN(active.auroc)) {
@@ -95,7 +101,7 @@ export function compareModels(active: LeaveOneOut, candidate: LeaveOneOut, toler
   if (candidate.references !== active.references) {
     throw new Error(`the gate compares models on the same references, got ${candidate.references} against ${active.references}`);
   }
-  const over = `leave-one-out over the same ${active.references} references (tolerance ${tolerance})`;
+  const over = `${on(active.references)} (tolerance ${tolerance})`;
   const worse = [candidate.f1 < active.f1 - tolerance ? 'F1' : '', candidate.auroc < active.auroc - tolerance ? 'AUROC' : ''].filter(Boolean);
   if (worse.length > 0) return result(false, `the new model's ${worse.join(' and ')} fell more than the tolerance below the active model's: ${figures}, ${over}`);
   return result(true, `the new model is within the tolerance of the active model: ${figures}, ${over}`);

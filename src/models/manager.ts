@@ -317,11 +317,11 @@ export class ModelManager implements ModelSource {
     const folder = this.config.models.holdoutFolder;
     if (!folder) return { ...references, references };
     const images = await listLabeledImages(folder);
-    const holdout = compareModels(await evaluateOn(images, this.active), await evaluateOn(images, candidate), tolerance);
+    const holdout = compareModels(await evaluateOn(images, this.active), await evaluateOn(images, candidate), tolerance, (n) => `the same ${n} images`);
     return {
       ...references,
       pass: references.pass && holdout.pass,
-      reason: `references: ${references.reason}; holdout ${folder}: ${holdout.reason}`,
+      reason: `references: ${references.reason}; holdout folder ${folder}: ${holdout.reason}`,
       references,
       holdout,
     };
