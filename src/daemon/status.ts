@@ -4,6 +4,7 @@ import type { ClassifierOverrides, ClassifierSettings } from '../knn/index.js';
 import type { ModelsStatus } from '../models/index.js';
 import type { SessionStatus } from '../mqtt/index.js';
 import type { PipelineCounters } from '../pipeline/index.js';
+import type { EdgeNodeStatus } from '../sparkplug/index.js';
 
 export interface MqttStatus extends SessionStatus {
   /** Events in the outbox, not yet acknowledged by the broker. */
@@ -33,5 +34,6 @@ export interface DaemonStatus {
   };
   /** `problem`: why frames are not being decided right now (no references, inference failing...), or null. */
   decisions: PipelineCounters & { problem: string | null };
-  events: { backlog: number; refused: number; mqtt: MqttStatus | null; images: RecorderStatus['images'] };
+  /** `mqtt`: the JSON session (null in profile sparkplug); `sparkplug`: the edge node (null in profile json). */
+  events: { backlog: number; refused: number; mqtt: MqttStatus | null; sparkplug: EdgeNodeStatus | null; images: RecorderStatus['images'] };
 }

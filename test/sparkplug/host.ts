@@ -1,0 +1,116 @@
+/**
+ * A Sparkplug host application for tests: subscribes to spBv1.0/#, decodes every payload with
+ * Eclipse Tahu's sparkplug-payload, sends NCMD/DCMD and STATE.
+ */
+import { join } from 'node:path';
+import { connect, type MqttClient } from 'mqtt';
+import { get } from 'sparkplug-payload';
+import type { UMetric, UPayload } from 'sparkplug-payload/lib/sparkplugbpayload.js';
+import { makeLabeledImages, tinyModel, writeConfig } from '../helpers/daemon.js';
+
+const codec = get('spBv1.0')!;
+
+export interface SparkplugMessage {
+  topic: string;
+  verb: string;
+  device: string | null;
+  payload: UPayload;
+  receivedAt: number;
+}
+
+export interface TestHost {
+  messages: SparkplugMessage[];
+  waitFor(done: (messages: SparkplugMessage[]) => boolean, timeoutMs?: number): Promise<void>;
+  publish(topic: string, payload: Buffer | string, retain?: boolean): Promise<void>;
+  command(verb: 'NCMD' | 'DCMD', metrics: UMetric[], device?: string): Promise<void>;
+  state(online: boolean, timestamp?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const group = 'plant';
+export const node = 'line-1';
+export const device = 'cam-1';
+export const hostId = 'scada';
+
+export async function startHost(url: string, clientId = `host-${process.pid}`): Promise<TestHost> {
+  // A persistent session: the subscription survives a broker restart (with persistence on).
+  const client: MqttClient = connect(url, { protocolVersion: 5, clientId, clean: false, properties: { sessionExpiryInterval: 300 }, reconnectPeriod: 100 });
+  client.on('error', () => undefined);
+  const messages: SparkplugMessage[] = [];
+  const waiters = new Set<() => void>();
+  client.on('message', (topic, payload) => {
+    const parts = topic.split('/');
+    // Its own commands and STATE come back on spBv1.0/#: not the edge node's messages.
+    if (parts[1] === 'STATE' || parts[2] === 'NCMD' || parts[2] === 'DCMD') return;
+    messages.push({ topic, verb: parts[2]!, device: parts[4] ?? null, payload: codec.decodePayload(payload), receivedAt: Date.now() });
+    for (const wake of waiters) wake();
+  });
+  await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+  await client.subscribeAsync('spBv1.0/#', { qos: 1 });
+  return {
+    messages,
+    waitFor: (done, timeoutMs = 15_000) =>
+      new Promise((resolve, reject) => {
+        const check = () => {
+          if (!done(messages)) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`timed out after ${timeoutMs} ms; last messages: ${messages.slice(-5).map((m) => `${m.verb} seq=${String(m.payload.seq)}`).join(', ')}`));
+        }, timeoutMs);
+        waiters.add(check);
+        check();
+      }),
+    publish: async (topic, payload, retain = false) => {
+      await client.publishAsync(topic, payload, { qos: 1, retain });
+    },
+    command: async (verb, metrics, dev = device) => {
+      const topic = verb === 'NCMD' ? `spBv1.0/${group}/NCMD/${node}` : `spBv1.0/${group}/DCMD/${node}/${dev}`;
+      await client.publishAsync(topic, Buffer.from(codec.encodePayload({ timestamp: Date.now(), metrics })), { qos: 1 });
+    },
+    state: async (online, timestamp = Date.now()) => {
+      await client.publishAsync(`spBv1.0/STATE/${hostId}`, JSON.stringify({ online, timestamp }), { qos: 1, retain: true });
+    },
+    close: () => client.endAsync(true),
+  };
+}
+
+/** A metric's value by name, or undefined when the message does not carry it. */
+export function metric(message: SparkplugMessage, name: string): UMetric | undefined {
+  return message.payload.metrics?.find((m) => m.name === name);
+}
+
+export const num = (value: unknown): number => (typeof value === 'number' ? value : Number(String(value)));
+
+/** Event ids in DDATA, first arrival of each, with whether that arrival was historical. */
+export function eventArrivals(messages: SparkplugMessage[]): Map<string, { historical: boolean; index: number }> {
+  const seen = new Map<string, { historical: boolean; index: number }>();
+  messages.forEach((m, index) => {
+    const id = m.verb === 'DDATA' ? metric(m, 'Event/Id') : undefined;
+    if (id && !seen.has(String(id.value))) seen.set(String(id.value), { historical: id.isHistorical === true, index });
+  });
+  return seen;
+}
+
+/** A daemon config for profile sparkplug; threshold 0 makes every frame an anomaly (an event each). */
+export async function sparkplugConfig(dir: string, url: string, options: { primaryHostId?: string; fps?: number; profile?: string; http?: boolean } = {}): Promise<string> {
+  const frames = await makeLabeledImages(join(dir, 'frames'), 3);
+  return writeConfig(dir, {
+    site: 'site-a',
+    line: node,
+    camera: device,
+    stateDir: join(dir, 'state'),
+    model: tinyModel,
+    capture: { source: 'replay', replay: { folder: join(frames, 'good'), fps: options.fps ?? 20, loop: true } },
+    enroll: { folder: await makeLabeledImages(join(dir, 'refs')) },
+    knn: { threshold: 0 },
+    // keepalive 1 s: a written event is deleted from the outbox after 1.5 s on a live connection.
+    mqtt: { url, profile: options.profile ?? 'sparkplug', keepaliveS: 1 },
+    sparkplug: { groupId: group, primaryHostId: options.primaryHostId ?? null, reportIntervalMs: 100 },
+    http: { enabled: options.http ?? true, port: 0 },
+    log: { format: 'json' },
+  });
+}
