@@ -12,6 +12,7 @@ import { renderText, runBench } from '../bench/index.js';
 import { generateKeyPair, packBundle, signBundle } from '../inference/index.js';
 import { renderEvalChart } from './chart.js';
 import { askDaemon, callDaemon, daemonUrl, pushModel, type DaemonAnswer } from './client.js';
+import { userCommand } from './user.js';
 
 export interface CommandContext {
   args: string[];
@@ -25,6 +26,8 @@ export interface CommandContext {
   keys?: { name: string | undefined; out: string | undefined; key: string | undefined };
   /** classifier set: --k, --threshold, --unknown-distance; model push: --force. */
   control?: { k: string | undefined; threshold: string | undefined; unknownDistance: string | undefined; force: boolean };
+  /** user add: --role. */
+  role?: string | undefined;
 }
 
 type Command = (ctx: CommandContext) => Promise<number>;
@@ -491,5 +494,7 @@ function describeModels(r: { active: string; previous: string | null; versions: 
   ].join('\n');
 }
 
-export const commands = { run, enroll: enrollCommand, classify, eval: evalCommand, status, bench, keys, token, classifier, label: labelCommand, references, model } satisfies Record<string, Command>;
+const user: Command = (ctx) => userCommand(ctx.args, { configPath: ctx.configPath, role: ctx.role });
+
+export const commands = { run, enroll: enrollCommand, classify, eval: evalCommand, status, bench, keys, token, classifier, label: labelCommand, references, model, user } satisfies Record<string, Command>;
 export type CommandName = keyof typeof commands;

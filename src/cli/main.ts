@@ -27,6 +27,9 @@ Control (the running daemon through its HTTP API; when it is stopped, its databa
   model activate <key>     make an installed model active
   model rollback           bring the previous model back
 
+Web UI:
+  user add <name> --role viewer|technician   add an account (password from a prompt or stdin's first line)
+
 Options:
   --config FILE            configuration file (default /etc/linewatch/config.yml, or $LINEWATCH_CONFIG)
   --json                   print one JSON document
@@ -66,6 +69,7 @@ async function main(argv: string[]): Promise<number> {
       threshold: { type: 'string' },
       'unknown-distance': { type: 'string' },
       force: { type: 'boolean', default: false },
+      role: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -88,6 +92,7 @@ async function main(argv: string[]): Promise<number> {
     bench: { quick: values.quick, duration: values.duration, fp32: values.fp32, int8: values.int8, frames: values.frames },
     keys: { name: values.name, out: values.out, key: values.key },
     control: { k: values.k, threshold: values.threshold, unknownDistance: values['unknown-distance'], force: values.force },
+    role: values.role,
   });
 }
 

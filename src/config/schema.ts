@@ -169,6 +169,15 @@ export const configSchema = z.strictObject({
     port: z.number().int().min(0).max(65535).default(8787),
   }),
 
+  /** The technician web UI, served by the HTTP server (docs/ui/README.md). */
+  ui: section({
+    enabled: z.boolean().default(true),
+    /** A session not used for this long needs a new login. */
+    sessionIdleMinutes: positiveInt.default(12 * 60),
+    /** Failed logins per client address (and per account) per minute; more are refused for the rest of that minute. */
+    loginAttemptsPerMinute: positiveInt.default(5),
+  }),
+
   log: section({
     level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
     /** auto: readable text on a terminal, JSON lines otherwise (journald). */

@@ -5,7 +5,7 @@ import { errorText, isUserError, RequestError, type Logger } from '../common/ind
 export const REPLY_SCHEMA = 'linewatch/reply/1';
 
 /** Who asked: logged with every change, and recorded in the model history. */
-export type Via = 'http' | 'mqtt' | 'cli' | 'inbox';
+export type Via = 'http' | 'mqtt' | 'cli' | 'inbox' | 'ui' | 'sparkplug';
 
 export interface Command<P = any> {
   name: string;

@@ -22,7 +22,18 @@ export interface HttpAnswer {
   type?: string;
   body: string | Buffer;
   headers?: Record<string, string>;
+  /**
+   * A response that goes on after the head (server-sent events): `body` is sent first, then this
+   * writes more until the client leaves (`closed` fires) or the server closes.
+   */
+  stream?: (write: (chunk: string) => void, closed: AbortSignal) => void;
 }
+
+/**
+ * Decides a request before its body is read: `allow` lets it through, `token` applies the token
+ * rule below, an answer refuses it (the web UI's sessions use this).
+ */
+export type Authorize = (req: Omit<HttpRequest, 'body'>, route: HttpRoute) => 'allow' | 'token' | HttpAnswer;
 
 export interface HttpRoute {
   method: 'GET' | 'POST' | 'DELETE';
@@ -43,6 +54,8 @@ export interface ControlServerOptions {
   log: Logger;
   /** How long a client may take to send its headers, and its whole request; a stalled client is cut off. */
   timeouts?: { headersMs: number; requestMs: number };
+  /** Another way in besides the token (the web UI's sessions); without it, the token rule alone. */
+  authorize?: Authorize;
 }
 
 // Bundles are a few MB and plant LANs can be slow, so a whole request gets a minute; headers are tiny.
@@ -131,7 +144,10 @@ async function answer(options: ControlServerOptions, router: Router, req: Incomi
   if (found.kind === 'bad params') return send(req, res, errorAnswer(400, 'bad_request', `cannot decode the path ${target.path}`));
 
   const remoteAddress = req.socket.remoteAddress ?? '';
-  if (found.route.access === 'write' || !isLoopback(remoteAddress)) {
+  const asked = { method, path: target.path, params: found.params, query: target.query, headers: req.headers, remoteAddress };
+  const decided = options.authorize?.(asked, found.route) ?? 'token';
+  if (typeof decided === 'object') return send(req, res, decided);
+  if (decided === 'token' && (found.route.access === 'write' || !isLoopback(remoteAddress))) {
     const refusal = checkToken(req.headers.authorization, options.token, found.route.access);
     if (refusal) return send(req, res, refusal);
   }
@@ -146,7 +162,7 @@ async function answer(options: ControlServerOptions, router: Router, req: Incomi
 
   let result: HttpAnswer;
   try {
-    result = await found.route.handle({ method, path: target.path, params: found.params, query: target.query, headers: req.headers, body, remoteAddress });
+    result = await found.route.handle({ ...asked, body });
   } catch (err) {
     if (!isUserError(err)) throw err;
     const { status, code } = err as UserError & { status?: unknown; code?: unknown };
@@ -289,9 +305,14 @@ function send(req: IncomingMessage, res: ServerResponse, answer: HttpAnswer): vo
     // Status and commands change from one moment to the next; nothing here may be served from a cache.
     'cache-control': 'no-store',
     ...extra,
-    'content-length': body.length,
+    // A stream has no length known in advance: it is sent chunked.
+    ...(answer.stream ? {} : { 'content-length': body.length }),
   });
-  res.end(req.method === 'HEAD' ? undefined : body);
+  if (!answer.stream || req.method === 'HEAD') return void res.end(req.method === 'HEAD' ? undefined : body);
+  res.write(body);
+  const closed = new AbortController();
+  res.once('close', () => closed.abort());
+  answer.stream((chunk) => void (res.writableEnded || res.write(chunk)), closed.signal);
 }
 
 function fail(req: IncomingMessage, res: ServerResponse, err: unknown, log: Logger): void {

@@ -8,6 +8,7 @@ import { OverrideStore, ReferenceStore } from '../knn/index.js';
 import { ModelInbox, ModelManager } from '../models/index.js';
 import { Pipeline, type DecisionConsumer } from '../pipeline/index.js';
 import { openDatabase, type Db } from '../storage/index.js';
+import { Accounts, WebUi } from '../ui/index.js';
 import { checkHealth } from './health.js';
 import { Messaging } from './messaging.js';
 import { DaemonMetrics } from './metrics.js';
@@ -37,6 +38,7 @@ export class Daemon {
   private state: DaemonStatus['state'] = 'starting';
   private readonly startedAt = new Date();
   private http: ControlServer | null = null;
+  private ui: WebUi | null = null;
   private messaging: Messaging | null = null;
   private inbox: ModelInbox | null = null;
   private running: Promise<void> | null = null;
@@ -109,17 +111,19 @@ export class Daemon {
     const { config, log } = this;
     try {
       if (config.http.enabled) {
+        const health = () => checkHealth(this.status(), Date.now(), this.config.capture.stallTimeoutMs);
+        if (config.ui.enabled) {
+          const parts = { api: this.api, store: this.store, models: this.models, images: this.images, config: () => this.config, status: () => this.status(), health, needRestart: () => this.needRestart };
+          this.ui = new WebUi(parts, new Accounts(this.db));
+          this.onDecision(this.ui.live.consume);
+        }
         this.http = await ControlServer.listen({
           host: config.http.host,
           port: config.http.port,
           token: ensureToken(tokenPath(config)),
           maxBodyBytes: config.control.maxPayloadBytes,
-          routes: httpRoutes({
-            api: this.api,
-            images: this.images,
-            metrics: this.metrics,
-            health: () => checkHealth(this.status(), Date.now(), this.config.capture.stallTimeoutMs),
-          }),
+          routes: [...httpRoutes({ api: this.api, images: this.images, metrics: this.metrics, health }), ...(this.ui?.routes ?? [])],
+          ...(this.ui ? { authorize: this.ui.authorize } : {}),
           log: log.child('http'),
         });
       }
@@ -147,7 +151,8 @@ export class Daemon {
   }
 
   private startMessaging(config: Config): void {
-    this.messaging = config.mqtt.enabled ? new Messaging(config, this.outbox, this.api, () => this.statsMessage(), this.log) : null;
+    const sparkplug = { db: this.db, line: () => this.status(), onDecision: (consumer: DecisionConsumer) => this.onDecision(consumer) };
+    this.messaging = config.mqtt.enabled ? new Messaging(config, this.outbox, this.api, () => this.statsMessage(), this.log, sparkplug) : null;
     this.messaging?.start();
   }
 
@@ -209,6 +214,8 @@ export class Daemon {
     if (recorded.refusing) problems.push(recorded.refusing);
     if (this.needRestart.length > 0) problems.push(`configuration changed for ${this.needRestart.join(', ')}: restart linewatch to apply it`);
     if (mqtt?.lastError) problems.push(mqtt.lastError);
+    const sparkplug = this.messaging?.sparkplugStatus() ?? null;
+    if (sparkplug?.lastError) problems.push(`sparkplug: ${sparkplug.lastError}`);
     return {
       state: this.state,
       startedAt: this.startedAt.toISOString(),
@@ -228,7 +235,7 @@ export class Daemon {
       },
       classifier: { ...active.classifier.settings, overrides: this.overrides.get() },
       decisions: { ...this.pipeline.counters, anomaliesByLabel: { ...this.pipeline.counters.anomaliesByLabel }, problem: this.pipeline.problem },
-      events: { backlog: mqtt?.backlog ?? this.outbox.backlog(), refused: recorded.refused, mqtt, images: recorded.images },
+      events: { backlog: mqtt?.backlog ?? this.outbox.backlog(), refused: recorded.refused, mqtt, sparkplug, images: recorded.images },
     };
   }
 
@@ -278,6 +285,7 @@ export class Daemon {
     const deadline = Date.now() + (options.flushTimeoutMs ?? this.config.mqtt.flushTimeoutS * 1000);
     this.models.stopChanges();
     await this.camera.stop();
+    this.ui?.close();
     await this.http?.close();
     await this.inbox?.stop();
     try {

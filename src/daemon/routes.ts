@@ -50,9 +50,10 @@ export function httpRoutes(parts: { api: ControlApi; images: AnomalyImages; metr
   ];
 }
 
-/** The linewatch CLI says it is the one asking, so the log and the model history tell it apart from other HTTP clients. */
+/** The linewatch CLI and the web UI say they are the ones asking, so the log and the model history tell them apart from other HTTP clients. */
 function via(req: HttpRequest): Via {
-  return req.headers['x-linewatch-client'] === 'cli' ? 'cli' : 'http';
+  const client = req.headers['x-linewatch-client'];
+  return client === 'cli' || client === 'ui' ? client : 'http';
 }
 
 function isTrue(value: string | null): boolean {

@@ -47,6 +47,20 @@ export function leaveOneOut(
   settings: ClassifierSettings,
   options: { ids?: readonly number[] } = {},
 ): LeaveOneOut {
+  const found = leaveOneOutSamples(store, modelKey, dimension, settings, options);
+  if ('note' in found) return skipped(modelKey, found.note);
+  const { f1, auroc, precision, recall } = binary(found.samples, resolveClassifierSettings(settings, {}).goodLabel);
+  return { modelKey, references: found.samples.length, f1, auroc, precision, recall, byLabel: perLabel(found.samples) };
+}
+
+/** The per-reference decisions behind leaveOneOut (the web UI draws its precision-recall curve from them), or why there are none. */
+export function leaveOneOutSamples(
+  store: ReferenceStore,
+  modelKey: string,
+  dimension: number,
+  settings: ClassifierSettings,
+  options: { ids?: readonly number[] } = {},
+): { samples: Sample[] } | { note: string } {
   const rule = resolveClassifierSettings(settings, {});
   const packed = store.loadVectors(modelKey, dimension, options.ids);
   const labels = store.labelsOf(packed.ids);
@@ -55,11 +69,11 @@ export function leaveOneOut(
   for (const id of packed.ids) if (!labels.has(id)) pool.remove(id);
 
   const n = pool.size;
-  if (n < 2) return skipped(modelKey, `only ${n} reference${n === 1 ? '' : 's'} to evaluate ${modelKey} on; leave-one-out needs at least 2`);
+  if (n < 2) return { note: `only ${n} reference${n === 1 ? '' : 's'} to evaluate ${modelKey} on; leave-one-out needs at least 2` };
   const good = [...labels.values()].filter((label) => label === rule.goodLabel).length;
   if (good === 0 || good === n) {
     const which = good === 0 ? `defects (none is "${rule.goodLabel}")` : `"${rule.goodLabel}"`;
-    return skipped(modelKey, `all ${n} references are ${which}; leave-one-out needs both good and defect references`);
+    return { note: `all ${n} references are ${which}; leave-one-out needs both good and defect references` };
   }
 
   const samples: Sample[] = [];
@@ -73,8 +87,7 @@ export function leaveOneOut(
     const decision = decide(neighbours, rule);
     samples.push({ trueLabel: labels.get(id)!, predictedLabel: decision.label, score: decision.score, anomaly: decision.anomaly });
   }
-  const { f1, auroc, precision, recall } = binary(samples, rule.goodLabel);
-  return { modelKey, references: n, f1, auroc, precision, recall, byLabel: perLabel(samples) };
+  return { samples };
 }
 
 /**

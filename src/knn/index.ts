@@ -1,4 +1,4 @@
-export { ReferenceStore, type NewReference, type Reference, type ReferenceSource, type ReferenceVector, type PackedVectors } from './store.js';
+export { ReferenceStore, type NewReference, type Reference, type ReferenceInfo, type ReferenceListOptions, type ReferenceSource, type ReferenceVector, type PackedVectors } from './store.js';
 export {
   VectorIndex,
   type IndexMode,
@@ -26,5 +26,5 @@ export {
   type PrPoint,
   type Sample,
 } from './metrics.js';
-export { compareModels, gateModelUpdate, leaveOneOut, type GateResult, type LeaveOneOut, type ModelUnderTest } from './evaluate.js';
+export { compareModels, gateModelUpdate, leaveOneOut, leaveOneOutSamples, type GateResult, type LeaveOneOut, type ModelUnderTest } from './evaluate.js';
 export { OverrideStore, type ClassifierOverrides } from './overrides.js';

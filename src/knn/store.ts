@@ -29,6 +29,17 @@ export interface Reference {
   thumbnail: Buffer | null;
 }
 
+/** What list() shows of a reference: everything but its thumbnail. */
+export type ReferenceInfo = Omit<Reference, 'thumbnail'>;
+
+export interface ReferenceListOptions {
+  label?: string;
+  source?: ReferenceSource;
+  /** Default 100. */
+  limit?: number;
+  offset?: number;
+}
+
 export interface ReferenceVector {
   referenceId: number;
   vector: Float32Array;
@@ -206,6 +217,18 @@ export class ReferenceStore {
   /** Origins already enrolled (image paths, peer ids), so enrolling a folder twice adds nothing twice. */
   origins(): Set<string> {
     return new Set(this.db.prepare('SELECT DISTINCT origin FROM knn_references').pluck().all() as string[]);
+  }
+
+  /** Newest first, for browsing (the web UI); thumbnails are fetched one by one with get(). */
+  list(options: ReferenceListOptions = {}): ReferenceInfo[] {
+    const rows = this.db
+      .prepare(
+        `SELECT id, label, source, origin, created_at, confidence FROM knn_references
+         WHERE (@label IS NULL OR label = @label) AND (@source IS NULL OR source = @source)
+         ORDER BY id DESC LIMIT @limit OFFSET @offset`,
+      )
+      .all({ label: options.label ?? null, source: options.source ?? null, limit: options.limit ?? 100, offset: options.offset ?? 0 }) as Omit<ReferenceRow, 'thumbnail'>[];
+    return rows.map((row) => ({ id: row.id, label: row.label, source: row.source, origin: row.origin, createdAt: row.created_at, confidence: row.confidence }));
   }
 
   countByLabel(): Map<string, number> {
