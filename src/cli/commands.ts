@@ -297,7 +297,10 @@ function describeLive(s: Record<string, unknown>): string {
     `model: ${st.model.name}@${st.model.version} (${st.model.precision}) on ${st.model.provider}`,
     `references: ${st.references.total} (${Object.entries(st.references.byLabel).map(([l, n]) => `${l} ${n}`).join(', ')}), ${st.references.index} search`,
     `decisions: ${st.decisions.classified} (${st.decisions.good} good, ${st.decisions.anomalies} anomalies), ${st.decisions.invalidFrames} invalid frames`,
-    `events: ${st.events.backlog} waiting, ${st.events.mqtt ? (st.events.mqtt.connected ? `connected to ${st.events.mqtt.url}` : `not connected to ${st.events.mqtt.url}`) : 'mqtt disabled'}`,
+    `events: ${st.events.backlog} waiting, ${st.events.mqtt ? (st.events.mqtt.connected ? `connected to ${st.events.mqtt.url}` : `not connected to ${st.events.mqtt.url}`) : st.events.sparkplug ? 'JSON topics off' : 'mqtt disabled'}`,
+    ...(st.events.sparkplug
+      ? [`sparkplug: edge node ${st.events.sparkplug.groupId}/${st.events.sparkplug.edgeNodeId}, ${st.events.sparkplug.connected ? `connected to ${st.events.sparkplug.url}` : `not connected to ${st.events.sparkplug.url}`}${st.events.sparkplug.born ? ', born' : ', not born yet'}`]
+      : []),
     ...st.problems.map((p) => `problem: ${p}`),
   ];
   return lines.join('\n');
