@@ -46,6 +46,8 @@ interface Slot {
 }
 
 const defaultProviders = ['tensorrt', 'cuda', 'cpu'];
+/** How long close() lets a running batch finish before it terminates the workers anyway. */
+const closeGraceMs = 10_000;
 
 /**
  * Turns preprocessed frames into L2-normalised embeddings with ONNX Runtime in worker threads.
@@ -146,6 +148,10 @@ export class Encoder {
     clearTimeout(this.restartTimer);
     const dropped = [...this.queue.splice(0), ...this.slots.flatMap((s) => s.running ?? [])];
     for (const request of dropped) request.reject(new Error('the encoder was closed before this frame was embedded'));
+    // A worker terminated inside session.run() can abort the whole process from ONNX Runtime's
+    // native teardown: let running batches finish first (their results go nowhere).
+    const deadline = Date.now() + closeGraceMs;
+    while (this.slots.some((slot) => slot.running) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
     await Promise.all(this.slots.splice(0).map((slot) => slot.worker.terminate()));
   }
 

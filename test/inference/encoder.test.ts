@@ -1,3 +1,7 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, setLogSink, UserError } from '../../dist/common/index.js';
 import { Encoder, loadBundle, type Bundle } from '../../dist/inference/index.js';
@@ -117,5 +121,30 @@ describe('Encoder.open checks', () => {
       await encoder.close();
     }
     await expect(encoder.embed(new Float32Array(784))).rejects.toThrow('the encoder is closed');
+  });
+});
+
+describe('Encoder.close', () => {
+  it('lets running batches finish: terminating a worker inside ONNX Runtime would abort the whole process', () => {
+    // In a child process, since the failure it guards against is a native abort (SIGABRT), not an exception.
+    const script = `
+      import { Encoder, loadBundle } from '${new URL('../../dist/inference/index.js', import.meta.url).pathname}';
+      import { createLogger, setLogLevel } from '${new URL('../../dist/common/index.js', import.meta.url).pathname}';
+      setLogLevel('error');
+      const bundle = await loadBundle('${new URL('../../models/default-fp32', import.meta.url).pathname}');
+      for (let round = 0; round < 8; round++) {
+        const encoder = await Encoder.open(bundle, { providers: ['cpu'], workers: 1, maxBatch: 64, logger: createLogger('test') });
+        const batch = encoder.embedBatch(Array.from({ length: 512 }, (_, i) => new Float32Array(encoder.inputLength).fill(i / 512))).catch(() => {});
+        await new Promise((resolve) => setTimeout(resolve, round * 2));
+        await encoder.close();
+        await batch;
+      }
+      console.log('closed cleanly');
+    `;
+    const file = join(mkdtempSync(join(tmpdir(), 'linewatch-close-')), 'close.mjs');
+    writeFileSync(file, script);
+    const child = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 120_000 });
+    expect({ signal: child.signal, status: child.status, stderr: child.stderr.slice(-500) }).toEqual({ signal: null, status: 0, stderr: '' });
+    expect(child.stdout).toContain('closed cleanly');
   });
 });
