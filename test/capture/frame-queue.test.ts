@@ -42,7 +42,9 @@ describe('FrameQueue', () => {
   it('close() wakes waiters with [] but lets queued frames be taken first', async () => {
     const queue = new FrameQueue(2);
     const waiting = queue.take(2);
+    expect(queue.closed).toBe(false);
     queue.close();
+    expect(queue.closed).toBe(true);
     expect(await waiting).toEqual([]);
 
     const withFrames = new FrameQueue(2);
@@ -73,7 +75,13 @@ describe('FrameQueue', () => {
     await blocked; // close releases a blocked producer
   });
 
-  it('rejects a capacity below 1', () => {
-    expect(() => new FrameQueue(0)).toThrow(RangeError);
+  it('rejects a capacity below 1 or not whole, and works with exactly 1', async () => {
+    expect(() => new FrameQueue(0)).toThrow(new RangeError('FrameQueue capacity must be a positive integer, got 0'));
+    expect(() => new FrameQueue(2.5)).toThrow(RangeError);
+    const queue = new FrameQueue(1);
+    queue.push(frame(1));
+    queue.push(frame(2));
+    expect(queue.dropped).toBe(1);
+    expect(seqs(await queue.take(3))).toEqual([2]);
   });
 });

@@ -75,10 +75,82 @@ describe('JpegSplitter', async () => {
     }
   });
 
+  it('keeps a frame of exactly maxFrameBytes and drops one byte more, however it is chunked', () => {
+    for (const bytewise of [false, true]) {
+      const chunks = bytewise ? [...b].map((byte) => Buffer.from([byte])) : [b];
+      const exact = new JpegSplitter(b.length);
+      expect(feed(exact, chunks), `limit = frame size, bytewise ${bytewise}`).toEqual([b]);
+      expect(exact.stats.oversized).toBe(0);
+      const under = new JpegSplitter(b.length - 1);
+      expect(feed(under, chunks), `limit = frame size - 1, bytewise ${bytewise}`).toEqual([]);
+      expect(under.stats.oversized).toBe(1);
+    }
+  });
+
+  it('counts a frame cut by the next SOI as oversized once it had more than maxFrameBytes, else as truncated', () => {
+    const limit = b.length + 1;
+    // The first chunk ends inside big; the next starts a new frame.
+    for (const [kept, counted] of [
+      [limit, { truncated: 1, oversized: 0 }],
+      [limit + 1, { truncated: 0, oversized: 1 }],
+    ] as const) {
+      const splitter = new JpegSplitter(limit);
+      expect(feed(splitter, [big.subarray(0, kept), b])).toEqual([b]);
+      expect(splitter.stats, `${kept} bytes kept, limit ${limit}`).toMatchObject({ frames: 1, ...counted });
+    }
+  });
+
   it('counts a frame with a broken marker structure as corrupt', () => {
     const splitter = new JpegSplitter();
     expect(splitter.push(Buffer.concat([Buffer.from([0xff, 0xd8, 0x00, 0x01]), a]))).toEqual([a]);
     expect(splitter.stats.corrupt).toBe(1);
+  });
+
+  describe('marker by marker', () => {
+    const SOI = [0xff, 0xd8];
+    const EOI = [0xff, 0xd9];
+    const sos = [0xff, 0xda, 0x00, 0x02];
+    const app0 = [0xff, 0xe0, 0x00, 0x04, 0x41, 0x42];
+    const jpeg = (...bytes: number[]) => Buffer.from([...SOI, ...bytes, ...EOI]);
+    const cases: [what: string, stream: Buffer, frames: Buffer[], stats: Record<string, number>][] = [
+      ['FF then a byte that is not a marker, then D8: garbage, not a frame', Buffer.concat([Buffer.from([0xff, 0x12, 0xd8]), b]), [b], { truncated: 0, skippedBytes: 3 }],
+      ['fill FF before SOI', Buffer.concat([Buffer.from([0xff]), b]), [b], { skippedBytes: 1 }],
+      ['TEM and RST0 standalone in the header, RST0 and RST7 in the scan', jpeg(0xff, 0x01, 0xff, 0xd0, ...sos, 0x12, 0xff, 0xd0, 0x34, 0xff, 0xd7), [jpeg(0xff, 0x01, 0xff, 0xd0, ...sos, 0x12, 0xff, 0xd0, 0x34, 0xff, 0xd7)], { corrupt: 0 }],
+      ['an empty segment (length 2)', jpeg(0xff, 0xe0, 0x00, 0x02, ...sos, 0x12), [jpeg(0xff, 0xe0, 0x00, 0x02, ...sos, 0x12)], { corrupt: 0 }],
+      [
+        'a table segment between scans, whose payload holds FF D9',
+        jpeg(...sos, 0x12, 0xff, 0xc4, 0x00, 0x05, 0xff, 0xd9, 0x00, ...sos, 0x34),
+        [jpeg(...sos, 0x12, 0xff, 0xc4, 0x00, 0x05, 0xff, 0xd9, 0x00, ...sos, 0x34)],
+        { corrupt: 0 },
+      ],
+      ['FF00 in the header (stuffing belongs to scan data only)', Buffer.concat([Buffer.from([...SOI, ...app0, 0xff, 0x00]), a]), [a], { corrupt: 1 }],
+      ['a segment length below 2', Buffer.concat([Buffer.from([...SOI, 0xff, 0xe0, 0x00, 0x01]), a]), [a], { corrupt: 1 }],
+      ['a byte other than FF where a marker should start, even D9', Buffer.concat([Buffer.from([...SOI, 0xd9]), a]), [a], { corrupt: 1 }],
+      ['the same after a standalone marker', Buffer.concat([Buffer.from([...SOI, 0xff, 0x01, 0xd9]), a]), [a], { corrupt: 1 }],
+    ];
+    it.each(cases)('%s', (_, stream, frames, stats) => {
+      for (const bytewise of [false, true]) {
+        const splitter = new JpegSplitter();
+        expect(feed(splitter, bytewise ? [...stream].map((byte) => Buffer.from([byte])) : [stream]), `bytewise ${bytewise}`).toEqual(frames);
+        expect(splitter.stats).toMatchObject({ frames: frames.length, ...stats });
+      }
+    });
+  });
+
+  it('counts nothing on reset after a whole frame', () => {
+    const splitter = new JpegSplitter();
+    expect(splitter.push(a)).toEqual([a]);
+    splitter.reset();
+    expect(splitter.stats).toEqual({ frames: 1, truncated: 0, oversized: 0, corrupt: 0, skippedBytes: 0 });
+  });
+
+  it('counts every dropped frame once: truncated, oversized and corrupt', () => {
+    const splitter = new JpegSplitter(b.length + 1);
+    const corrupt = Buffer.from([0xff, 0xd8, 0x00]);
+    // Truncated by the next SOI, too big, corrupt (twice), then a good frame.
+    expect(feed(splitter, [aTruncated, big, corrupt, corrupt, b])).toEqual([b]);
+    expect(splitter.stats).toMatchObject({ frames: 1, truncated: 1, oversized: 1, corrupt: 2 });
+    expect(splitter.framesDropped).toBe(4);
   });
 
   it('gives the same result wherever the chunk boundaries fall', () => {

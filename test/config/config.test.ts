@@ -79,6 +79,41 @@ describe('config', () => {
     expect(failure(() => loadConfig({ path: configFile('- a\n- b\n'), env: {} })).message).toContain('mapping');
   });
 
+  it('resolves every path key against the file\'s folder, and leaves absolute ones alone', () => {
+    const keys = ['stateDir', 'model', 'capture.replay.folder', 'enroll.folder', 'mqtt.caFile', 'mqtt.certFile', 'mqtt.keyFile', 'models.trustedKeysDir', 'models.holdoutFolder', 'control.tokenFile'];
+    const env = Object.fromEntries(keys.map((key) => [envName(key.split('.')), `rel/${key}`]));
+    const path = configFile('');
+    const { config } = loadConfig({ path, env: { ...env, LINEWATCH_MODEL: '/abs/model' } });
+    const value = (key: string) => key.split('.').reduce<any>((obj, k) => obj[k], config);
+    for (const key of keys.filter((k) => k !== 'model')) expect(value(key), key).toBe(join(path, '..', 'rel', key));
+    expect(config.model).toBe('/abs/model');
+  });
+
+  it('takes an empty file or LINEWATCH_CONFIG for the path, and refuses a file that is not a mapping', () => {
+    const path = configFile('');
+    expect(loadConfig({ env: { LINEWATCH_CONFIG: path } }).path).toBe(path);
+    const scalar = configFile('just words\n');
+    expect(failure(() => loadConfig({ path: scalar, env: {} })).message).toBe(`${scalar} must hold a YAML mapping of keys (site:, capture:, mqtt: ...)`);
+    expect(failure(() => loadConfig({ path: '/nonexistent/linewatch.yml', env: {} })).message).toBe('no configuration file at /nonexistent/linewatch.yml');
+    expect(failure(() => loadConfig({ path: tmpdir(), env: {} })).message).toBe(`cannot read the configuration file ${tmpdir()} (EISDIR)`);
+  });
+
+  it('names one unknown variable, or several, with how variables are named', () => {
+    const path = configFile('');
+    const one = failure(() => loadConfig({ path, env: { LINEWATCH_MQTT_URLL: 'x' } }));
+    expect(one.message).toBe('unknown environment variable LINEWATCH_MQTT_URLL: not a configuration key');
+    expect(one.hint).toMatch(/^LINEWATCH_<PATH> names a key path/);
+    expect(failure(() => loadConfig({ path, env: { LINEWATCH_A: 'x', LINEWATCH_B: 'y' } })).message).toBe('unknown environment variables LINEWATCH_A, LINEWATCH_B: not a configuration key');
+  });
+
+  it('says which nested key is unknown or missing, and sets a nested key from a variable when the file has a scalar there', () => {
+    const err = failure(() => loadConfig({ path: configFile('mqtt:\n  urll: x\nknn: 3\n'), env: {} }));
+    expect(err.message).toContain('unknown key mqtt.urll (misspelt? docs/configuration.md lists every key)');
+    expect(err.message).toMatch(/knn: .*\(got 3\)/);
+    const { config } = loadConfig({ path: configFile('knn: null\n'), env: { LINEWATCH_KNN_K: '9' } });
+    expect(config.knn.k).toBe(9);
+  });
+
   it('derives env names from key paths', () => {
     expect(envName(['capture', 'replay', 'fps'])).toBe('LINEWATCH_CAPTURE_REPLAY_FPS');
     expect(envName(['knn', 'hnswEfConstruction'])).toBe('LINEWATCH_KNN_HNSW_EF_CONSTRUCTION');

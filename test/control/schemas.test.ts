@@ -131,7 +131,7 @@ beforeAll(async () => {
   const res = await fetch(`${base}/control/classifier.set`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: JSON.stringify({ k: 0 }) });
   httpReply = { status: res.status, body: await res.json() };
   received = [...sub.messages];
-}, 60_000);
+});
 
 const payloads = (topic: string) => received.filter((m) => m.topic === `${root}${topic}`).map((m) => JSON.parse(m.payload) as Record<string, any>);
 

@@ -4,6 +4,7 @@ import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/mosquitto.js';
 import { makeLabeledImages, runCommand, runLinewatch, tempDir, tinyModel, writeConfig, type RunningLinewatch } from '../helpers/daemon.js';
+import { until } from '../ops/helpers.js';
 
 const running: RunningLinewatch[] = [];
 afterEach(async () => {
@@ -101,13 +102,23 @@ describe('linewatch CLI', () => {
     expect(ready.problem).toContain('no references enrolled yet');
     await daemon.waitForLog((l) => l.msg === 'frame skipped: cannot decode it');
     const statusUrl = String(ready.status);
-    let status: { problems: string[]; decisions: { unclassified: number; invalidFrames: number }; state: string };
-    do {
+    let status!: { problems: string[]; decisions: { unclassified: number; invalidFrames: number }; state: string };
+    await until(async () => {
       status = (await (await fetch(statusUrl)).json()) as typeof status;
-    } while (status.decisions.unclassified < 2);
+      return status.decisions.unclassified >= 2;
+    }, 'two frames held back for want of references (status decisions.unclassified >= 2)');
     expect(status.state).toBe('running');
     expect(status.problems.join('\n')).toContain('run linewatch enroll');
     expect(status.decisions.invalidFrames).toBeGreaterThanOrEqual(1);
+    // The same losses as Prometheus counts them, by reason: each between the status read before and after.
+    const metrics = await (await fetch(statusUrl.replace(/\/status$/, '/metrics'))).text();
+    const after = (await (await fetch(statusUrl)).json()) as typeof status;
+    const dropped = (reason: string) => Number(metrics.match(new RegExp(`^linewatch_frames_dropped_total\\{reason="${reason}"\\} (\\d+)$`, 'm'))?.[1] ?? NaN);
+    expect(dropped('invalid')).toBeGreaterThanOrEqual(status.decisions.invalidFrames);
+    expect(dropped('invalid')).toBeLessThanOrEqual(after.decisions.invalidFrames);
+    expect(dropped('no_references')).toBeGreaterThanOrEqual(status.decisions.unclassified);
+    expect(dropped('no_references')).toBeLessThanOrEqual(after.decisions.unclassified);
+    expect([dropped('capture'), dropped('inference_failed')]).toEqual([0, 0]);
     expect(await daemon.stop()).toBe(0);
   });
 });

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createAnomalyEvent, Outbox, OutboxFullError } from '../../dist/events/index.js';
+import { createAnomalyEvent, EVENTS_TOPIC, Outbox, OutboxFullError, SPARKPLUG_STREAM } from '../../dist/events/index.js';
 import { isUserError } from '../../dist/common/index.js';
 import { openDatabase, type Db } from '../../dist/storage/index.js';
 import { decision } from './fixtures.js';
@@ -110,6 +110,50 @@ describe('outbox', () => {
     }
     expect(outbox.backlog()).toBe(1);
     expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+    try {
+      standalone();
+    } catch (err) {
+      expect((err as OutboxFullError).hint).toBe("free space on the state directory's disk (or start the MQTT broker so the backlog drains); the database is intact");
+      expect((err as Error).cause).toMatchObject({ code: 'SQLITE_FULL' });
+    }
+  });
+
+  it('turns a full disk met anywhere in its transaction into OutboxFullError, and lets any other error through as it is', () => {
+    const outbox = new Outbox(db);
+    db.exec('CREATE TABLE decisions (note TEXT)');
+    const bug = new Error('decision rejected');
+    let thrown: unknown;
+    try {
+      outbox.transaction(() => {
+        throw bug;
+      });
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBe(bug);
+    db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
+    // The caller's own write fills the disk, not append(): the transaction still says it is full.
+    expect(() => outbox.transaction(() => db.prepare('INSERT INTO decisions VALUES (?)').run('x'.repeat(64 * 1024)))).toThrow(OutboxFullError);
+  });
+
+  it('wakes again on a later turn, and not a listener that unsubscribed', async () => {
+    const outbox = new Outbox(db);
+    let woken = 0;
+    let gone = 0;
+    outbox.onAppend(() => woken++);
+    const unsubscribe = outbox.onAppend(() => gone++);
+    unsubscribe();
+    for (const seq of [1, 2]) {
+      outbox.append(createAnomalyEvent(decision(seq)));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(woken).toBe(2);
+    expect(gone).toBe(0);
+  });
+
+  it('names its streams as the rows store them', () => {
+    // Stored in every row's topic: renaming one would strand the rows of an upgraded device.
+    expect([EVENTS_TOPIC, SPARKPLUG_STREAM]).toEqual(['events', 'sparkplug']);
   });
 });
 

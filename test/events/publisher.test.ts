@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from 'mqtt';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { createAnomalyEvent, Outbox, type AnomalyEvent } from '../../dist/events/index.js';
 import { eventLink, type EventLink, type LinkOptions } from './link.js';
@@ -69,10 +70,11 @@ function firstArrivals(collector: Collector): string[] {
   return [...new Set(collector.messages.map((m) => (JSON.parse(m.payload) as AnomalyEvent).id))];
 }
 
+/** Polls `done` until the deadline; the failure names the condition it waited for. */
 async function until(done: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!done()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
+    if (Date.now() > deadline) throw new Error(`waited ${timeoutMs} ms for ${done.toString()}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
@@ -191,6 +193,76 @@ it('tells an authorization failure apart from an unreachable broker', async () =
   await until(() => pub.status().lastError !== null);
   expect(pub.status().connected).toBe(false);
   expect(pub.status().lastError).toMatch(/^the MQTT broker at mqtt:\/\/127\.0\.0\.1:\d+ does not authorize this client \(Connection refused: Not authorized\)/);
+});
+
+it('keeps an event the broker refuses (PUBACK reason 135) in the outbox and says why', async () => {
+  // Anonymous clients may publish anything but the JSON events topic.
+  const acl = join(dir, 'acl');
+  writeFileSync(acl, `topic readwrite #\ntopic deny ${root}events\n`);
+  const mqtt = await broker({ listenerConfig: [`acl_file ${acl}`] });
+  const outbox = new Outbox(database());
+  const pub = publisher(outbox, mqtt.url);
+  pub.start();
+  record(outbox, 0);
+  // Either way the PUBACK came: refused (the error is set) or taken for an ack (the row is gone).
+  await until(() => pub.status().lastError !== null || outbox.backlog() === 0);
+  expect(outbox.backlog()).toBe(1);
+  expect(pub.status().lastError).toBe(
+    `the MQTT broker at ${mqtt.url} refused event seq 1 (Publish error: Not authorized): it stays in the outbox and is resent after the next reconnect`,
+  );
+  // A wrong delete would come at the end of the PUBACK's turn of the event loop.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  expect(outbox.backlog()).toBe(1);
+  expect(pub.status()).toMatchObject({ connected: true, backlog: 1, delivered: 0, lastPubackAt: null });
+});
+
+/** Counts the events published on each connection and not yet acknowledged; returns the most at once. */
+function watchInflight(link: EventLink): { most: number } {
+  const seen = { most: 0 };
+  link.session.onReady((connection) => {
+    let now = 0;
+    const publish = connection.publish.bind(connection);
+    connection.publish = (topic, payload, options, done) => {
+      seen.most = Math.max(seen.most, ++now);
+      publish(topic, payload, options, (err) => {
+        now--;
+        done?.(err);
+      });
+    };
+  });
+  return seen;
+}
+
+it('publishes each event once at QoS 1 as JSON, as many unacknowledged as allowed and no more', async () => {
+  // This broker takes at most 2 unacknowledged QoS 1 messages (its CONNACK's Receive Maximum).
+  const mqtt = await broker({ listenerConfig: ['max_inflight_messages 2'] });
+  const client = connect(mqtt.url, { protocolVersion: 5, clientId: `sub-${randomUUID()}` });
+  cleanups.push(() => client.endAsync(true));
+  const received: { qos: number; contentType: unknown; payloadFormat: unknown; id: string }[] = [];
+  client.on('message', (_topic, payload, packet) => {
+    received.push({ qos: packet.qos, contentType: packet.properties?.contentType, payloadFormat: packet.properties?.payloadFormatIndicator, id: (JSON.parse(payload.toString()) as AnomalyEvent).id });
+  });
+  await client.subscribeAsync(`${root}events`, { qos: 1 });
+  const outbox = new Outbox(database());
+  const pub = publisher(outbox, mqtt.url);
+  const window = watchInflight(pub);
+  const events = Array.from({ length: 40 }, (_, i) => record(outbox, i));
+  pub.start();
+  await until(() => outbox.backlog() === 0 && received.length >= events.length);
+  expect(received.map((m) => m.id)).toEqual(events.map((e) => e.id));
+  expect(received.every((m) => m.qos === 1 && m.contentType === 'application/json' && m.payloadFormat === true)).toBe(true);
+  expect(pub.status()).toMatchObject({ connected: true, reconnects: 0, lastError: null, delivered: 40 });
+  expect(window.most).toBe(2);
+
+  // A broker that takes many: the drain's own limit (inflight) holds.
+  const roomy = await broker();
+  const second = new Outbox(database('second.db'));
+  const limited = publisher(second, roomy.url, { inflight: 3 });
+  const limitedWindow = watchInflight(limited);
+  for (let i = 0; i < 20; i++) record(second, i);
+  limited.start();
+  await until(() => second.backlog() === 0);
+  expect(limitedWindow.most).toBe(3);
 });
 
 it('refuses a bad broker URL, topic names and missing TLS files before connecting', () => {

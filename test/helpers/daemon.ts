@@ -82,12 +82,12 @@ export function runLinewatch(args: string[], env: NodeJS.ProcessEnv = {}): Runni
             resolve(found);
           } else if (done) {
             cleanup();
-            reject(new Error(`linewatch exited before the expected log line; stderr:\n${err.slice(-3000)}`));
+            reject(new Error(`linewatch exited before a log line matching ${match.toString()}; stderr:\n${err.slice(-3000)}`));
           }
         };
         const timer = setTimeout(() => {
           cleanup();
-          reject(new Error(`timed out waiting for a log line; stderr:\n${err.slice(-3000)}`));
+          reject(new Error(`timed out after ${timeoutMs} ms waiting for a log line matching ${match.toString()}; stderr:\n${err.slice(-3000)}`));
         }, timeoutMs);
         const cleanup = () => {
           clearTimeout(timer);

@@ -172,5 +172,17 @@ describe('leave-one-out evaluation and the model gate', () => {
     const refused = compareModels(figures(0.9, 0.95), oneClass, 0.02);
     expect(refused.pass).toBe(false);
     expect(refused.reason).toMatch(/^the new model could not be evaluated \(all 2 references.*\): F1 n\/a and AUROC n\/a against 0\.900 and 0\.950 of the active model$/);
+
+    // Figures without a note (a caller's own): the reason still says what is missing.
+    expect(compareModels(figures(Number.NaN, Number.NaN), figures(0.5, 0.5), 0.02).reason).toContain('(the active model has no figures)');
+    expect(compareModels(figures(0.9, 0.95), figures(Number.NaN, Number.NaN), 0.02).reason).toContain('(it has no figures)');
+  });
+
+  it('skips when every reference is a defect, and refuses a negative tolerance by name', () => {
+    const key = 'toy@1';
+    store.add({ label: 'scratch', source: 'human', origin: 'a.png' }, key, at(0));
+    store.add({ label: 'dent', source: 'human', origin: 'b.png' }, key, at(5));
+    expect(leaveOneOut(store, key, 2, settings).note).toBe('all 2 references are defects (none is "good"); leave-one-out needs both good and defect references');
+    expect(() => compareModels(figures(0.9, 0.95), figures(0.9, 0.95), -0.1)).toThrow('the gate tolerance must be a number >= 0, got -0.1');
   });
 });

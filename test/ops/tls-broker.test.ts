@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { connect, type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeLabeledImages, repoRoot, runLinewatch, tempDir, tinyModel, writeConfig } from '../helpers/daemon.js';
+import { MqttSession } from '../../dist/mqtt/index.js';
 import { collectMessages, startMosquitto } from '../helpers/mosquitto.js';
 import { makeFrames, until } from './helpers.js';
 
@@ -108,7 +109,29 @@ describe('TLS broker with client certificates and a per-device ACL (deploy/mosqu
       anonymous.once('error', (err) => resolve(err.message));
       anonymous.once('close', () => resolve('closed'));
     });
-    expect(failure).not.toBe('connected');
+    // The broker asks for a certificate and ends the handshake with TLS alert 116, "certificate required".
+    expect(failure).toMatch(/alert certificate required|alert number 116/);
+  });
+
+  it('refuses a broker whose certificate comes from another CA, and says it is TLS', async () => {
+    const dir = tempDir();
+    makeCerts(dir, 'ca');
+    makeCerts(dir, 'broker', '127.0.0.1');
+    makeCerts(dir, 'client', cam1);
+    const broker = await startMosquitto({ tls: true, listenerConfig: listenerConfig(dir) });
+    cleanups.push(() => broker.stop());
+    // The device trusts only its own plant's CA, which did not sign this broker.
+    const other = tempDir();
+    makeCerts(other, 'ca');
+    const device = pki(dir, cam1);
+    const session = new MqttSession({ url: broker.url, clientId: cam1, caFile: join(other, 'pki/ca.crt'), certFile: device.cert, keyFile: device.key, reconnectMinMs: 50, reconnectMaxMs: 200 });
+    cleanups.push(() => session.stop());
+    session.start();
+    await until(() => session.status().lastError !== null, 'the session reports why it cannot connect', 10_000);
+    expect(session.status()).toMatchObject({
+      connected: false,
+      lastError: `TLS with the MQTT broker at ${broker.url} failed (SELF_SIGNED_CERT_IN_CHAIN): check caFile, certFile and keyFile`,
+    });
   });
 
   it('lets the technician command a device and read the reply; another device\'s identity cannot command it', async () => {
