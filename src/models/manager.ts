@@ -122,8 +122,9 @@ export class ModelManager implements ModelSource {
     const manager = new ModelManager(config, store, overrides, registry, runtime, log);
     if (use === 'command') return manager;
     try {
-      if (state.active !== bundle.key) registry.activate(bundle.key, { action: 'start', forced: false, via: 'daemon', detail: null }, { configKey: configured.key });
-      else if (state.configKey !== configured.key) registry.activate(bundle.key, { action: 'start', forced: false, via: 'daemon', detail: null }, { configKey: configured.key });
+      if (state.active !== bundle.key || state.configKey !== configured.key) {
+        registry.activate(bundle.key, { action: 'start', forced: false, via: 'daemon', detail: null }, { configKey: configured.key });
+      }
       await reembedReferences(runtime, store, log);
       if (store.count() === 0 && config.enroll.folder) {
         const result = await enroll(await listLabeledImages(config.enroll.folder), runtime, store, { log });
