@@ -2,6 +2,7 @@
  * Helpers for the operations tests: a real NOTIFY_SOCKET listener (a unix datagram socket bound by
  * Debian's python3, as systemd binds /run/systemd/notify), replay frames, and HTTP probes.
  */
+import { arrivals } from '../helpers/arrivals.js';
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,7 +41,7 @@ export async function startNotifyListener(dir: string): Promise<NotifyListener> 
   const child = spawn(PYTHON, ['-c', listenerScript, path], { stdio: ['pipe', 'pipe', 'inherit'] });
   const messages: string[] = [];
   const senders: number[] = [];
-  const waiters = new Set<() => void>();
+  const waits = arrivals(messages);
   let partial = '';
   let listening!: () => void;
   const ready = new Promise<void>((resolve) => (listening = resolve));
@@ -57,7 +58,7 @@ export async function startNotifyListener(dir: string): Promise<NotifyListener> 
         senders.push(pid);
       }
     }
-    for (const wake of waiters) wake();
+    waits.arrived();
   });
   await ready;
   return {
@@ -65,20 +66,7 @@ export async function startNotifyListener(dir: string): Promise<NotifyListener> 
     messages,
     senders,
     waitFor: (done, timeoutMs = 30_000, what = 'notifications') =>
-      new Promise((resolve, reject) => {
-        const check = () => {
-          if (!done(messages)) return;
-          clearTimeout(timer);
-          waiters.delete(check);
-          resolve();
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`timed out waiting for ${what}; received: ${JSON.stringify(messages.slice(-10))}`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      }),
+      waits.waitFor(done, timeoutMs, () => `${what}; received: ${JSON.stringify(messages.slice(-10))}`),
     close: () => {
       child.stdin!.end();
       child.kill();

@@ -2,6 +2,7 @@
  * A Sparkplug host application for tests: subscribes to spBv1.0/#, decodes every payload with
  * Eclipse Tahu's sparkplug-payload, sends NCMD/DCMD and STATE.
  */
+import { arrivals } from '../helpers/arrivals.js';
 import { join } from 'node:path';
 import { connect, type MqttClient } from 'mqtt';
 import { get } from 'sparkplug-payload';
@@ -37,33 +38,20 @@ export async function startHost(url: string, clientId = `host-${process.pid}`): 
   const client: MqttClient = connect(url, { protocolVersion: 5, clientId, clean: false, properties: { sessionExpiryInterval: 300 }, reconnectPeriod: 100 });
   client.on('error', () => undefined);
   const messages: SparkplugMessage[] = [];
-  const waiters = new Set<() => void>();
+  const waits = arrivals(messages);
   client.on('message', (topic, payload) => {
     const parts = topic.split('/');
     // Its own commands and STATE come back on spBv1.0/#: not the edge node's messages.
     if (parts[1] === 'STATE' || parts[2] === 'NCMD' || parts[2] === 'DCMD') return;
     messages.push({ topic, verb: parts[2]!, device: parts[4] ?? null, payload: codec.decodePayload(payload), receivedAt: Date.now() });
-    for (const wake of waiters) wake();
+    waits.arrived();
   });
   await new Promise<void>((resolve) => client.once('connect', () => resolve()));
   await client.subscribeAsync('spBv1.0/#', { qos: 1 });
   return {
     messages,
     waitFor: (done, timeoutMs = 15_000) =>
-      new Promise((resolve, reject) => {
-        const check = () => {
-          if (!done(messages)) return;
-          clearTimeout(timer);
-          waiters.delete(check);
-          resolve();
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`timed out after ${timeoutMs} ms; last messages: ${messages.slice(-5).map((m) => `${m.verb} seq=${String(m.payload.seq)}`).join(', ')}`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      }),
+      waits.waitFor(done, timeoutMs, () => `Sparkplug messages; last messages: ${messages.slice(-5).map((m) => `${m.verb} seq=${String(m.payload.seq)}`).join(', ')}`),
     publish: async (topic, payload, retain = false) => {
       await client.publishAsync(topic, payload, { qos: 1, retain });
     },
