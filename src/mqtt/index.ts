@@ -2,6 +2,7 @@ export {
   MqttSession,
   sessionDefaults,
   matches,
+  redactUrl,
   isConnectionClosed,
   type Birth,
   type Connection,

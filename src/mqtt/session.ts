@@ -112,7 +112,7 @@ export class MqttSession {
   ) {
     this.settings = { ...sessionDefaults, ...definedOnly(options) } as typeof sessionDefaults;
     this.log = options.logger ?? createLogger('mqtt');
-    this.safeUrl = redact(options.url);
+    this.safeUrl = redactUrl(options.url);
     try {
       const protocol = new URL(options.url).protocol;
       if (!['mqtt:', 'mqtts:', 'tcp:', 'ssl:', 'ws:', 'wss:'].includes(protocol)) throw new Error(protocol);
@@ -429,7 +429,8 @@ function readPem(path: string, option: string): Buffer {
   }
 }
 
-function redact(url: string): string {
+/** A URL with any password in it masked; anything that is not such a URL, unchanged. */
+export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (!parsed.password) return url;

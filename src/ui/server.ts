@@ -3,6 +3,7 @@ import { isLoopback, type Authorize, type ControlApi, type HttpAnswer, type Http
 import type { AnomalyImages } from '../events/index.js';
 import { leaveOneOutSamples, precisionRecallCurve, type ReferenceSource, type ReferenceStore } from '../knn/index.js';
 import type { ModelManager } from '../models/index.js';
+import { redactUrl } from '../mqtt/index.js';
 import { Accounts } from './accounts.js';
 import { appScript, styleSheet } from './assets.js';
 import { LiveView } from './live.js';
@@ -47,9 +48,10 @@ function cookieOf(req: Pick<HttpRequest, 'headers'>): string | undefined {
   return undefined;
 }
 
-/** The config as the status page shows it: every password and key path masked. */
+/** The config as the status page shows it: every password masked, in its own key or in a URL's user-info. */
 function redacted(value: unknown, key = ''): unknown {
   if (/password|token|secret/i.test(key) && value !== null) return '(hidden)';
+  if (typeof value === 'string') return redactUrl(value);
   if (Array.isArray(value)) return value.map((v) => redacted(v));
   if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redacted(v, k)]));
   return value;
