@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { labelSchema } from '../common/index.js';
 
 /**
  * The whole configuration, every key with its default. docs/configuration.md documents each key;
@@ -104,7 +105,7 @@ export const configSchema = z.strictObject({
     k: int(1, 256).nullable().default(null),
     threshold: decimal(0, 1).nullable().default(null),
     unknownDistance: decimal(0, 2).nullable().default(null),
-    goodLabel: z.string().min(1).nullable().default(null),
+    goodLabel: labelSchema.nullable().default(null),
     exactBelow: int(1, 100_000_000).default(300),
     hnswM: int(2, 100).default(16),
     hnswEfConstruction: int(1, 4096).default(200),

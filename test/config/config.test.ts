@@ -151,6 +151,7 @@ describe('config', () => {
     ['mqtt.clientId', 'a\u0000b', 'no control characters'],
     ['site', 'x'.repeat(65), 'at most 64 characters'],
     ['stateDir', '/var/lib/\u0000x', 'no control characters'],
+    ['knn.goodLabel', '../good', '1 to 64 letters, digits, spaces, dots, dashes or underscores'],
   ];
   it.each(outOfRange)('bounds %s, naming the allowed range', (key, value, expected) => {
     const path = configFile('');

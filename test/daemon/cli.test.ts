@@ -1,4 +1,4 @@
-import { chmodSync, copyFileSync, cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -85,6 +85,47 @@ describe('linewatch CLI', () => {
     const unknown = await runCommand(['frobnicate']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('Usage: linewatch <command>');
+  });
+
+  it("counts labels named like Object's properties (__proto__, constructor, hasOwnProperty) as any other, and refuses unusable ones", async () => {
+    const { dir, images } = await setup();
+    // scratch/ becomes __proto__/; constructor/ and hasOwnProperty/ hold copies of good items.
+    renameSync(join(images, 'scratch'), join(images, '__proto__'));
+    for (const [label, source] of [['constructor', 'good-0.png'], ['hasOwnProperty', 'good-1.png']] as const) {
+      mkdirSync(join(images, label));
+      copyFileSync(join(images, 'good', source), join(images, label, source));
+    }
+    const { config } = await setup({ capture: { replay: { folder: join(images, '__proto__'), fps: 20 } }, knn: { goodLabel: ' good ' } });
+    const enrolled = await runCommand(['enroll', images, '--config', config, '--json']);
+    expect(enrolled.code, enrolled.stderr).toBe(0);
+    // Entries, not an object literal: in a literal `__proto__: 4` would set the prototype, not a key.
+    const counts = [['__proto__', 4], ['constructor', 1], ['good', 4], ['hasOwnProperty', 1]];
+    const doc = JSON.parse(enrolled.stdout) as { byLabel: Record<string, number>; references: { byLabel: Record<string, number> } };
+    expect(Object.entries(doc.byLabel).sort()).toEqual(counts);
+    expect(Object.entries(doc.references.byLabel).sort()).toEqual(counts);
+
+    const daemon = runLinewatch(['run', '--config', config]);
+    running.push(daemon);
+    const statusUrl = String((await daemon.waitForLog((l) => l.msg === 'running')).status);
+    let status!: { decisions: { anomaliesByLabel: Record<string, number> }; references: { byLabel: Record<string, number> } };
+    await until(async () => {
+      status = (await (await fetch(statusUrl)).json()) as typeof status;
+      return Object.hasOwn(status.decisions.anomaliesByLabel, '__proto__') && status.decisions.anomaliesByLabel['__proto__']! >= 2;
+    }, 'two anomalies counted under the label __proto__ in status decisions.anomaliesByLabel');
+    expect(Object.keys(status.decisions.anomaliesByLabel)).toEqual(['__proto__']);
+    expect(Object.entries(status.references.byLabel).sort()).toEqual(counts);
+    const metrics = await (await fetch(statusUrl.replace(/\/status$/, '/metrics'))).text();
+    expect(metrics).toMatch(/^linewatch_references\{label="constructor"\} 1$/m);
+    expect(await daemon.stop()).toBe(0);
+
+    // Where a label enters from the user's files: --label and subfolder names.
+    const byOption = await runCommand(['enroll', join(images, 'good'), '--label', '../etc', '--config', config]);
+    expect(byOption.code).toBe(1);
+    expectUserMessage(byOption.stderr, '--label: "../etc" is not a usable label');
+    mkdirSync(join(images, 'bad:name'));
+    const bySubfolder = await runCommand(['enroll', images, '--config', config]);
+    expect(bySubfolder.code).toBe(1);
+    expectUserMessage(bySubfolder.stderr, `the subfolder ${join(images, 'bad:name')}: "bad:name" is not a usable label`, 'rename the folder');
   });
 
   it('refuses config mistakes that used to be stack traces (exit 70) with a message and exit 1', async () => {
