@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import { createLogger, errorText, setLogFormat, setLogLevel, UserError, type Logger } from '../common/index.js';
+import { addCount, createLogger, errorText, setLogFormat, setLogLevel, UserError, type Logger } from '../common/index.js';
 import { loadConfig, type Config } from '../config/index.js';
 import { readToken } from '../control/index.js';
 import { databasePath, runService, tokenPath, type DaemonStatus } from '../daemon/index.js';
@@ -81,6 +81,7 @@ type Enrolled = { result: EnrollResult; references: { total: number; byLabel: Re
 async function enrollLive(config: Config, images: LabeledImage[]): Promise<Enrolled | undefined> {
   if (!(await askDaemon(config, 'status', {}))) return undefined;
   const result: EnrollResult = { added: 0, alreadyEnrolled: 0, skipped: [], byLabel: {} };
+  const byLabel = new Map<string, number>();
   for (const [sent, image] of images.entries()) {
     let data: Buffer;
     try {
@@ -95,13 +96,14 @@ async function enrollLive(config: Config, images: LabeledImage[]): Promise<Enrol
       const { added, alreadyEnrolled } = reply.result as { added: number; alreadyEnrolled: number };
       result.added += added;
       result.alreadyEnrolled += alreadyEnrolled;
-      if (added > 0) result.byLabel[image.label] = (result.byLabel[image.label] ?? 0) + added;
+      if (added > 0) addCount(byLabel, image.label, added);
     } else if (reply.error.code === 'bad_image' || reply.error.code === 'too_large') {
       result.skipped.push({ path: image.path, reason: reply.error.message });
     } else {
       throw new UserError(reply.error.message, reply.error.hint);
     }
   }
+  result.byLabel = Object.fromEntries(byLabel);
   const status = await askDaemon(config, 'status', {});
   if (!status?.ok) throw new UserError('linewatch stopped while enrolling (all images sent)', 'linewatch status shows the references once it runs');
   const live = status.result as DaemonStatus;

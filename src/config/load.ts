@@ -2,11 +2,13 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
 import type { z } from 'zod';
-import { UserError } from '../common/index.js';
+import { errorText, HIDDEN, redactSecrets, UserError } from '../common/index.js';
 import { configSchema, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/linewatch/config.yml';
 const ENV_PREFIX = 'LINEWATCH_';
+/** Aliases (`*name`) allowed in a config file: plenty for sharing a few values, far too few to blow up memory. */
+const MAX_ALIAS_COUNT = 50;
 /** LINEWATCH_ variables that are not config keys. */
 const ENV_NOT_KEYS = new Set(['LINEWATCH_CONFIG']);
 
@@ -106,9 +108,17 @@ function readYaml(path: string): Record<string, unknown> {
   }
   const doc = YAML.parseDocument(text, { prettyErrors: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(`${path} is not valid YAML: ${doc.errors[0]!.message}`, 'fix the YAML syntax at the line shown');
+    // Only the first line: the rest quotes the file's text, which may hold the broker password.
+    const message = doc.errors[0]!.message.split('\n')[0]!.replace(/:$/, '');
+    throw new ConfigError(`${path} is not valid YAML: ${message}`, 'fix the YAML syntax at the line shown');
   }
-  const value: unknown = doc.toJS();
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (err) {
+    // yaml refuses a document whose aliases would expand without bound (a "billion laughs").
+    throw new ConfigError(`${path} uses more YAML aliases (*name) than a configuration needs (${errorText(err)})`, `write the values out, or use at most ${MAX_ALIAS_COUNT} aliases`);
+  }
   if (value === null || value === undefined) return {};
   if (typeof value !== 'object' || Array.isArray(value)) {
     throw new ConfigError(`${path} must hold a YAML mapping of keys (site:, capture:, mqtt: ...)`, 'see config/example.yml');
@@ -161,7 +171,15 @@ function describeIssue(issue: z.core.$ZodIssue, raw: Record<string, unknown>, fr
   }
   const key = path.join('.') || '(top level)';
   const value = path.reduce<unknown>((obj, k) => (obj && typeof obj === 'object' ? (obj as Record<string, unknown>)[k] : undefined), raw);
-  const env = fromEnv.get(key);
-  const got = value === undefined ? 'missing' : `got ${JSON.stringify(value)}`;
+  // A value set whole from one variable (the ROI) is wrong in one of its parts.
+  const env = path.map((_, i) => fromEnv.get(path.slice(0, i + 1).join('.'))).find((name) => name !== undefined);
+  const got = value === undefined ? 'missing' : `got ${shown(redactSecrets(value, path.at(-1)))}`;
   return `${key}: ${issue.message.replace(/^Invalid input: /, '')} (${got}${env ? `, from ${env}` : ''})`;
+}
+
+/** A bad value as the message quotes it: long ones cut, so a 100 KB value does not become a 100 KB message. */
+function shown(value: unknown): string {
+  if (value === HIDDEN) return 'a secret, not shown';
+  const json = JSON.stringify(value) ?? String(value);
+  return json.length > 200 ? `${json.slice(0, 200)}... (${json.length} characters)` : json;
 }

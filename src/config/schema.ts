@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { labelSchema } from '../common/index.js';
 
 /**
  * The whole configuration, every key with its default. docs/configuration.md documents each key;
@@ -10,15 +11,39 @@ const section = <T extends z.ZodRawShape>(shape: T) => {
   return object.prefault({} as z.input<typeof object>);
 };
 
-const positiveInt = z.number().int().positive();
-const nonNegative = z.number().nonnegative();
-const name = z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, dot, dash or underscore (it becomes an MQTT topic level)');
+/*
+ * Every number has a lower and an upper bound, and every string that reaches a file system call or
+ * a protocol a length limit: a value past them is a typo or an attack, and would otherwise show up
+ * later as a crash, a hung start-up or a timer that overflows (Node fires a timer of more than
+ * 2^31-1 ms at once). The bounds are wide enough for any plant; docs/configuration.md lists them.
+ * One message per key names the whole allowed range, so the fix is plain whatever was wrong.
+ */
+const int = (min: number, max: number) => {
+  const error = `a whole number from ${min} to ${max}`;
+  return z.number({ error }).int({ error }).min(min, { error }).max(max, { error });
+};
+const decimal = (min: number, max: number) => {
+  const error = `a number from ${min} to ${max}`;
+  return z.number({ error }).min(min, { error }).max(max, { error });
+};
+const MIB = 1024 * 1024;
+
+/** Text without control characters, up to `max` characters. */
+const text = (max: number) => z.string().max(max, `at most ${max} characters`).regex(/^[^\u0000-\u001f\u007f]*$/, 'no control characters');
+/** A file or folder path: what the OS allows (no NUL, within PATH_MAX). */
+const path = text(4096).min(1, 'a path');
+const name = z
+  .string()
+  .max(64, 'at most 64 characters (it becomes an MQTT topic level)')
+  .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, dot, dash or underscore (it becomes an MQTT topic level)');
+const side = int(1, 16384);
+const fps = int(1, 1000);
 
 const roi = z.strictObject({
-  x: z.number().int().nonnegative(),
-  y: z.number().int().nonnegative(),
-  width: positiveInt,
-  height: positiveInt,
+  x: int(0, 65535),
+  y: int(0, 65535),
+  width: int(1, 65535),
+  height: int(1, 65535),
 });
 
 export const configSchema = z.strictObject({
@@ -26,38 +51,39 @@ export const configSchema = z.strictObject({
   line: name.default('line'),
   camera: name.default('camera'),
   /** Folder for the database (references, vectors, index, outbox). */
-  stateDir: z.string().min(1).default('/var/lib/linewatch'),
+  stateDir: path.default('/var/lib/linewatch'),
   /** Model bundle folder (manifest.json + model.onnx). */
-  model: z.string().min(1).default('/opt/linewatch/models/default-int8'),
+  model: path.default('/opt/linewatch/models/default-int8'),
 
   capture: section({
     source: z.enum(['replay', 'gstreamer', 'libcamera']).default('replay'),
     /** Frames waiting for the pipeline; beyond it the oldest are dropped (and counted). */
-    queueSize: positiveInt.default(32),
-    stallTimeoutMs: positiveInt.default(5000),
-    restartInitialMs: positiveInt.default(1000),
-    restartMaxMs: positiveInt.default(30000),
-    maxFrameBytes: positiveInt.default(8 * 1024 * 1024),
+    queueSize: int(1, 1000).default(32),
+    stallTimeoutMs: int(100, 3_600_000).default(5000),
+    restartInitialMs: int(10, 600_000).default(1000),
+    restartMaxMs: int(10, 3_600_000).default(30000),
+    maxFrameBytes: int(1024, 256 * MIB).default(8 * MIB),
     replay: section({
-      folder: z.string().min(1).default('/opt/linewatch/samples/line/frames'),
-      fps: nonNegative.default(10),
+      folder: path.default('/opt/linewatch/samples/line/frames'),
+      /** 0, or at least 0.01 so the wait between frames fits a timer. */
+      fps: decimal(0, 1000).refine((v) => v === 0 || v >= 0.01, '0 (as fast as the pipeline takes them) or from 0.01 to 1000').default(10),
       loop: z.boolean().default(true),
     }),
     gstreamer: section({
       preset: z.enum(['usb', 'jetson-csi', 'test', 'custom']).default('usb'),
-      device: z.string().default('/dev/video0'),
-      sensorId: z.number().int().nonnegative().default(0),
-      width: positiveInt.default(640),
-      height: positiveInt.default(480),
-      fps: positiveInt.default(15),
+      device: text(4096).default('/dev/video0'),
+      sensorId: int(0, 255).default(0),
+      width: side.default(640),
+      height: side.default(480),
+      fps: fps.default(15),
       /** With preset `custom`: the pipeline up to (not including) the final sink; it must end in JPEG. */
-      pipeline: z.string().default(''),
+      pipeline: text(16384).default(''),
     }),
     libcamera: section({
-      width: positiveInt.default(640),
-      height: positiveInt.default(480),
-      fps: positiveInt.default(15),
-      extraArgs: z.array(z.string()).default([]),
+      width: side.default(640),
+      height: side.default(480),
+      fps: fps.default(15),
+      extraArgs: z.array(text(4096)).max(256, 'at most 256 arguments').default([]),
     }),
   }),
 
@@ -68,87 +94,94 @@ export const configSchema = z.strictObject({
 
   inference: section({
     providers: z.array(z.enum(['tensorrt', 'cuda', 'cpu'])).min(1).default(['tensorrt', 'cuda', 'cpu']),
-    threads: positiveInt.default(2),
-    workers: positiveInt.default(1),
-    maxBatch: positiveInt.default(16),
-    maxWaitMs: nonNegative.default(2),
+    threads: int(1, 256).default(2),
+    workers: int(1, 32).default(1),
+    maxBatch: int(1, 256).default(16),
+    maxWaitMs: decimal(0, 1000).default(2),
   }),
 
   knn: section({
     /** null: use the model bundle's calibrated value. */
-    k: positiveInt.nullable().default(null),
-    threshold: z.number().min(0).max(1).nullable().default(null),
-    unknownDistance: z.number().min(0).max(2).nullable().default(null),
-    goodLabel: z.string().min(1).nullable().default(null),
-    exactBelow: positiveInt.default(300),
-    hnswM: positiveInt.default(16),
-    hnswEfConstruction: positiveInt.default(200),
-    hnswEf: positiveInt.default(64),
+    k: int(1, 256).nullable().default(null),
+    threshold: decimal(0, 1).nullable().default(null),
+    unknownDistance: decimal(0, 2).nullable().default(null),
+    goodLabel: labelSchema.nullable().default(null),
+    exactBelow: int(1, 100_000_000).default(300),
+    hnswM: int(2, 100).default(16),
+    hnswEfConstruction: int(1, 4096).default(200),
+    hnswEf: int(1, 4096).default(64),
   }),
 
   /** References enrolled at start when the store has none (label subfolders; `good` is good). */
   enroll: section({
-    folder: z.string().nullable().default(null),
+    folder: path.nullable().default(null),
   }),
 
   mqtt: section({
     enabled: z.boolean().default(true),
     /** What linewatch speaks: its own JSON topics, Sparkplug B 3.0 (SCADA), or both. */
     profile: z.enum(['json', 'sparkplug', 'both']).default('json'),
-    url: z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\//, 'a URL such as mqtt://host:1883 or mqtts://host:8883').default('mqtt://localhost:1883'),
-    username: z.string().nullable().default(null),
-    password: z.string().nullable().default(null),
+    url: text(2048).regex(/^(mqtts?|wss?|tcp|ssl):\/\//, 'a URL such as mqtt://host:1883 or mqtts://host:8883').default('mqtt://localhost:1883'),
+    /** MQTT strings hold at most 65535 bytes: 8192 characters fit whatever their UTF-8 length. */
+    username: z.string().max(8192, 'at most 8192 characters').nullable().default(null),
+    password: z.string().max(8192, 'at most 8192 characters').nullable().default(null),
     /** null: linewatch-<site>-<line>-<camera>, stable so the broker keeps the session. */
-    clientId: z.string().nullable().default(null),
+    clientId: text(256).min(1, 'a client id, or null for the default').nullable().default(null),
     /** null: linewatch/<site>/<line>/<camera>/ */
-    topicRoot: z.string().nullable().default(null),
-    keepaliveS: positiveInt.default(30),
-    statsIntervalS: positiveInt.default(60),
-    caFile: z.string().nullable().default(null),
-    certFile: z.string().nullable().default(null),
-    keyFile: z.string().nullable().default(null),
+    topicRoot: text(1024)
+      .min(1, 'a topic root, or null for the default')
+      .regex(/^[^+#]*$/, 'no MQTT wildcards ("+" or "#"): it is where topics are published')
+      .nullable()
+      .default(null),
+    /** The keepalive is a 16-bit field of the MQTT CONNECT packet. */
+    keepaliveS: int(1, 65535).default(30),
+    statsIntervalS: int(1, 86_400).default(60),
+    caFile: path.nullable().default(null),
+    certFile: path.nullable().default(null),
+    keyFile: path.nullable().default(null),
     /** Events kept for the broker at most; past it new events are refused loudly, never old ones dropped. */
-    outboxLimit: positiveInt.default(1_000_000),
+    outboxLimit: int(1, 100_000_000).default(1_000_000),
     /** On stop, how long to keep delivering the outbox; must fit in the unit's TimeoutStopSec (30 s). */
-    flushTimeoutS: nonNegative.default(10),
+    flushTimeoutS: decimal(0, 600).default(10),
   }),
 
   /** Technicians' model updates: signing, the accuracy gate, rollback. */
   models: section({
     /** Folder of trusted ed25519 public keys (`*.pub`, PEM); a pushed bundle must be signed by one of them. */
-    trustedKeysDir: z.string().min(1).default('/etc/linewatch/trusted-keys'),
+    trustedKeysDir: path.default('/etc/linewatch/trusted-keys'),
     /** Development only: accept pushed bundles that carry no signature. */
     allowUnsigned: z.boolean().default(false),
     /** Refuse a new model whose leave-one-out F1 or AUROC is below the active model's by more than this. */
-    gateTolerance: z.number().min(0).max(1).default(0.02),
+    gateTolerance: decimal(0, 1).default(0.02),
     /** A labeled folder (one subfolder per label) both models are also judged on before a swap; null = references only. */
-    holdoutFolder: z.string().nullable().default(null),
+    holdoutFolder: path.nullable().default(null),
     /** After a swap, roll back by itself if the new model fails (inference errors, health) within this many seconds. */
-    rollbackWindowS: nonNegative.default(120),
+    rollbackWindowS: int(0, 86_400).default(120),
     /** Watch `<stateDir>/inbox` for bundle archives (.tar, .tar.gz) dropped by hand. */
     watchInbox: z.boolean().default(true),
     /** Model versions kept on disk (the active one, the previous one for rollback, older ones). */
-    keep: positiveInt.min(2).default(3),
+    keep: int(2, 100).default(3),
   }),
 
   /** Images of anomalies, kept so a technician can see and label them. */
   images: section({
     /** Longest side of a stored anomaly image (the ROI crop), in pixels; never enlarged. */
-    longestSide: positiveInt.default(256),
+    longestSide: int(16, 4096).default(256),
     /** Retention: images beyond any of these limits are removed, oldest first; the events stay. */
-    maxCount: positiveInt.default(200_000),
-    maxBytes: positiveInt.default(4 * 1024 ** 3),
-    maxAgeDays: positiveInt.default(90),
+    maxCount: int(1, 100_000_000).default(200_000),
+    maxBytes: int(MIB, 16 * 1024 ** 4).default(4 * 1024 ** 3),
+    maxAgeDays: int(1, 3650).default(90),
   }),
 
   /** Commands in: the control API over HTTP and MQTT. */
   control: section({
     /** Bearer token for HTTP writes; null = `<stateDir>/control-token`, made at first start (mode 0600). */
-    tokenFile: z.string().nullable().default(null),
+    tokenFile: path.nullable().default(null),
     /** MQTT commands on `<topicRoot>cmd/<name>`. */
     mqtt: z.boolean().default(true),
     /** A command larger than this is answered with an error, not parsed. */
-    maxPayloadBytes: positiveInt.default(16 * 1024 * 1024),
+    /** At most 512 MiB: a JSON text longer than V8's longest string could not be parsed anyway. */
+    maxPayloadBytes: int(1024, 512 * MIB).default(16 * MIB),
   }),
 
   /** The Sparkplug B edge node (mqtt.profile sparkplug or both). */
@@ -160,22 +193,22 @@ export const configSchema = z.strictObject({
     /** Primary host application id: data is held while its STATE is offline; null = none. */
     primaryHostId: name.nullable().default(null),
     /** How often metrics are checked for a change (DDATA reports by exception). */
-    reportIntervalMs: positiveInt.max(60_000).default(1000),
+    reportIntervalMs: int(10, 60_000).default(1000),
   }),
 
   http: section({
     enabled: z.boolean().default(true),
-    host: z.string().default('127.0.0.1'),
-    port: z.number().int().min(0).max(65535).default(8787),
+    host: text(253).default('127.0.0.1'),
+    port: int(0, 65535).default(8787),
   }),
 
   /** The technician web UI, served by the HTTP server (docs/ui/README.md). */
   ui: section({
     enabled: z.boolean().default(true),
     /** A session not used for this long needs a new login. */
-    sessionIdleMinutes: positiveInt.default(12 * 60),
+    sessionIdleMinutes: int(1, 30 * 24 * 60).default(12 * 60),
     /** Failed logins per client address (and per account) per minute; more are refused for the rest of that minute. */
-    loginAttemptsPerMinute: positiveInt.default(5),
+    loginAttemptsPerMinute: int(1, 1000).default(5),
   }),
 
   log: section({

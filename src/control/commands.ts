@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { RequestError } from '../common/index.js';
+import { labelSchema as label, RequestError } from '../common/index.js';
 import type { AnomalyImages } from '../events/index.js';
 import type { OverrideStore, ReferenceStore } from '../knn/index.js';
 import { enroll, type ModelManager } from '../models/index.js';
@@ -25,7 +25,6 @@ const base64 = (what: string) =>
     .min(1)
     .regex(/^[A-Za-z0-9+/=\r\n_-]+$/, `${what} must be base64`)
     .transform((s) => Buffer.from(s, 'base64'));
-const label = z.string().trim().min(1).max(100).regex(/^[^\u0000-\u001f]+$/, 'no control characters');
 // No regex flags here or below: a JSON Schema pattern (docs/schemas/commands.schema.json) cannot carry them.
 const eventId = z.string().regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, 'an event id (a UUID, as in the event)');
 const nothing = z.strictObject({});

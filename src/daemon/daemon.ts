@@ -234,7 +234,7 @@ export class Daemon {
         index: index.mode,
       },
       classifier: { ...active.classifier.settings, overrides: this.overrides.get() },
-      decisions: { ...this.pipeline.counters, anomaliesByLabel: { ...this.pipeline.counters.anomaliesByLabel }, problem: this.pipeline.problem },
+      decisions: { ...this.pipeline.counters, anomaliesByLabel: Object.fromEntries(this.pipeline.counters.anomaliesByLabel), problem: this.pipeline.problem },
       events: { backlog: mqtt?.backlog ?? this.outbox.backlog(), refused: recorded.refused, mqtt, sparkplug, images: recorded.images },
     };
   }

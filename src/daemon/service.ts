@@ -1,4 +1,4 @@
-import { errorText, isUserError, type Logger } from '../common/index.js';
+import { errorText, isUserError, modeBeyond, restrictUmask, STATE_DIR_MODE, type Logger } from '../common/index.js';
 import type { Config } from '../config/index.js';
 import { Daemon } from './daemon.js';
 import { SystemdNotifier, Watchdog } from './notify.js';
@@ -9,6 +9,9 @@ import { SystemdNotifier, Watchdog } from './notify.js';
  * `reloadConfig` reads the configuration file again (it throws a ConfigError naming what is wrong).
  */
 export async function runService(config: Config, log: Logger, reloadConfig: () => Config): Promise<number> {
+  // Whatever umask the shell gave us, what the daemon and its libraries write stays private (0750/0640).
+  restrictUmask();
+  warnIfOpen(config.stateDir, log);
   const notifier = SystemdNotifier.fromEnvironment(log);
   let daemon: Daemon | null = null;
   let reloading: Promise<void> = Promise.resolve();
@@ -99,4 +102,18 @@ async function reload(daemon: Daemon, log: Logger, reloadConfig: () => Config, n
   } finally {
     notifier?.notify({ READY: '1' });
   }
+}
+
+/**
+ * A state folder others can read is the user's to close: it may be shared with other things
+ * (a folder made by hand, /var/lib itself), so it is not changed behind their back.
+ */
+function warnIfOpen(stateDir: string, log: Logger): void {
+  const mode = modeBeyond(stateDir, STATE_DIR_MODE);
+  if (mode === undefined) return;
+  log.warn('the state folder is open to other users: it holds images of the product and every reference', {
+    stateDir,
+    mode: mode.toString(8).padStart(4, '0'),
+    fix: `chmod 750 ${stateDir}`,
+  });
 }

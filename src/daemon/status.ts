@@ -33,7 +33,7 @@ export interface DaemonStatus {
     overrides: ClassifierOverrides;
   };
   /** `problem`: why frames are not being decided right now (no references, inference failing...), or null. */
-  decisions: PipelineCounters & { problem: string | null };
+  decisions: Omit<PipelineCounters, 'anomaliesByLabel'> & { anomaliesByLabel: Record<string, number>; problem: string | null };
   /** `mqtt`: the JSON session (null in profile sparkplug); `sparkplug`: the edge node (null in profile json). */
   events: { backlog: number; refused: number; mqtt: MqttStatus | null; sparkplug: EdgeNodeStatus | null; images: RecorderStatus['images'] };
 }

@@ -1,7 +1,7 @@
 import { mkdir, open, readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { create, Parser, type ReadEntry } from 'tar';
-import { UserError } from '../common/index.js';
+import { STATE_DIR_MODE, STATE_FILE_MODE, UserError } from '../common/index.js';
 import { loadBundle } from './bundle.js';
 
 /**
@@ -31,12 +31,12 @@ export async function unpackBundle(archive: Buffer, destDir: string, options: { 
     throw new UserError(`the bundle archive holds no manifest.json (it holds ${[...files.keys()].join(', ') || 'nothing'})`, ARCHIVE_FIX);
   }
   const dest = resolve(destDir);
-  await mkdir(dest, { recursive: true });
+  await mkdir(dest, { recursive: true, mode: STATE_DIR_MODE });
   if ((await readdir(dest)).length > 0) {
     throw new UserError(`cannot unpack the bundle into ${dest}: the folder is not empty`, 'unpack into a new or empty folder');
   }
   for (const [name, data] of files) {
-    const handle = await open(join(dest, name), 'wx', 0o644);
+    const handle = await open(join(dest, name), 'wx', STATE_FILE_MODE);
     try {
       await handle.writeFile(data);
       await handle.sync();

@@ -1,4 +1,4 @@
-import { UserError } from '../common/index.js';
+import { checkLabel, UserError } from '../common/index.js';
 
 /** manifest.json of a model bundle, as defined in docs/architecture.md ("Model bundle"). */
 export interface Manifest {
@@ -96,7 +96,7 @@ export function parseManifest(json: unknown, where: string): Manifest {
       k: number(classifier, 'classifier.k', 1, 1000, true),
       threshold: number(classifier, 'classifier.threshold', 0, 1, false),
       unknownDistance: number(classifier, 'classifier.unknownDistance', 0, 2, false),
-      goodLabel: text(classifier, 'classifier.goodLabel'),
+      goodLabel: checkLabel(text(classifier, 'classifier.goodLabel'), `${where}: classifier.goodLabel`),
     };
   }
   return manifest;

@@ -1,7 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { errorText, UserError, type Logger } from '../common/index.js';
+import { addCount, checkLabel, errorText, UserError, type Logger } from '../common/index.js';
 import type { Encoder } from '../inference/index.js';
 import type { NewReference, ReferenceSource, ReferenceStore } from '../knn/index.js';
 import { thumbnail } from '../preprocess/index.js';
@@ -40,16 +40,19 @@ export async function listLabeledImages(folder: string, label?: string): Promise
   const root = resolve(folder);
   const entries = await readdirOrExplain(root);
   if (label !== undefined) {
+    const checked = checkLabel(label, '--label');
     return entries
       .filter((e) => e.isFile() && imageExtensions.has(extname(e.name).toLowerCase()))
-      .map((e) => ({ path: join(root, e.name), label }))
+      .map((e) => ({ path: join(root, e.name), label: checked }))
       .sort(byPath);
   }
   const images: LabeledImage[] = [];
-  for (const dir of entries.filter((e) => e.isDirectory()).sort((a, b) => a.name.localeCompare(b.name))) {
+  // Hidden folders (.thumbnails, .git) are not labels; any other subfolder is one and must be a usable label.
+  for (const dir of entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).sort((a, b) => a.name.localeCompare(b.name))) {
+    const dirLabel = checkLabel(dir.name, `the subfolder ${join(root, dir.name)}`, 'rename the folder');
     const files = await readdirOrExplain(join(root, dir.name));
     for (const f of files) {
-      if (f.isFile() && imageExtensions.has(extname(f.name).toLowerCase())) images.push({ path: join(root, dir.name, f.name), label: dir.name });
+      if (f.isFile() && imageExtensions.has(extname(f.name).toLowerCase())) images.push({ path: join(root, dir.name, f.name), label: dirLabel });
     }
   }
   if (images.length === 0) {
@@ -108,6 +111,7 @@ export async function enroll(
   const result: EnrollResult & { ids: number[] } = { added: 0, alreadyEnrolled: images.length - fresh.length, skipped: [], byLabel: {}, ids: [] };
   const thumbSide = Math.max(64, model.bundle.manifest.input.width, model.bundle.manifest.input.height);
   let batch: { reference: NewReference; vector: Float32Array }[] = [];
+  const byLabel = new Map<string, number>();
   const flush = () => {
     if (batch.length === 0) return;
     const ids = store.addMany(model.key, batch);
@@ -131,11 +135,12 @@ export async function enroll(
       vector: item.vector,
     });
     result.added++;
-    result.byLabel[item.image.label] = (result.byLabel[item.image.label] ?? 0) + 1;
+    addCount(byLabel, item.image.label);
     if (batch.length >= chunkSize) flush();
   }
   flush();
   model.index.save();
+  result.byLabel = Object.fromEntries(byLabel);
   return result;
 }
 

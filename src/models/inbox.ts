@@ -1,7 +1,7 @@
-import { mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errorText, isUserError, RequestError, type Logger } from '../common/index.js';
+import { errorText, isUserError, makeStateDir, RequestError, type Logger } from '../common/index.js';
 import type { ModelManager } from './manager.js';
 
 const archive = /\.(tar|tar\.gz|tgz)$/;
@@ -25,7 +25,7 @@ export class ModelInbox {
   ) {}
 
   start(): void {
-    for (const sub of ['', 'done', 'refused']) mkdirSync(join(this.dir, sub), { recursive: true });
+    for (const sub of ['', 'done', 'refused']) makeStateDir(join(this.dir, sub), 'stateDir');
     this.timer = setInterval(() => {
       this.working = this.working.then(() => this.poll());
     }, pollMs);

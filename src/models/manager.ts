@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { errorText, RequestError, type Logger } from '../common/index.js';
+import { errorText, makeStateDir, RequestError, type Logger } from '../common/index.js';
 import type { Config } from '../config/index.js';
 import { loadBundle, unpackBundle, verifyBundleSignature, type Bundle } from '../inference/index.js';
 import { binary, compareModels, gateModelUpdate, type GateResult, type LeaveOneOut, type Sample, type OverrideStore, type ReferenceStore } from '../knn/index.js';
@@ -197,7 +197,7 @@ export class ModelManager implements ModelSource {
     let key: string | null = null;
     try {
       this.step('unpacking');
-      mkdirSync(modelsDir, { recursive: true });
+      makeStateDir(modelsDir, 'stateDir');
       await unpackBundle(archive, staging, { maxBytes: this.config.control.maxPayloadBytes * 4 });
       this.step('verifying');
       const signature = await verifyBundleSignature(staging, { trustedKeysDir: this.config.models.trustedKeysDir, allowUnsigned: this.config.models.allowUnsigned });

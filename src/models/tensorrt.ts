@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { errorText, type Logger } from '../common/index.js';
+import { errorText, makeStateDir, type Logger } from '../common/index.js';
 
 /**
  * TensorRT engine caches for an onnxruntime-node built with the TensorRT provider
@@ -47,7 +47,7 @@ export async function prepareTensorRt(
     if (!ort.listSupportedBackends().some((b) => b.name === 'tensorrt')) return null;
     const gpu = gpuName();
     const dir = tensorRtCacheDir(options.stateDir, manifest, version, gpu);
-    mkdirSync(dir, { recursive: true });
+    makeStateDir(dir, 'stateDir');
     // Engines of the models kept for rollback stay; those of removed models, old TensorRT versions or GPUs go.
     const kept = new Set([dir, ...options.keep.map((m) => tensorRtCacheDir(options.stateDir, m, version, gpu))]);
     const root = join(options.stateDir, 'tensorrt');

@@ -2,7 +2,6 @@ export {
   MqttSession,
   sessionDefaults,
   matches,
-  redactUrl,
   isConnectionClosed,
   type Birth,
   type Connection,

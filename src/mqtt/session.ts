@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { connect, type IClientOptions, type IClientPublishOptions, type IConnackPacket, type IDisconnectPacket, type IPublishPacket, type MqttClient, ReasonCodes } from 'mqtt';
-import { createLogger, errorText, UserError, type Logger } from '../common/index.js';
+import { createLogger, errorText, redactUrl, UserError, type Logger } from '../common/index.js';
 
 export interface SessionOptions {
   /** `mqtt://host:1883` or `mqtts://host:8883` (also ws/wss). */
@@ -426,18 +426,6 @@ function readPem(path: string, option: string): Buffer {
     return readFileSync(path);
   } catch (err) {
     throw new UserError(`cannot read the MQTT ${option} ${path}: ${errorText(err)}`, `check mqtt.${option} in the config`, { cause: err });
-  }
-}
-
-/** A URL with any password in it masked; anything that is not such a URL, unchanged. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (!parsed.password) return url;
-    parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return url;
   }
 }
 

@@ -1,4 +1,4 @@
-import { errorText, type Logger } from '../common/index.js';
+import { addCount, errorText, type Logger } from '../common/index.js';
 import type { Frame, FrameQueue } from '../capture/index.js';
 import type { Decision } from '../knn/index.js';
 import type { ModelRuntime, ModelSource } from '../models/index.js';
@@ -9,7 +9,7 @@ export interface PipelineCounters {
   classified: number;
   good: number;
   anomalies: number;
-  anomaliesByLabel: Record<string, number>;
+  anomaliesByLabel: Map<string, number>;
   /** Frames that could not be decoded (corrupt, truncated): skipped. */
   invalidFrames: number;
   /** Frames that could not be classified because no reference is enrolled yet. */
@@ -48,7 +48,7 @@ export class Pipeline {
     classified: 0,
     good: 0,
     anomalies: 0,
-    anomaliesByLabel: {},
+    anomaliesByLabel: new Map(),
     invalidFrames: 0,
     unclassified: 0,
     failed: 0,
@@ -165,7 +165,7 @@ export class Pipeline {
     c.lastDecisionAt = Date.now();
     if (decision.anomaly) {
       c.anomalies++;
-      c.anomaliesByLabel[decision.label] = (c.anomaliesByLabel[decision.label] ?? 0) + 1;
+      addCount(c.anomaliesByLabel, decision.label);
     } else {
       c.good++;
     }

@@ -1,7 +1,7 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { UserError } from '../common/index.js';
+import { makeStateDir, STATE_FILE_MODE, tightenMode, UserError } from '../common/index.js';
 
 export type Db = Database.Database;
 
@@ -11,7 +11,7 @@ export type Db = Database.Database;
  * survive power loss, which matters more here than write throughput (only anomalies are written).
  */
 export function openDatabase(path: string, options: { readonly?: boolean } = {}): Db {
-  if (path !== ':memory:' && !options.readonly) mkdirSync(dirname(path), { recursive: true });
+  if (path !== ':memory:' && !options.readonly) prepareFile(path);
   let db: Db;
   try {
     db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
@@ -31,6 +31,20 @@ export function openDatabase(path: string, options: { readonly?: boolean } = {})
   db.pragma('busy_timeout = 5000');
   db.pragma('foreign_keys = ON');
   return db;
+}
+
+/**
+ * The folder, and the file itself made 0640 before SQLite sees it: SQLite gives the -wal and -shm
+ * files the mode of the database file, so all three stay private whatever the umask.
+ */
+function prepareFile(path: string): void {
+  makeStateDir(dirname(path), 'stateDir');
+  try {
+    closeSync(openSync(path, 'a', STATE_FILE_MODE));
+  } catch {
+    return; // SQLite's own open says what is wrong, in the database's words
+  }
+  for (const suffix of ['', '-wal', '-shm']) tightenMode(path + suffix, STATE_FILE_MODE);
 }
 
 /**

@@ -1,9 +1,9 @@
+import { redactSecrets } from '../common/index.js';
 import type { Config } from '../config/index.js';
 import { isLoopback, type Authorize, type ControlApi, type HttpAnswer, type HttpRequest, type HttpRoute } from '../control/index.js';
 import type { AnomalyImages } from '../events/index.js';
 import { leaveOneOutSamples, precisionRecallCurve, type ReferenceSource, type ReferenceStore } from '../knn/index.js';
 import type { ModelManager } from '../models/index.js';
-import { redactUrl } from '../mqtt/index.js';
 import { Accounts } from './accounts.js';
 import { appScript, styleSheet } from './assets.js';
 import { LiveView } from './live.js';
@@ -46,15 +46,6 @@ function cookieOf(req: Pick<HttpRequest, 'headers'>): string | undefined {
     if (name === cookieName) return value;
   }
   return undefined;
-}
-
-/** The config as the status page shows it: every password masked, in its own key or in a URL's user-info. */
-function redacted(value: unknown, key = ''): unknown {
-  if (/password|token|secret/i.test(key) && value !== null) return '(hidden)';
-  if (typeof value === 'string') return redactUrl(value);
-  if (Array.isArray(value)) return value.map((v) => redacted(v));
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redacted(v, k)]));
-  return value;
 }
 
 /**
@@ -104,7 +95,7 @@ export class WebUi {
       page('models', (viewer) => {
         return modelsPage(viewer, { list: parts.models.list(), status: parts.models.status() });
       }),
-      page('status', (viewer) => statusPage(viewer, { status: parts.status(), health: parts.health(), needRestart: parts.needRestart(), config: redacted(parts.config()) })),
+      page('status', (viewer) => statusPage(viewer, { status: parts.status(), health: parts.health(), needRestart: parts.needRestart(), config: redactSecrets(parts.config()) })),
       { method: 'GET', path: '/ui/stream', access: 'read', handle: () => this.stream() },
       { method: 'GET', path: '/ui/frames/:seq', access: 'read', handle: (req) => {
         const data = this.live.frame(Number(req.params['seq']));

@@ -37,7 +37,7 @@ describe('config', () => {
     const err = failure(() => loadConfig({ path, env: {} }));
     expect(err.message).toContain('site:');
     expect(err.message).toContain('"two words"');
-    expect(err.message).toMatch(/capture\.replay\.fps: .*>=0.*got -1/);
+    expect(err.message).toContain('capture.replay.fps: a number from 0 to 1000 (got -1)');
     expect(err.message).toContain('unknown key capture.sorce');
     expect(err.message).toMatch(/mqtt\.url: a URL such as mqtt:\/\/host:1883.*got "broker"/);
     expect(err.hint).toContain('docs/configuration.md');
@@ -117,6 +117,90 @@ describe('config', () => {
   it('derives env names from key paths', () => {
     expect(envName(['capture', 'replay', 'fps'])).toBe('LINEWATCH_CAPTURE_REPLAY_FPS');
     expect(envName(['knn', 'hnswEfConstruction'])).toBe('LINEWATCH_KNN_HNSW_EF_CONSTRUCTION');
+  });
+
+  // Each row: a key, a value past its bound, and the range the message must name.
+  const outOfRange: [string, unknown, string][] = [
+    ['capture.queueSize', 0, 'a whole number from 1 to 1000'],
+    ['capture.queueSize', 1e6, 'a whole number from 1 to 1000'],
+    ['capture.stallTimeoutMs', 99, 'a whole number from 100 to 3600000'],
+    ['capture.restartMaxMs', 1e10, 'a whole number from 10 to 3600000'],
+    ['capture.maxFrameBytes', 2 ** 40, 'a whole number from 1024 to 268435456'],
+    ['capture.replay.fps', 0.001, '0 (as fast as the pipeline takes them) or from 0.01 to 1000'],
+    ['capture.gstreamer.width', 100_000, 'a whole number from 1 to 16384'],
+    ['capture.libcamera.fps', 0, 'a whole number from 1 to 1000'],
+    ['preprocess.roi', { x: -1, y: 0, width: 1, height: 1 }, 'preprocess.roi.x: a whole number from 0 to 65535'],
+    ['inference.threads', 100_000, 'a whole number from 1 to 256'],
+    ['inference.workers', 200, 'a whole number from 1 to 32'],
+    ['inference.maxBatch', 100_000_000, 'a whole number from 1 to 256'],
+    ['inference.maxWaitMs', 1e9, 'a number from 0 to 1000'],
+    ['knn.k', 1.5, 'a whole number from 1 to 256'],
+    ['knn.hnswM', 1, 'a whole number from 2 to 100'],
+    ['mqtt.keepaliveS', 65536, 'a whole number from 1 to 65535'],
+    ['mqtt.statsIntervalS', 9_999_999, 'a whole number from 1 to 86400'],
+    ['mqtt.outboxLimit', 1e12, 'a whole number from 1 to 100000000'],
+    ['mqtt.flushTimeoutS', -1, 'a number from 0 to 600'],
+    ['models.rollbackWindowS', 1e9, 'a whole number from 0 to 86400'],
+    ['images.maxBytes', 10, 'a whole number from 1048576 to 17592186044416'],
+    ['control.maxPayloadBytes', 2 ** 31, 'a whole number from 1024 to 536870912'],
+    ['sparkplug.reportIntervalMs', 1, 'a whole number from 10 to 60000'],
+    ['http.port', 70_000, 'a whole number from 0 to 65535'],
+    ['ui.sessionIdleMinutes', 1e9, 'a whole number from 1 to 43200'],
+    ['mqtt.topicRoot', 'a'.repeat(120_000), 'at most 1024 characters'],
+    ['mqtt.topicRoot', 'plant/+/x', 'no MQTT wildcards'],
+    ['mqtt.clientId', 'a\u0000b', 'no control characters'],
+    ['site', 'x'.repeat(65), 'at most 64 characters'],
+    ['stateDir', '/var/lib/\u0000x', 'no control characters'],
+    ['knn.goodLabel', '../good', '1 to 64 letters, digits, spaces, dots, dashes or underscores'],
+  ];
+  it.each(outOfRange)('bounds %s, naming the allowed range', (key, value, expected) => {
+    const path = configFile('');
+    const err = failure(() => loadConfig({ path, env: { [envName(key.split('.'))]: typeof value === 'string' ? value : JSON.stringify(value) } }));
+    expect(err.message).toContain(expected.includes(':') ? expected : `${key}: ${expected}`);
+    expect(err.message).toContain(`from ${envName(key.split('.'))}`);
+    // A huge value is cut in the message, not echoed whole.
+    expect(err.message.length).toBeLessThan(1000);
+  });
+
+  it('accepts every bound itself, so the documented range is the real one', () => {
+    const path = configFile('capture:\n  queueSize: 1000\n  replay:\n    fps: 0.01\ninference:\n  workers: 32\n  maxBatch: 256\nmqtt:\n  statsIntervalS: 86400\n  keepaliveS: 65535\nhttp:\n  port: 0\n');
+    const { config } = loadConfig({ path, env: {} });
+    expect([config.capture.queueSize, config.inference.workers, config.inference.maxBatch, config.mqtt.statsIntervalS, config.http.port]).toEqual([1000, 32, 256, 86400, 0]);
+  });
+
+  it('never echoes a secret: a URL password or a password of the wrong type', () => {
+    const secret = 'hunter2-Secret';
+    const fileErr = failure(() =>
+      loadConfig({ path: configFile(`mqtt:\n  url: "http://operator:${secret}@broker:1883"\n  password: [${secret}]\n`), env: {} }),
+    );
+    expect(fileErr.message).toContain('mqtt.url: a URL such as mqtt://host:1883');
+    expect(fileErr.message).toContain('operator:***@broker');
+    expect(fileErr.message).toContain('mqtt.password: expected string, received array (got a secret, not shown)');
+    expect(fileErr.message).not.toContain(secret);
+    // The same through a variable, and a URL too broken to parse, and a whole section of the wrong shape.
+    const envErr = failure(() => loadConfig({ path: configFile(''), env: { LINEWATCH_MQTT_URL: `broker://u:${secret}@[bad`, LINEWATCH_MQTT_PASSWORD: secret, LINEWATCH_HTTP_PORT: 'x' } }));
+    expect(envErr.message).toContain('u:***@[bad');
+    expect(envErr.message).not.toContain(secret);
+    const shape = failure(() => loadConfig({ path: configFile(`mqtt: [{password: ${secret}}, "mqtt://u:${secret}@h"]\n`), env: {} }));
+    expect(shape.message).toMatch(/^ {2}- mqtt: /m);
+    expect(shape.message).not.toContain(secret);
+  });
+
+  it('quotes no line of a broken file (it may hold the password), only where it broke', () => {
+    const err = failure(() => loadConfig({ path: configFile('mqtt:\n  password: "hunter2-Secret\n  url: [\n'), env: {} }));
+    expect(err.message).toMatch(/not valid YAML: .* at line \d+, column \d+$/);
+    expect(err.message).not.toContain('hunter2');
+  });
+
+  it('refuses a YAML alias bomb with a message, before it expands', () => {
+    const levels = ['a: &a [x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 9; i++) levels.push(`l${i}: &l${i} [${Array(9).fill(i === 1 ? '*a' : `*l${i - 1}`).join(', ')}]`);
+    const err = failure(() => loadConfig({ path: configFile(levels.join('\n') + '\n'), env: {} }));
+    expect(err.message).toContain('uses more YAML aliases (*name) than a configuration needs');
+    expect(err.hint).toContain('at most 50 aliases');
+    // A few aliases are fine (the error is then about the keys, not the aliases).
+    const few = failure(() => loadConfig({ path: configFile('a: &a 3\nb: *a\n'), env: {} }));
+    expect(few.message).toContain('unknown key a, b');
   });
 
   it('documents every key in docs/configuration.md', () => {

@@ -70,9 +70,12 @@ describe('commands over MQTT 5 take effect on the next frame, without a restart'
     expect(next.label).toBe('chipped');
     expect(next.score).toBe(1);
 
-    // Relabeling the same event replaces its reference rather than adding a second one.
-    const again = await tech.call('label', { event: first.event, label: 'cracked' });
-    expect(again.result.replaced).toEqual([reply.result.referenceId]);
+    // Relabeling the same event replaces its reference rather than adding a second one; spaces around a label are dropped.
+    const again = await tech.call('label', { event: first.event, label: ' cracked  ' });
+    expect(again.result).toMatchObject({ label: 'cracked', replaced: [reply.result.referenceId] });
+    const traversal = await tech.call('label', { event: first.event, label: '../../etc' });
+    expect(traversal).toMatchObject({ ok: false, error: { code: 'bad_parameters' } });
+    expect(traversal.error.message).toContain('label: 1 to 64 letters, digits, spaces, dots, dashes or underscores');
     const unknown = await tech.call('label', { event: randomUUID(), label: 'x' });
     expect(unknown).toMatchObject({ ok: false, error: { code: 'unknown_event' } });
   });

@@ -1,4 +1,4 @@
-import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -85,6 +85,103 @@ describe('linewatch CLI', () => {
     const unknown = await runCommand(['frobnicate']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('Usage: linewatch <command>');
+  });
+
+  it("counts labels named like Object's properties (__proto__, constructor, hasOwnProperty) as any other, and refuses unusable ones", async () => {
+    const { dir, images } = await setup();
+    // scratch/ becomes __proto__/; constructor/ and hasOwnProperty/ hold copies of good items.
+    renameSync(join(images, 'scratch'), join(images, '__proto__'));
+    for (const [label, source] of [['constructor', 'good-0.png'], ['hasOwnProperty', 'good-1.png']] as const) {
+      mkdirSync(join(images, label));
+      copyFileSync(join(images, 'good', source), join(images, label, source));
+    }
+    const { config } = await setup({ capture: { replay: { folder: join(images, '__proto__'), fps: 20 } }, knn: { goodLabel: ' good ' } });
+    const enrolled = await runCommand(['enroll', images, '--config', config, '--json']);
+    expect(enrolled.code, enrolled.stderr).toBe(0);
+    // Entries, not an object literal: in a literal `__proto__: 4` would set the prototype, not a key.
+    const counts = [['__proto__', 4], ['constructor', 1], ['good', 4], ['hasOwnProperty', 1]];
+    const doc = JSON.parse(enrolled.stdout) as { byLabel: Record<string, number>; references: { byLabel: Record<string, number> } };
+    expect(Object.entries(doc.byLabel).sort()).toEqual(counts);
+    expect(Object.entries(doc.references.byLabel).sort()).toEqual(counts);
+
+    const daemon = runLinewatch(['run', '--config', config]);
+    running.push(daemon);
+    const statusUrl = String((await daemon.waitForLog((l) => l.msg === 'running')).status);
+    let status!: { decisions: { anomaliesByLabel: Record<string, number> }; references: { byLabel: Record<string, number> } };
+    await until(async () => {
+      status = (await (await fetch(statusUrl)).json()) as typeof status;
+      return Object.hasOwn(status.decisions.anomaliesByLabel, '__proto__') && status.decisions.anomaliesByLabel['__proto__']! >= 2;
+    }, 'two anomalies counted under the label __proto__ in status decisions.anomaliesByLabel');
+    expect(Object.keys(status.decisions.anomaliesByLabel)).toEqual(['__proto__']);
+    expect(Object.entries(status.references.byLabel).sort()).toEqual(counts);
+    const metrics = await (await fetch(statusUrl.replace(/\/status$/, '/metrics'))).text();
+    expect(metrics).toMatch(/^linewatch_references\{label="constructor"\} 1$/m);
+    expect(await daemon.stop()).toBe(0);
+
+    // Where a label enters from the user's files: --label and subfolder names.
+    const byOption = await runCommand(['enroll', join(images, 'good'), '--label', '../etc', '--config', config]);
+    expect(byOption.code).toBe(1);
+    expectUserMessage(byOption.stderr, '--label: "../etc" is not a usable label');
+    mkdirSync(join(images, 'bad:name'));
+    const bySubfolder = await runCommand(['enroll', images, '--config', config]);
+    expect(bySubfolder.code).toBe(1);
+    expectUserMessage(bySubfolder.stderr, `the subfolder ${join(images, 'bad:name')}: "bad:name" is not a usable label`, 'rename the folder');
+  });
+
+  it('refuses config mistakes that used to be stack traces (exit 70) with a message and exit 1', async () => {
+    const { dir, config } = await setup();
+    const base = readFileSync(config, 'utf8');
+    const bomb = ['a: &a [x, x, x, x, x, x, x, x, x]', ...[1, 2, 3, 4, 5, 6, 7, 8].map((i) => `l${i}: &l${i} [${Array(9).fill(i === 1 ? '*a' : `*l${i - 1}`).join(', ')}]`)].join('\n');
+    const stateFile = join(dir, 'state-file');
+    writeFileSync(stateFile, 'a file, not a folder');
+    const cases: [string, string[]][] = [
+      [`${bomb}\n`, ['uses more YAML aliases']],
+      [base.replace(/^stateDir: .*$/m, `stateDir: ${stateFile}`), [`cannot make the folder ${stateFile}: a file is in the way`, 'point stateDir at a folder']],
+      [`${base}inference:\n  maxBatch: 100000000\n`, ['inference.maxBatch: a whole number from 1 to 256 (got 100000000)']],
+      [`${base.replace(/^mqtt:\n/m, `mqtt:\n  topicRoot: ${'t'.repeat(120_000)}\n`)}`, ['mqtt.topicRoot: at most 1024 characters']],
+      [`${base.replace(/^mqtt:\n/m, 'mqtt:\n  statsIntervalS: 9999999\n')}`, ['mqtt.statsIntervalS: a whole number from 1 to 86400']],
+    ];
+    for (const [text, parts] of cases) {
+      writeFileSync(config, text);
+      const result = await runCommand(['run', '--config', config]);
+      expect(result.code, result.stderr).toBe(1);
+      expectUserMessage(result.stderr, ...parts);
+    }
+  });
+
+  it('keeps its state private with umask 022: folders 0750, database files 0640, the token 0600; warns of an open state folder', async () => {
+    const { dir, images, config } = await setup();
+    writeFileSync(config, `${readFileSync(config, 'utf8')}capture:\n  replay:\n    folder: ${join(images, 'good')}\n    fps: 20\n`);
+    const state = join(dir, 'state');
+    const modeOf = (path: string) => (statSync(path).mode & 0o777).toString(8);
+    const saved = process.umask(0o022); // the child inherits it
+    try {
+      const daemon = runLinewatch(['run', '--config', config]);
+      running.push(daemon);
+      await daemon.waitForLog((l) => l.msg === 'running');
+      const paths = ['', 'inbox', 'inbox/done', 'linewatch.db', 'linewatch.db-wal', 'linewatch.db-shm', 'control-token'];
+      expect(Object.fromEntries(paths.map((p) => [p, modeOf(join(state, p))]))).toEqual({
+        '': '750',
+        inbox: '750',
+        'inbox/done': '750',
+        'linewatch.db': '640',
+        'linewatch.db-wal': '640',
+        'linewatch.db-shm': '640',
+        'control-token': '600',
+      });
+      expect(daemon.logs.some((l) => l.msg.startsWith('the state folder is open'))).toBe(false);
+      expect(await daemon.stop()).toBe(0);
+
+      // A folder opened by hand is the user's to close: said at start, with the fix.
+      chmodSync(state, 0o755);
+      const again = runLinewatch(['run', '--config', config]);
+      running.push(again);
+      const warning = await again.waitForLog((l) => l.msg.startsWith('the state folder is open to other users'));
+      expect(warning).toMatchObject({ level: 'warn', stateDir: state, mode: '0755', fix: `chmod 750 ${state}` });
+      expect(await again.stop()).toBe(0);
+    } finally {
+      process.umask(saved);
+    }
   });
 
   it('runs with an empty reference store and says it cannot classify yet; skips and counts corrupt frames', async () => {

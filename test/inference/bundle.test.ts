@@ -31,6 +31,7 @@ describe('loadBundle', () => {
       [(m) => (m.precision = 'fp16'), /precision is "fp16"/],
       [(m) => (m.classifier.threshold = 2), /classifier\.threshold is 2/],
       [(m) => (m.file = '../model.onnx'), /file is "\.\.\/model\.onnx"/],
+      [(m) => (m.classifier.goodLabel = '../good'), /classifier\.goodLabel: "\.\.\/good" is not a usable label/],
     ];
     for (const [edit, message] of cases) {
       await expect(loadBundle(await editedBundle(edit))).rejects.toThrow(message);
