@@ -1,0 +1,160 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { fleetIds } from '../../dist/sync/index.js';
+import { makeLabeledImages, repoRoot, runLinewatch, tempDir, tinyModel, writeConfig, type RunningLinewatch } from '../helpers/daemon.js';
+import { collectMessages, startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
+import { until } from '../ops/helpers.js';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+});
+
+const site = 'plant-1';
+const deviceOf = (camera: string) => `linewatch-${site}-line-3-${camera}`;
+
+interface Device {
+  camera: string;
+  dir: string;
+  config: string;
+  run: RunningLinewatch;
+  url: string;
+  token: string;
+}
+
+/** A daemon of plant-1/line-3 with fleet sync on, replaying scratch items (threshold 0: every frame is an anomaly to label). */
+async function startDevice(camera: string, brokerUrl: string, dir = tempDir()): Promise<Device> {
+  const images = await makeLabeledImages(join(dir, 'images'), 2);
+  const config = writeConfig(dir, {
+    site,
+    line: 'line-3',
+    camera,
+    stateDir: join(dir, 'state'),
+    model: tinyModel,
+    capture: { source: 'replay', replay: { folder: join(images, 'scratch'), fps: 5, loop: true } },
+    enroll: { folder: images },
+    knn: { threshold: 0 },
+    mqtt: { url: brokerUrl },
+    sync: { enabled: true },
+    http: { port: 0 },
+    log: { format: 'json' },
+  });
+  return launch({ camera, dir, config });
+}
+
+async function launch(device: Pick<Device, 'camera' | 'dir' | 'config'>): Promise<Device> {
+  const run = runLinewatch(['run', '--config', device.config]);
+  cleanups.push(() => run.stop('SIGKILL'));
+  const running = await run.waitForLog((l) => l.msg === 'running');
+  const url = String(running['status']).replace(/\/status$/, '');
+  return { ...device, run, url, token: readFileSync(join(device.dir, 'state/control-token'), 'utf8').trim() };
+}
+
+async function control<T>(device: Device, name: string, params: Record<string, unknown>): Promise<T> {
+  const response = await fetch(`${device.url}/control/${name}`, { method: 'POST', headers: { authorization: `Bearer ${device.token}` }, body: JSON.stringify(params) });
+  const reply = (await response.json()) as { ok: boolean; result: T; error?: unknown };
+  if (!reply.ok) throw new Error(`${name} on ${device.camera}: ${JSON.stringify(reply.error)}`);
+  return reply.result;
+}
+
+interface SyncStatus {
+  shared: number;
+  peers: number;
+  imported: number;
+  duplicates: number;
+  deletionsApplied: number;
+  refused: Record<string, number>;
+}
+
+async function status(device: Device): Promise<{ sync: SyncStatus; references: { total: number; bySource: Record<string, number> }; state: string }> {
+  return (await fetch(`${device.url}/status`)).json() as never;
+}
+
+/** Labels the item of one more anomaly on `device` as `label`; returns the new reference's fleet id. */
+async function label(device: Device, label: string, used: Set<string>): Promise<string> {
+  const line = await device.run.waitForLog((l) => l.msg === 'anomaly' && !used.has(String(l['event'])));
+  used.add(String(line['event']));
+  const { referenceId } = await control<{ referenceId: number }>(device, 'label', { event: line['event'], label });
+  return `${deviceOf(device.camera)}/${referenceId}`;
+}
+
+/** The fleet ids a device's database holds (read beside the running daemon). */
+function held(device: Device): { live: string[]; deleted: string[] } {
+  const db = new Database(join(device.dir, 'state/linewatch.db'), { readonly: true });
+  try {
+    return fleetIds(db);
+  } finally {
+    db.close();
+  }
+}
+
+const same = (devices: Device[]) => {
+  const [first, ...rest] = devices.map((d) => JSON.stringify(held(d)));
+  return rest.every((r) => r === first);
+};
+
+/** Waits until `done` holds; the failure shows what each device holds. */
+async function converged(devices: Device[], done: () => boolean, what: string): Promise<void> {
+  await until(done, what, 60_000).catch((err: Error) => {
+    const holdings = devices.map((d) => `${d.camera}: ${JSON.stringify(held(d))}`).join('\n');
+    throw new Error(`${err.message}\n${holdings}`);
+  });
+}
+
+/** deploy/mosquitto/bridge.conf pointed at `plant` (plain MQTT on loopback: the TLS lines are the TLS test's business). */
+function bridgeTo(plant: Mosquitto): string[] {
+  return readFileSync(join(repoRoot, 'deploy/mosquitto/bridge.conf'), 'utf8')
+    .split('\n')
+    .filter((line) => !/^\s*(#|$|bridge_(cafile|certfile|keyfile)\b)/.test(line))
+    .map((line) => line.replace(/^address .*/, `address 127.0.0.1:${plant.port}`));
+}
+
+describe('fleet sync of references (real mosquitto, real daemons)', () => {
+  it('converges three devices, one of them behind a bridged line broker that is stopped for a while, to the same references and tombstones', async () => {
+    const plant = await startMosquitto();
+    cleanups.push(() => plant.stop());
+    const line = await startMosquitto({ extraConfig: bridgeTo(plant) });
+    cleanups.push(() => line.stop());
+    const published = await collectMessages(plant.url, `linewatch/${site}/fleet/#`);
+    cleanups.push(() => published.close());
+    const [a, b, c] = [await startDevice('cam-a', plant.url), await startDevice('cam-b', plant.url), await startDevice('cam-c', line.url)];
+    const all = [a, b, c];
+    const used = new Set<string>();
+
+    // Each enrolled 4 human references at its first start and shares them; labels on A reach B and C.
+    const labeled = [await label(a, 'dent', used), await label(a, 'dent', used)];
+    await converged(all, () => same(all) && held(c).live.length === 14, 'all three hold the 12 enrolled and 2 labeled references');
+    expect(held(b).live).toEqual(expect.arrayContaining(labeled));
+
+    // C is cut off: its line broker stops (C keeps running and retrying). A and B go on labeling,
+    // and delete one reference each: one labeled on A, one enrolled on B.
+    await line.stop();
+    const whileAway = [await label(a, 'scratch', used), await label(b, 'dent', used), await label(b, 'scratch', used)];
+    await control(a, 'reference.remove', { ids: [Number(labeled[0]!.split('/')[1])] });
+    const enrolledOnB = held(b).live.find((id) => id.startsWith(`${deviceOf('cam-b')}/`))!;
+    await control(b, 'reference.remove', { ids: [Number(enrolledOnB.split('/')[1])] });
+    await converged(all, () => same([a, b]) && held(a).deleted.length === 2, 'A and B agree on the new references and both tombstones');
+    expect(held(c).live).not.toEqual(expect.arrayContaining(whileAway));
+
+    // C's line broker comes back empty; the bridge brings the plant's retained references and
+    // tombstones, and C catches up.
+    await line.restart();
+    await converged(all, () => same(all), 'C holds the same references and tombstones as A and B');
+    const final = held(c);
+    expect(final.live).toEqual(expect.arrayContaining([labeled[1], ...whileAway]));
+    expect(final.deleted.sort()).toEqual([labeled[0], enrolledOnB].sort());
+    expect(final.live).not.toContain(labeled[0]);
+    expect(final.live).toHaveLength(14 + 3 - 2);
+
+    // No echo: a device publishes its own references only (as many as it has human ones), never a peer's.
+    for (const device of all) {
+      const own = final.live.filter((id) => id.startsWith(`${deviceOf(device.camera)}/`));
+      expect(own).toHaveLength((await status(device)).references.bySource['human'] ?? 0);
+      expect((await status(device)).sync.refused).toEqual({});
+    }
+    const publishers = new Set(published.messages.map((m) => m.topic.split('/')[4]));
+    expect([...publishers].sort()).toEqual(all.map((d) => deviceOf(d.camera)).sort());
+  }, 240_000);
+});
