@@ -54,8 +54,11 @@ export interface FleetSyncStatus {
   lastError: string | null;
 }
 
-/** Messages waiting to be imported; past this they are refused as `busy` and asked for again once the queue is empty. */
-const maxQueued = 1_000;
+/**
+ * Bytes of messages waiting to be imported (a device joining gets the whole fleet at once, about
+ * 2.2 kB a reference); past this they are refused as `busy` and asked for again once the queue is empty.
+ */
+const maxQueuedBytes = 64 * 1024 * 1024;
 /** Publishes in flight at once. */
 const window = 32;
 /** At most one log line per this many ms for refused messages (a flood must not flood the journal). */
@@ -76,7 +79,8 @@ export class FleetSync {
   private session: MqttSession | null = null;
   private detach: (() => void)[] = [];
   private readonly unfollow: (() => void)[];
-  private readonly queue: FleetMessage[] = [];
+  private readonly queue: { message: FleetMessage; bytes: number }[] = [];
+  private queuedBytes = 0;
   private importing = false;
   private overflowed = false;
   private pumping = false;
@@ -251,11 +255,12 @@ export class FleetSync {
     if (payload.length > this.settings.maxMessageBytes) return this.refuse('too_large', topic, `${payload.length} bytes, over sync.maxMessageBytes`);
     const message = decodeFleetMessage(address, payload);
     if ('refused' in message) return this.refuse(message.refused, topic, message.detail);
-    if (this.queue.length >= maxQueued) {
+    if (this.queuedBytes + payload.length > maxQueuedBytes) {
       this.overflowed = true;
-      return this.refuse('busy', topic, `${maxQueued} fleet messages already wait to be imported`);
+      return this.refuse('busy', topic, `${this.queue.length} fleet messages (${this.queuedBytes} bytes) already wait to be imported`);
     }
-    this.queue.push(message);
+    this.queue.push({ message, bytes: payload.length });
+    this.queuedBytes += payload.length;
     void this.importQueued();
   };
 
@@ -264,10 +269,12 @@ export class FleetSync {
     if (this.importing) return;
     this.importing = true;
     try {
-      for (let message = this.queue.shift(); message; message = this.queue.shift()) {
+      for (let next = this.queue.shift(); next; next = this.queue.shift()) {
+        this.queuedBytes -= next.bytes;
+        const { message } = next;
         try {
           if (message.kind === 'deleted') this.applyDeletion(message);
-          else await this.applyReference(message);
+          else await this.applyReference(message, next.bytes);
         } catch (err) {
           this.log.error('importing a fleet reference failed', { id: fleetId(message.device, message.localId), error: errorText(err) });
         }
@@ -301,7 +308,7 @@ export class FleetSync {
     this.counts.deletionsApplied++;
   }
 
-  private async applyReference(message: Extract<FleetMessage, { kind: 'live' }>): Promise<void> {
+  private async applyReference(message: Extract<FleetMessage, { kind: 'live' }>, bytes: number): Promise<void> {
     const id = fleetId(message.device, message.localId);
     const topic = fleetTopic(message);
     if (this.ledger.imported(id)) {
@@ -330,7 +337,8 @@ export class FleetSync {
     }
     if (this.models.active !== model) {
       // The model changed while this one was embedded: do it again with the new one.
-      this.queue.unshift(message);
+      this.queue.unshift({ message, bytes });
+      this.queuedBytes += bytes;
       return;
     }
     const referenceId = this.db.transaction(() => {
