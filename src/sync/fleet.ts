@@ -86,7 +86,7 @@ export class FleetSync {
   private pumping = false;
   private pumpAgain = false;
   private reconcileTimer: NodeJS.Timeout | null = null;
-  private peers: number;
+  private peers = 0;
   private readonly counts = { published: 0, tombstonesPublished: 0, imported: 0, deletionsApplied: 0, duplicates: 0 };
   private readonly refused: Partial<Record<Refusal, number>> = {};
   private lastImportAt: number | null = null;
@@ -105,8 +105,8 @@ export class FleetSync {
     this.ledger = new SyncLedger(db);
     this.sites = new Set([settings.site, ...settings.trustedSites]);
     this.unfollow = [feed.onAdded(() => this.scheduleReconcile()), feed.onRemoved(() => this.scheduleReconcile())];
+    this.ledger.republishLive();
     this.reconcile();
-    this.peers = this.ledger.peerReferences();
   }
 
   /** Rides on `session`: subscribes to the fleet of each trusted site and publishes on every connection. */

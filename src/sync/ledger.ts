@@ -89,6 +89,11 @@ export class SyncLedger {
     })();
   }
 
+  /** Marks every live shared reference to publish again: a broker that lost its retained messages gets them back at the device's start. */
+  republishLive(): void {
+    this.db.prepare('UPDATE sync_published SET pending = 1 WHERE deleted = 0').run();
+  }
+
   /** Rows whose current state the broker has not acknowledged, in reference order after `afterId` (pages). */
   pending(limit: number, afterId = 0): PublishRow[] {
     const rows = this.selectPending.all(afterId, limit) as (Omit<PublishRow, 'deleted'> & { deleted: number })[];
