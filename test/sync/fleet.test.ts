@@ -157,11 +157,13 @@ describe('fleet sync of references (real mosquitto, real daemons)', () => {
     expect(final.live).not.toContain(labeled[0]);
     expect(final.live).toHaveLength(14 + 3 - 2);
 
-    // No echo: a device publishes its own references only (as many as it has human ones), never a peer's.
     for (const device of all) {
-      const own = final.live.filter((id) => id.startsWith(`${deviceOf(device.camera)}/`));
-      expect(own).toHaveLength((await status(device)).references.bySource['human'] ?? 0);
-      expect((await status(device)).sync.refused).toEqual({});
+      const s = await status(device);
+      // Every live fleet reference is in the store, nothing else is: the tombstones removed theirs.
+      expect(s.references.total).toBe(final.live.length);
+      // No echo: a device publishes its own references only (as many as it has human ones), never a peer's.
+      expect(final.live.filter((id) => id.startsWith(`${deviceOf(device.camera)}/`))).toHaveLength(s.references.bySource['human'] ?? 0);
+      expect(s.sync.refused).toEqual({});
     }
     const publishers = new Set(published.messages.map((m) => m.topic.split('/')[4]));
     expect([...publishers].sort()).toEqual(all.map((d) => deviceOf(d.camera)).sort());
