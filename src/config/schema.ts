@@ -196,6 +196,23 @@ export const configSchema = z.strictObject({
     reportIntervalMs: int(10, 60_000).default(1000),
   }),
 
+  /** Fleet sync: devices of a site share their references over MQTT (docs/operations.md, "Fleet sync"). */
+  sync: section({
+    enabled: z.boolean().default(false),
+    /** This device in the fleet topics; null = its MQTT client id. The broker's ACL lets it publish only under this id. */
+    deviceId: name.nullable().default(null),
+    /** Sites besides its own whose references it imports. */
+    trustedSites: z.array(name).max(1000).default([]),
+    /** Which of its own references it shares; [] imports only. */
+    share: z.array(z.enum(['human', 'auto'])).default(['human', 'auto']),
+    /** Peer references kept at most; past it new ones are refused (and counted). */
+    maxPeerReferences: int(0, 10_000_000).default(10_000),
+    /** A fleet message larger than this is refused unread. */
+    maxMessageBytes: int(1024, 16 * MIB).default(256 * 1024),
+    /** How long the broker keeps a deleted reference's tombstone; a device away longer keeps that reference. */
+    tombstoneDays: int(1, 3650).default(90),
+  }),
+
   http: section({
     enabled: z.boolean().default(true),
     host: text(253).default('127.0.0.1'),

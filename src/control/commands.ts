@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { labelSchema as label, RequestError } from '../common/index.js';
 import type { AnomalyImages } from '../events/index.js';
 import type { OverrideStore, ReferenceStore } from '../knn/index.js';
-import { enroll, type ModelManager } from '../models/index.js';
+import { embedItem, enroll, type ModelManager } from '../models/index.js';
 import { command, type Command } from './api.js';
 
 /** What the commands act on: the daemon's modules, handed over by the composition root. */
@@ -82,13 +82,8 @@ export function controlCommands(target: ControlTarget): Command[] {
           throw new RequestError('unknown_event', `no image is kept for event ${event}`, 'check the id; images of old events are removed by retention (images.*)', 404);
         }
         const model = models.active;
-        let vector = kept.vector;
-        if (kept.modelKey !== model.key) {
-          // Decided by another model: embed the kept item with the one in force.
-          const tensor = model.items.createTensor();
-          await model.items.toTensor(kept.image, tensor);
-          vector = await model.encoder.embed(tensor);
-        }
+        // Decided by another model: embed the kept item with the one in force.
+        const vector = kept.modelKey === model.key ? kept.vector : await embedItem(model, kept.image);
         const origin = `event:${event}`;
         const replaced = store.idsOfOrigin(origin);
         const referenceId = store.db.transaction(() => {

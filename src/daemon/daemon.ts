@@ -1,14 +1,17 @@
 import { join } from 'node:path';
 import { Camera, type FrameSourceOptions } from '../capture/index.js';
-import { errorText, RequestError, setLogFormat, setLogLevel, type Logger } from '../common/index.js';
+import { errorText, RequestError, UserError, setLogFormat, setLogLevel, type Logger } from '../common/index.js';
 import type { Config } from '../config/index.js';
 import { ControlApi, ControlServer, controlCommands, ensureToken } from '../control/index.js';
 import { AnomalyImages, EVENTS_TOPIC, EventRecorder, Outbox, SPARKPLUG_STREAM, type RecorderSettings } from '../events/index.js';
-import { OverrideStore, ReferenceStore } from '../knn/index.js';
+import { OverrideStore } from '../knn/index.js';
 import { ModelInbox, ModelManager } from '../models/index.js';
 import { Pipeline, type DecisionConsumer } from '../pipeline/index.js';
+import { defaultClientId } from '../mqtt/index.js';
 import { openDatabase, type Db } from '../storage/index.js';
+import { FleetSync, type FleetSettings } from '../sync/index.js';
 import { Accounts, WebUi } from '../ui/index.js';
+import { AnnouncingReferenceStore } from './feed.js';
 import { checkHealth } from './health.js';
 import { Messaging } from './messaging.js';
 import { DaemonMetrics } from './metrics.js';
@@ -40,6 +43,7 @@ export class Daemon {
   private http: ControlServer | null = null;
   private ui: WebUi | null = null;
   private messaging: Messaging | null = null;
+  private sync: FleetSync | null = null;
   private inbox: ModelInbox | null = null;
   private running: Promise<void> | null = null;
   /** The configuration the daemon started with: keys that cannot change live are compared with it. */
@@ -53,7 +57,7 @@ export class Daemon {
     private config: Config,
     private readonly log: Logger,
     private readonly db: Db,
-    private readonly store: ReferenceStore,
+    private readonly store: AnnouncingReferenceStore,
     private readonly overrides: OverrideStore,
     readonly models: ModelManager,
     private readonly outbox: Outbox,
@@ -84,7 +88,7 @@ export class Daemon {
     const db = openDatabase(databasePath(config));
     let models: ModelManager | null = null;
     try {
-      const store = new ReferenceStore(db);
+      const store = new AnnouncingReferenceStore(db);
       const overrides = new OverrideStore(db);
       models = await ModelManager.open(db, store, overrides, config, log);
       const outbox = new Outbox(db);
@@ -153,6 +157,12 @@ export class Daemon {
   private startMessaging(config: Config): void {
     const sparkplug = { db: this.db, line: () => this.status(), onDecision: (consumer: DecisionConsumer) => this.onDecision(consumer) };
     this.messaging = config.mqtt.enabled ? new Messaging(config, this.outbox, this.api, () => this.statsMessage(), this.log, sparkplug) : null;
+    this.sync?.close();
+    this.sync = null;
+    if (this.messaging && config.sync.enabled) {
+      this.sync = new FleetSync(this.db, this.store, this.models, this.store, fleetSettings(config), this.log.child('sync'));
+      this.sync.attach(this.messaging.session);
+    }
     this.messaging?.start();
   }
 
@@ -216,6 +226,9 @@ export class Daemon {
     if (mqtt?.lastError) problems.push(mqtt.lastError);
     const sparkplug = this.messaging?.sparkplugStatus() ?? null;
     if (sparkplug?.lastError) problems.push(`sparkplug: ${sparkplug.lastError}`);
+    const sync = this.sync?.status() ?? null;
+    if (sync?.lastError) problems.push(`sync: ${sync.lastError}`);
+    if (this.config.sync.enabled && !this.config.mqtt.enabled) problems.push('sync.enabled is set but mqtt.enabled is false: fleet sync needs the broker, so it is off');
     return {
       state: this.state,
       startedAt: this.startedAt.toISOString(),
@@ -236,6 +249,7 @@ export class Daemon {
       classifier: { ...active.classifier.settings, overrides: this.overrides.get() },
       decisions: { ...this.pipeline.counters, anomaliesByLabel: Object.fromEntries(this.pipeline.counters.anomaliesByLabel), problem: this.pipeline.problem },
       events: { backlog: mqtt?.backlog ?? this.outbox.backlog(), refused: recorded.refused, mqtt, sparkplug, images: recorded.images },
+      sync,
     };
   }
 
@@ -300,6 +314,7 @@ export class Daemon {
     } catch (err) {
       this.log.warn('could not save the search index; it will be rebuilt at next start', { error: errorText(err) });
     }
+    this.sync?.close();
     await this.messaging?.stop(deadline);
     const backlog = this.outbox.backlog();
     await this.models.close();
@@ -307,6 +322,16 @@ export class Daemon {
     this.state = 'stopped';
     this.log.info('stopped', { eventsWaiting: backlog });
   }
+}
+
+/** The fleet sync's settings; the device id defaults to the MQTT client id, the identity the broker's ACL knows. */
+function fleetSettings(config: Config): FleetSettings {
+  const s = config.sync;
+  const deviceId = s.deviceId ?? config.mqtt.clientId ?? defaultClientId(config);
+  if (!/^[^/+#]+$/.test(deviceId)) {
+    throw new UserError(`the fleet device id "${deviceId}" cannot be an MQTT topic level`, 'set sync.deviceId (or mqtt.clientId) to a name without "/", "+" or "#"');
+  }
+  return { site: config.site, deviceId, trustedSites: s.trustedSites, share: s.share, maxPeerReferences: s.maxPeerReferences, maxMessageBytes: s.maxMessageBytes, tombstoneDays: s.tombstoneDays };
 }
 
 function recorderSettings(config: Config): RecorderSettings {

@@ -85,8 +85,12 @@ export class Messaging {
         logger: sparkplugLog,
       });
     }
-    const commandSession = this.json?.session ?? this.edgeNode!.session;
-    this.commands = config.control.mqtt ? new MqttCommands(api, commandSession, { topicRoot: root, maxPayloadBytes: config.control.maxPayloadBytes, log: log.child('control') }) : null;
+    this.commands = config.control.mqtt ? new MqttCommands(api, this.session, { topicRoot: root, maxPayloadBytes: config.control.maxPayloadBytes, log: log.child('control') }) : null;
+  }
+
+  /** The session commands (and the fleet sync) ride on: the JSON one, or the edge node's when it is alone. */
+  get session(): MqttSession {
+    return this.json?.session ?? this.edgeNode!.session;
   }
 
   start(): void {

@@ -38,6 +38,10 @@ export class DaemonMetrics {
       anomalies: counter('linewatch_anomalies_total', 'Anomaly decisions by label', ['label']),
       refused: counter('linewatch_events_refused_total', 'Anomaly events refused because the outbox was full'),
       delivered: counter('linewatch_events_delivered_total', 'Events acknowledged by the broker'),
+      syncPublished: counter('linewatch_sync_published_total', 'Fleet sync: own references (kind reference) and tombstones (kind tombstone) acknowledged by the broker', ['kind']),
+      syncImported: counter('linewatch_sync_imported_total', 'Fleet sync: peer references imported'),
+      syncDeletions: counter('linewatch_sync_deletions_total', 'Fleet sync: peer tombstones applied'),
+      syncRefused: counter('linewatch_sync_refused_total', 'Fleet sync: messages refused, by reason', ['reason']),
     };
     const gauge = (name: string, help: string, labelNames: string[] = []) => new Gauge({ name, help, labelNames, registers: [r] });
     this.gauges = {
@@ -48,6 +52,7 @@ export class DaemonMetrics {
       threshold: gauge('linewatch_threshold', 'Anomaly score threshold in force'),
       model: gauge('linewatch_model_info', 'The model bundle in use (value 1)', ['name', 'version', 'precision']),
       provider: gauge('linewatch_inference_provider_info', 'ONNX Runtime execution provider in use (value 1)', ['provider']),
+      syncPending: gauge('linewatch_sync_pending', 'Fleet sync: own references and tombstones not yet acknowledged by the broker'),
     };
   }
 
@@ -96,6 +101,14 @@ export class DaemonMetrics {
     g['model']!.set({ name: s.model.name, version: s.model.version, precision: s.model.precision }, 1);
     g['provider']!.reset();
     g['provider']!.set({ provider: s.model.provider }, 1);
+    if (s.sync) {
+      this.sync(c['syncPublished']!, { kind: 'reference' }, s.sync.published);
+      this.sync(c['syncPublished']!, { kind: 'tombstone' }, s.sync.tombstonesPublished);
+      this.sync(c['syncImported']!, {}, s.sync.imported);
+      this.sync(c['syncDeletions']!, {}, s.sync.deletionsApplied);
+      for (const [reason, n] of Object.entries(s.sync.refused)) this.sync(c['syncRefused']!, { reason }, n);
+      g['syncPending']!.set(s.sync.pending);
+    }
   }
 
   /** Advances a counter to follow a count kept elsewhere; a count that went down restarted from 0. */

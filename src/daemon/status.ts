@@ -5,6 +5,7 @@ import type { ModelsStatus } from '../models/index.js';
 import type { SessionStatus } from '../mqtt/index.js';
 import type { PipelineCounters } from '../pipeline/index.js';
 import type { EdgeNodeStatus } from '../sparkplug/index.js';
+import type { FleetSyncStatus } from '../sync/index.js';
 
 export interface MqttStatus extends SessionStatus {
   /** Events in the outbox, not yet acknowledged by the broker. */
@@ -36,4 +37,6 @@ export interface DaemonStatus {
   decisions: Omit<PipelineCounters, 'anomaliesByLabel'> & { anomaliesByLabel: Record<string, number>; problem: string | null };
   /** `mqtt`: the JSON session (null in profile sparkplug); `sparkplug`: the edge node (null in profile json). */
   events: { backlog: number; refused: number; mqtt: MqttStatus | null; sparkplug: EdgeNodeStatus | null; images: RecorderStatus['images'] };
+  /** Fleet sync of references (null while `sync.enabled` is off or MQTT is). */
+  sync: FleetSyncStatus | null;
 }

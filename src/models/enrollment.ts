@@ -109,7 +109,7 @@ export async function enroll(
   const known = store.origins();
   const fresh = images.filter((image) => !known.has(image.path));
   const result: EnrollResult & { ids: number[] } = { added: 0, alreadyEnrolled: images.length - fresh.length, skipped: [], byLabel: {}, ids: [] };
-  const thumbSide = Math.max(64, model.bundle.manifest.input.width, model.bundle.manifest.input.height);
+  const thumbSide = thumbnailSide(model);
   let batch: { reference: NewReference; vector: Float32Array }[] = [];
   const byLabel = new Map<string, number>();
   const flush = () => {
@@ -142,6 +142,18 @@ export async function enroll(
   model.index.save();
   result.byLabel = Object.fromEntries(byLabel);
   return result;
+}
+
+/** The longest side of a reference's stored image: at least the model input, so a later model can re-embed it. */
+export function thumbnailSide(model: ModelRuntime): number {
+  return Math.max(64, model.bundle.manifest.input.width, model.bundle.manifest.input.height);
+}
+
+/** Embeds a stored item (a reference image or an anomaly's ROI crop: not cropped again) with `model`. */
+export async function embedItem(model: ModelRuntime, image: Buffer): Promise<Float32Array> {
+  const tensor = model.items.createTensor();
+  await model.items.toTensor(image, tensor);
+  return model.encoder.embed(tensor);
 }
 
 /**

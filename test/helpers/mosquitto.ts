@@ -35,6 +35,8 @@ export interface MosquittoOptions {
   listenerConfig?: string[];
   /** The listener speaks TLS: `url` is `mqtts://`. Default false. */
   tls?: boolean;
+  /** Lines after everything else: a bridge (`connection ...` and its settings). */
+  extraConfig?: string[];
 }
 
 export interface Mosquitto {
@@ -64,6 +66,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       'log_dest stderr',
       'log_type error',
       'log_type warning',
+      ...(options.extraConfig ?? []),
       '',
     ].join('\n'),
   );

@@ -37,7 +37,7 @@ const cam2 = 'linewatch-plant-1-line-3-cam-2';
  * The broker of deploy/mosquitto with its certificates, the SCADA collecting linewatch/#, and the
  * daemon of plant-1/line-3/cam-1, as config/example.yml sets it up: mqtts with CA, certificate and key files.
  */
-async function startLine() {
+async function startLine(extra: Record<string, unknown> = {}) {
   const dir = tempDir();
   makeCerts(dir, 'ca');
   makeCerts(dir, 'broker', '127.0.0.1');
@@ -59,6 +59,7 @@ async function startLine() {
     mqtt: { url: broker.url, caFile: device.ca, certFile: device.cert, keyFile: device.key },
     http: { enabled: false },
     log: { format: 'json' },
+    ...extra,
   });
   const daemon = runLinewatch(['run', '--config', config]);
   cleanups.push(() => daemon.stop('SIGKILL'));
@@ -111,6 +112,29 @@ describe('TLS broker with client certificates and a per-device ACL (deploy/mosqu
     });
     // The broker asks for a certificate and ends the handshake with TLS alert 116, "certificate required".
     expect(failure).toMatch(/alert certificate required|alert number 116/);
+  });
+
+  it('lets a device share fleet references only under its own id (the pattern ACL), for the devices of its site to read', async () => {
+    const { dir, broker, daemon } = await startLine({ sync: { enabled: true } });
+    // cam-2 reads the site's fleet: the 8 references cam-1 enrolled arrive under cam-1's id.
+    const peer = await collectMessages(broker.url, 'linewatch/plant-1/fleet/#', { tls: pki(dir, cam2) });
+    cleanups.push(() => peer.close());
+    const own = `linewatch/plant-1/fleet/tiny-test@1/${cam1}/ref/`;
+    await peer.waitFor((m) => m.filter((x) => x.topic.startsWith(own) && x.retain).length === 8, 20_000);
+
+    // cam-2's identity cannot publish (or delete) a reference as cam-1, nor share under another site;
+    // under its own id it may. The technician and the SCADA are no devices: they may not share at all.
+    const intruder = await connectAs(broker.url, dir, cam2);
+    expect(await publishCode(intruder, `${own}1`, '')).toBe(135);
+    expect(await publishCode(intruder, `${own}999`, '{"forged":true}')).toBe(135);
+    expect(await publishCode(intruder, `linewatch/plant-2/fleet/tiny-test@1/${cam2}/ref/1`, '{}')).toBe(135);
+    expect(await publishCode(intruder, `linewatch/plant-1/fleet/tiny-test@1/${cam2}/ref/1`, '')).toBe(0);
+    for (const name of ['technician', 'scada']) {
+      const client = await connectAs(broker.url, dir, name);
+      expect(await publishCode(client, `linewatch/plant-1/fleet/tiny-test@1/${name}/ref/1`, '{}')).toBe(135);
+    }
+    expect(daemon.logs.filter((l) => String(l.msg).includes('refused'))).toEqual([]);
+    expect(await daemon.stop()).toBe(0);
   });
 
   it('refuses a broker whose certificate comes from another CA, and says it is TLS', async () => {
