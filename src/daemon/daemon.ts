@@ -235,7 +235,7 @@ export class Daemon {
       },
       classifier: { ...active.classifier.settings, overrides: this.overrides.get() },
       decisions: { ...this.pipeline.counters, anomaliesByLabel: { ...this.pipeline.counters.anomaliesByLabel }, problem: this.pipeline.problem },
-      events: { backlog: mqtt?.backlog ?? this.outbox.backlog(), refused: recorded.refused, mqtt, sparkplug, images: recorded.images },
+      events: { backlog: mqtt?.backlog ?? this.outbox.backlog(), refused: recorded.refused, refusing: recorded.refusing, mqtt, sparkplug, images: recorded.images },
     };
   }
 

@@ -71,6 +71,7 @@ export class Outbox {
   private readonly countTopic;
   private readonly listeners = new Set<() => void>();
   private wakeScheduled = false;
+  private deletedRows = 0;
 
   constructor(private readonly db: Db) {
     migrate(db, 'events', steps);
@@ -120,7 +121,14 @@ export class Outbox {
    * returns how many were still there.
    */
   ack(seqs: readonly number[]): number {
-    return this.db.transaction(() => seqs.reduce((removed, seq) => removed + this.remove.run(seq).changes, 0))();
+    const removed = this.db.transaction(() => seqs.reduce((n, seq) => n + this.remove.run(seq).changes, 0))();
+    this.deletedRows += removed;
+    return removed;
+  }
+
+  /** Rows deleted by ack() since this outbox was opened: lets a cached backlog() stay right between counts. */
+  get deleted(): number {
+    return this.deletedRows;
   }
 
   /** Rows waiting: of one stream, or all of them (what mqtt.outboxLimit bounds). */
