@@ -7,7 +7,7 @@ import { AnomalyImages, EVENTS_TOPIC, EventRecorder, Outbox, SPARKPLUG_STREAM, t
 import { OverrideStore, ReferenceStore } from '../knn/index.js';
 import { ModelInbox, ModelManager } from '../models/index.js';
 import { Pipeline, type DecisionConsumer } from '../pipeline/index.js';
-import { openDatabase, type Db } from '../storage/index.js';
+import { DiskReserve, openDatabase, type Db } from '../storage/index.js';
 import { Accounts, WebUi } from '../ui/index.js';
 import { checkHealth } from './health.js';
 import { Messaging } from './messaging.js';
@@ -87,7 +87,7 @@ export class Daemon {
       const store = new ReferenceStore(db);
       const overrides = new OverrideStore(db);
       models = await ModelManager.open(db, store, overrides, config, log);
-      const outbox = new Outbox(db);
+      const outbox = new Outbox(db, diskReserve(db, config, log));
       const images = new AnomalyImages(db, config.images);
       const camera = new Camera(sourceOptions(config), config.capture.queueSize);
       let daemon: Daemon | null = null;
@@ -307,6 +307,18 @@ export class Daemon {
     this.state = 'stopped';
     this.log.info('stopped', { eventsWaiting: backlog });
   }
+}
+
+/** The room that lets delivered events be deleted on a full disk (docs/operations.md, "Disk full"). */
+function diskReserve(db: Db, config: Config, log: Logger): DiskReserve {
+  const reserve = new DiskReserve(db, join(config.stateDir, 'disk-reserve'), { logger: log.child('storage') });
+  if (!reserve.keep()) {
+    log.warn('no room for the disk reserve: on a full disk, delivered events may not be deletable until space is freed', {
+      path: reserve.path,
+      hint: 'free some space on the state directory\'s disk',
+    });
+  }
+  return reserve;
 }
 
 function recorderSettings(config: Config): RecorderSettings {
