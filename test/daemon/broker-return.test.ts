@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
-import { makeLabeledImages, runLinewatch, tempDir, tinyModel, writeConfig } from '../helpers/daemon.js';
+import { anomalyStreamConfig, runLinewatch, tempDir } from '../helpers/daemon.js';
 import { collectMessages, startMosquitto } from '../helpers/mosquitto.js';
 import { makeFrames } from '../ops/helpers.js';
 
@@ -20,20 +20,8 @@ it('publishes again within seconds after a broker outage longer than the old bac
   cleanups.push(() => broker.stop());
   const sub = await collectMessages(broker.url, 'linewatch/back/line-1/cam-1/events', { persistentClientId: 'broker-return-subscriber' });
   cleanups.push(() => sub.close());
-  const config = writeConfig(dir, {
-    site: 'back',
-    line: 'line-1',
-    camera: 'cam-1',
-    stateDir: join(dir, 'state'),
-    model: tinyModel,
-    capture: { source: 'replay', replay: { folder: await makeFrames(join(dir, 'frames'), 6), fps: 10, loop: true } },
-    enroll: { folder: await makeLabeledImages(join(dir, 'refs')) },
-    // Every frame is an anomaly: events wait in the outbox while the broker is away.
-    knn: { threshold: 0 },
-    http: { port: 0 },
-    mqtt: { url: broker.url },
-    log: { format: 'json' },
-  });
+  // Every frame is an anomaly: events wait in the outbox while the broker is away.
+  const config = await anomalyStreamConfig(dir, { site: 'back', frames: await makeFrames(join(dir, 'frames'), 6), fps: 10, mqtt: { url: broker.url } });
   const daemon = runLinewatch(['run', '--config', config]);
   cleanups.push(() => daemon.stop('SIGKILL'));
   await sub.waitFor((m) => m.length >= 5, 30_000);

@@ -1,7 +1,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { makeLabeledImages, runLinewatch, tempDir, tinyModel, writeConfig, type LogLine } from '../helpers/daemon.js';
+import { anomalyStreamConfig, runLinewatch, tempDir, type LogLine } from '../helpers/daemon.js';
 import { collectMessages, startMosquitto, type Collector } from '../helpers/mosquitto.js';
 import { canMountTmpfs, MiB, mountTmpfs } from '../helpers/tmpfs.js';
 import { baseUrl, get, makeFrames, until } from '../ops/helpers.js';
@@ -30,19 +30,13 @@ describe.skipIf(!canMountTmpfs)('disk full (a real 64 MiB tmpfs as the state dir
     cleanups.push(() => sub.close());
     await broker.stop();
 
-    const config = writeConfig(dir, {
+    // Every frame is an anomaly: a steady stream of events and images filling the disk.
+    const config = await anomalyStreamConfig(dir, {
       site: 'disk',
-      line: 'line-1',
-      camera: 'cam-1',
-      stateDir: join(disk.path, 'state'),
-      model: tinyModel,
-      capture: { source: 'replay', replay: { folder: await makeFrames(join(dir, 'frames'), 6), fps: 100, loop: true } },
-      enroll: { folder: await makeLabeledImages(join(dir, 'refs')) },
-      // Every frame is an anomaly: a steady stream of events and images filling the disk.
-      knn: { threshold: 0 },
+      frames: await makeFrames(join(dir, 'frames'), 6),
+      fps: 100,
       mqtt: { url: broker.url, statsIntervalS: 1 },
-      http: { port: 0 },
-      log: { format: 'json' },
+      stateDir: join(disk.path, 'state'),
     });
     const daemon = runLinewatch(['run', '--config', config]);
     cleanups.push(() => daemon.stop('SIGKILL'));
@@ -61,7 +55,9 @@ describe.skipIf(!canMountTmpfs)('disk full (a real 64 MiB tmpfs as the state dir
 
     // The broker comes back on the still-full disk: the delivered rows are deleted, the backlog drains.
     await broker.restart();
+    const back = Date.now();
     await until(async () => (await json(`${url}/status`)).events.backlog === 0, 'the backlog drained to zero', 30_000);
+    console.info(`disk full: ${waiting} events waiting when refused; broker back, backlog zero ${Date.now() - back} ms later`);
     // New events are stored again, in the room the delivered ones left, and health passes.
     const afterDrain = storedIds(daemon.logs).length;
     await daemon.waitForLog((_, all) => storedIds(all).length >= afterDrain + 50);

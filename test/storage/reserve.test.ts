@@ -2,7 +2,7 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAnomalyEvent, Outbox, OutboxFullError } from '../../dist/events/index.js';
-import { DiskReserve, openDatabase, type Db } from '../../dist/storage/index.js';
+import { DiskReserve, openDatabase } from '../../dist/storage/index.js';
 import { decision } from '../events/fixtures.js';
 import { until } from '../ops/helpers.js';
 import { canMountTmpfs, MiB, mountTmpfs, type SmallDisk } from '../helpers/tmpfs.js';
@@ -34,25 +34,27 @@ function drain(outbox: Outbox): void {
   for (let rows = outbox.peek(16); rows.length > 0; rows = outbox.peek(16)) outbox.ack(rows.map((r) => r.seq));
 }
 
-function open(disk: SmallDisk): { db: Db; outbox: Outbox; reserve: DiskReserve } {
+/**
+ * A 32 MiB tmpfs holding someone else's file of `otherBytes`, and the outbox with a 4 MiB reserve
+ * filled until the disk is full; `first` is how many events it took.
+ */
+function fullDisk(otherBytes: number): { disk: SmallDisk; other: string; outbox: Outbox; reserve: DiskReserve; first: number } {
+  const disk = mountTmpfs(32 * MiB);
+  cleanups.push(() => disk.unmount());
+  const other = join(disk.path, 'other');
+  writeFileSync(other, Buffer.alloc(otherBytes, 1));
   const db = openDatabase(join(disk.path, 'linewatch.db'));
   cleanups.push(() => db.close());
   const reserve = new DiskReserve(db, join(disk.path, 'disk-reserve'), { bytes: 4 * MiB });
-  return { db, outbox: new Outbox(db, reserve), reserve };
+  expect(reserve.keep()).toBe(true);
+  expect(existsSync(reserve.path)).toBe(true);
+  const outbox = new Outbox(db, reserve);
+  return { disk, other, outbox, reserve, first: fill(outbox) };
 }
 
 describe.skipIf(!canMountTmpfs)('disk full, on a real 32 MiB tmpfs (needs root)', () => {
   it('deletes delivered events on a full disk, stores new ones in their room again and again', () => {
-    const disk = mountTmpfs(32 * MiB);
-    cleanups.push(() => disk.unmount());
-    // Someone else's file, freed at the end.
-    const other = join(disk.path, 'other');
-    writeFileSync(other, Buffer.alloc(10 * MiB, 1));
-    const { outbox, reserve } = open(disk);
-    expect(reserve.keep()).toBe(true);
-    expect(existsSync(reserve.path)).toBe(true);
-
-    const first = fill(outbox);
+    const { disk, outbox, reserve, first } = fullDisk(10 * MiB);
     expect(first).toBeGreaterThan(1000);
     expect(disk.free()).toBeLessThan(MiB);
     // The broker takes them all: every delete goes through on the full disk.
@@ -70,13 +72,7 @@ describe.skipIf(!canMountTmpfs)('disk full, on a real 32 MiB tmpfs (needs root)'
   });
 
   it('makes the reserve again and lets the database grow once the disk has room', async () => {
-    const disk = mountTmpfs(32 * MiB);
-    cleanups.push(() => disk.unmount());
-    const other = join(disk.path, 'other');
-    writeFileSync(other, Buffer.alloc(12 * MiB, 1));
-    const { outbox, reserve } = open(disk);
-    expect(reserve.keep()).toBe(true);
-    const first = fill(outbox);
+    const { other, outbox, reserve, first } = fullDisk(12 * MiB);
     drain(outbox);
     expect(existsSync(reserve.path)).toBe(false);
 
