@@ -8,7 +8,7 @@ import { OverrideStore } from '../knn/index.js';
 import { ModelInbox, ModelManager } from '../models/index.js';
 import { Pipeline, type DecisionConsumer } from '../pipeline/index.js';
 import { defaultClientId } from '../mqtt/index.js';
-import { openDatabase, type Db } from '../storage/index.js';
+import { DiskReserve, openDatabase, type Db } from '../storage/index.js';
 import { FleetSync, type FleetSettings } from '../sync/index.js';
 import { Accounts, WebUi } from '../ui/index.js';
 import { AnnouncingReferenceStore } from './feed.js';
@@ -91,7 +91,7 @@ export class Daemon {
       const store = new AnnouncingReferenceStore(db);
       const overrides = new OverrideStore(db);
       models = await ModelManager.open(db, store, overrides, config, log);
-      const outbox = new Outbox(db);
+      const outbox = new Outbox(db, diskReserve(db, config, log));
       const images = new AnomalyImages(db, config.images);
       const camera = new Camera(sourceOptions(config), config.capture.queueSize);
       let daemon: Daemon | null = null;
@@ -248,7 +248,7 @@ export class Daemon {
       },
       classifier: { ...active.classifier.settings, overrides: this.overrides.get() },
       decisions: { ...this.pipeline.counters, anomaliesByLabel: Object.fromEntries(this.pipeline.counters.anomaliesByLabel), problem: this.pipeline.problem },
-      events: { backlog: mqtt?.backlog ?? this.outbox.backlog(), refused: recorded.refused, mqtt, sparkplug, images: recorded.images },
+      events: { backlog: mqtt?.backlog ?? this.outbox.backlog(), refused: recorded.refused, refusing: recorded.refusing, mqtt, sparkplug, images: recorded.images },
       sync,
     };
   }
@@ -332,6 +332,18 @@ function fleetSettings(config: Config): FleetSettings {
     throw new UserError(`the fleet device id "${deviceId}" cannot be an MQTT topic level`, 'set sync.deviceId (or mqtt.clientId) to a name without "/", "+" or "#"');
   }
   return { site: config.site, deviceId, trustedSites: s.trustedSites, share: s.share, maxPeerReferences: s.maxPeerReferences, maxMessageBytes: s.maxMessageBytes, tombstoneDays: s.tombstoneDays };
+}
+
+/** The room that lets delivered events be deleted on a full disk (docs/operations.md, "Disk full"). */
+function diskReserve(db: Db, config: Config, log: Logger): DiskReserve {
+  const reserve = new DiskReserve(db, join(config.stateDir, 'disk-reserve'), { logger: log.child('storage') });
+  if (!reserve.keep()) {
+    log.warn('no room for the disk reserve: on a full disk, delivered events may not be deletable until space is freed', {
+      path: reserve.path,
+      hint: 'free some space on the state directory\'s disk',
+    });
+  }
+  return reserve;
 }
 
 function recorderSettings(config: Config): RecorderSettings {

@@ -1,7 +1,7 @@
 import type { DaemonStatus } from './status.js';
 
 export interface Health {
-  /** True only while frames are captured and decided and the model is loaded. */
+  /** True only while frames are captured and decided, the model is loaded and anomaly events are stored. */
   ok: boolean;
   /** Why it is not ok, in words; empty when ok. */
   failing: string[];
@@ -15,7 +15,8 @@ export interface Health {
 
 /**
  * Health as a load balancer or a plant monitor wants it: frames flow (a frame captured and a
- * frame decided within `staleMs`, counted from start until the first one) and the model is loaded.
+ * frame decided within `staleMs`, counted from start until the first one), the model is loaded,
+ * and anomaly events are not being refused (a line whose anomalies go unrecorded is not healthy).
  */
 export function checkHealth(status: DaemonStatus, now: number, staleMs: number): Health {
   const failing: string[] = [];
@@ -28,6 +29,7 @@ export function checkHealth(status: DaemonStatus, now: number, staleMs: number):
   } else if (age(status.decisions.lastDecisionAt) > staleMs) {
     failing.push(`no frame decided for ${Math.round(age(status.decisions.lastDecisionAt) / 1000)} s${pipelineProblem ? `: ${pipelineProblem}` : ''}`);
   }
+  if (status.events.refusing) failing.push(`anomaly events are refused: ${status.events.refusing}`);
   const iso = (at: number | null) => (at === null ? null : new Date(at).toISOString());
   return {
     ok: failing.length === 0,

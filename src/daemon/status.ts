@@ -35,8 +35,11 @@ export interface DaemonStatus {
   };
   /** `problem`: why frames are not being decided right now (no references, inference failing...), or null. */
   decisions: Omit<PipelineCounters, 'anomaliesByLabel'> & { anomaliesByLabel: Record<string, number>; problem: string | null };
-  /** `mqtt`: the JSON session (null in profile sparkplug); `sparkplug`: the edge node (null in profile json). */
-  events: { backlog: number; refused: number; mqtt: MqttStatus | null; sparkplug: EdgeNodeStatus | null; images: RecorderStatus['images'] };
+  /**
+   * `refusing`: why new anomaly events are refused right now (outbox or disk full), or null;
+   * `mqtt`: the JSON session (null in profile sparkplug); `sparkplug`: the edge node (null in profile json).
+   */
+  events: { backlog: number; refused: number; refusing: string | null; mqtt: MqttStatus | null; sparkplug: EdgeNodeStatus | null; images: RecorderStatus['images'] };
   /** Fleet sync of references (null while `sync.enabled` is off or MQTT is). */
   sync: FleetSyncStatus | null;
 }

@@ -1,5 +1,5 @@
 import { UserError } from '../common/index.js';
-import { isDiskFull, migrate, type Db } from '../storage/index.js';
+import { isDiskFull, migrate, type Db, type DiskReserve } from '../storage/index.js';
 import type { AnomalyEvent } from './event.js';
 
 /** Topic of anomaly events, relative to the topic root: the JSON profile's stream of the outbox. */
@@ -71,8 +71,13 @@ export class Outbox {
   private readonly countTopic;
   private readonly listeners = new Set<() => void>();
   private wakeScheduled = false;
+  private deletedRows = 0;
 
-  constructor(private readonly db: Db) {
+  constructor(
+    private readonly db: Db,
+    /** The daemon's disk reserve: lets deletes through on a full disk (none for the CLI's short visits). */
+    private readonly reserve?: DiskReserve,
+  ) {
     migrate(db, 'events', steps);
     this.insert = db.prepare('INSERT INTO events_outbox (event_id, topic, payload, created_at) VALUES (?, ?, ?, ?)');
     this.selectAfter = db.prepare(
@@ -92,7 +97,9 @@ export class Outbox {
     try {
       seq = Number(this.insert.run(event.id, topic, JSON.stringify(event), new Date().toISOString()).lastInsertRowid);
     } catch (err) {
-      throw isDiskFull(err) ? new OutboxFullError(err) : err;
+      if (!isDiskFull(err)) throw err;
+      this.reserve?.full();
+      throw new OutboxFullError(err);
     }
     this.scheduleWake();
     return seq;
@@ -106,7 +113,11 @@ export class Outbox {
     try {
       return this.db.transaction(fn)();
     } catch (err) {
-      throw isDiskFull(err) && !(err instanceof OutboxFullError) ? new OutboxFullError(err) : err;
+      if (!(err instanceof OutboxFullError) && !isDiskFull(err)) throw err;
+      this.reserve?.full();
+      // The disk may have room again while the database was held at its size: then it goes through.
+      if (this.reserve?.recover()) return this.transaction(fn);
+      throw err instanceof OutboxFullError ? err : new OutboxFullError(err);
     }
   }
 
@@ -117,10 +128,28 @@ export class Outbox {
 
   /**
    * Deletes delivered rows in one transaction (one fsync for a burst of PUBACKs, not one each);
-   * returns how many were still there.
+   * returns how many were still there. On a full disk the reserve makes room for the deletes:
+   * they are what lets the backlog shrink and new events in again.
    */
   ack(seqs: readonly number[]): number {
-    return this.db.transaction(() => seqs.reduce((removed, seq) => removed + this.remove.run(seq).changes, 0))();
+    const remove = this.db.transaction(() => seqs.reduce((n, seq) => n + this.remove.run(seq).changes, 0));
+    let removed: number;
+    try {
+      removed = remove();
+      this.reserve?.recover();
+    } catch (err) {
+      if (!isDiskFull(err) || !this.reserve) throw err;
+      this.reserve.full();
+      if (!this.reserve.release()) throw err;
+      removed = remove();
+    }
+    this.deletedRows += removed;
+    return removed;
+  }
+
+  /** Rows deleted by ack() since this outbox was opened: lets a cached backlog() stay right between counts. */
+  get deleted(): number {
+    return this.deletedRows;
   }
 
   /** Rows waiting: of one stream, or all of them (what mqtt.outboxLimit bounds). */

@@ -45,8 +45,10 @@ export class EventRecorder {
   private pending: Pending[] = [];
   private refused = 0;
   private refusing: string | null = null;
+  /** True once the reason for the refusal has gone (the backlog drained), so status stops reporting it before the next event proves it. */
+  private refusalOver: () => boolean = () => false;
   private imageFailures = 0;
-  private backlogCache = { value: 0, at: 0 };
+  private backlogCache = { value: 0, at: 0, deleted: 0 };
   private lastPrune = 0;
   private imagesWriting: Promise<void> = Promise.resolve();
 
@@ -69,7 +71,7 @@ export class EventRecorder {
     if (!decided.decision.anomaly) return;
     const { outboxLimit, streams } = this.settings;
     if (this.backlog() + (this.pending.length + 1) * streams.length > outboxLimit) {
-      this.refuse(`the outbox holds ${outboxLimit} events (mqtt.outboxLimit): new events are refused until the broker takes some`);
+      this.refuse(`the outbox holds ${outboxLimit} events (mqtt.outboxLimit): new events are refused until the broker takes some`, () => this.backlog() + streams.length <= outboxLimit);
       return;
     }
     const { frame, decision, model } = decided;
@@ -93,6 +95,7 @@ export class EventRecorder {
 
   status(): RecorderStatus {
     const s = this.images.stats();
+    if (this.refusing !== null && this.refusalOver()) this.refusing = null;
     return {
       refused: this.refused,
       refusing: this.refusing,
@@ -129,8 +132,11 @@ export class EventRecorder {
         for (const row of ready) this.images.add(row);
       });
     } catch (err) {
-      const reason = err instanceof OutboxFullError ? `${err.message}; ${err.hint ?? ''}` : `cannot store events in the outbox: ${errorText(err)}`;
-      for (let i = 0; i < pending.length; i++) this.refuse(reason);
+      const full = err instanceof OutboxFullError;
+      const reason = full ? `${err.message}; ${err.hint ?? ''}` : `cannot store events in the outbox: ${errorText(err)}`;
+      // Delivered rows leave room that new events reuse (the disk reserve sees to it): a shrinking backlog ends a full disk's refusal.
+      const backlog = this.backlog();
+      for (let i = 0; i < pending.length; i++) this.refuse(reason, full ? () => this.backlog() < backlog : () => false);
       return;
     }
     this.backlogCache.value += pending.length * this.settings.streams.length;
@@ -165,23 +171,33 @@ export class EventRecorder {
     }
     if (Date.now() - this.lastPrune > pruneIntervalMs) {
       this.lastPrune = Date.now();
-      const pruned = this.images.prune();
-      if (pruned.removed > 0) this.log.info('old anomaly images removed (retention)', { removed: pruned.removed, bytes: pruned.bytes });
+      try {
+        const pruned = this.images.prune();
+        if (pruned.removed > 0) this.log.info('old anomaly images removed (retention)', { removed: pruned.removed, bytes: pruned.bytes });
+      } catch (err) {
+        // A full disk must not break the chain of image writes: retention tries again next time.
+        this.log.warn('old anomaly images not removed', { error: errorText(err) });
+      }
     }
   }
 
-  /** Refuse loudly: an error line (on a new reason, and every 100th), a counter and a status problem. */
-  private refuse(reason: string): void {
+  /**
+   * Refuse loudly: an error line (on a new reason, and every 100th), a counter and a status
+   * problem, which lasts until an event is stored or `over()` says the reason has gone.
+   */
+  private refuse(reason: string, over: () => boolean): void {
     this.refused++;
     if (this.refusing !== reason || this.refused % 100 === 1) this.log.error('event refused', { reason, refused: this.refused });
     this.refusing = reason;
+    this.refusalOver = over;
   }
 
-  /** COUNT(*) on a large outbox is not free: read it at most once a second. */
+  /** COUNT(*) on a large outbox is not free: read it at most once a second, and count what was stored and delivered since. */
   private backlog(): number {
     const now = Date.now();
-    if (now - this.backlogCache.at > 1000) this.backlogCache = { value: this.outbox.backlog(), at: now };
-    return this.backlogCache.value;
+    if (now - this.backlogCache.at > 1000) this.backlogCache = { value: this.outbox.backlog(), at: now, deleted: this.outbox.deleted };
+    // Rows delivered since the count: without them a small outboxLimit refused events while the broker took every one.
+    return this.backlogCache.value - (this.outbox.deleted - this.backlogCache.deleted);
   }
 }
 

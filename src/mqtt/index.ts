@@ -1,6 +1,7 @@
 export {
   MqttSession,
   sessionDefaults,
+  reconnectDelay,
   matches,
   isConnectionClosed,
   type Birth,

@@ -15,9 +15,12 @@ export interface SessionOptions {
   caFile?: string;
   certFile?: string;
   keyFile?: string;
-  /** Reconnect backoff: first delay, doubled after every failed attempt up to the max. */
+  /** Reconnect backoff: first delay, doubled after every failed attempt up to the max (each ±25% jitter). */
   reconnectMinMs?: number;
+  /** Longest wait while the broker cannot be reached: how soon events flow after it is back. */
   reconnectMaxMs?: number;
+  /** Longest wait after the broker answered but refused or soon dropped us (credentials, ACL, a clientId clash). */
+  refusedReconnectMaxMs?: number;
   connectTimeoutMs?: number;
   /** How long the broker keeps this client's session after it disconnects. */
   sessionExpirySeconds?: number;
@@ -27,7 +30,13 @@ export interface SessionOptions {
 export const sessionDefaults = {
   keepaliveSeconds: 30,
   reconnectMinMs: 1_000,
-  reconnectMaxMs: 30_000,
+  // A refused TCP connect costs a down broker next to nothing, so keep probing: attempts at most
+  // 3.75 s apart (3 s + jitter) put the first publish within 5 s of the broker's return.
+  reconnectMaxMs: 3_000,
+  // A broker that answers and refuses is not helped by haste; two devices sharing a clientId
+  // would throw each other off every few seconds. Also how long a connection must hold to
+  // reset the backoff.
+  refusedReconnectMaxMs: 30_000,
   connectTimeoutMs: 10_000,
   sessionExpirySeconds: 3_600,
 } as const;
@@ -57,6 +66,8 @@ export interface SessionStatus {
   lastError: string | null;
   /** Connection attempts after the first one. */
   reconnects: number;
+  /** While waiting to reconnect: the wait chosen (backoff), in ms; null while connected or connecting. */
+  reconnectDelayMs: number | null;
   connectedAt: string | null;
 }
 
@@ -71,6 +82,8 @@ interface Link {
   connection: Connection;
   ready: boolean;
   connectedAt: number | null;
+  /** The broker refused the connection, or closed it (a DISCONNECT, or soon after it was made): it is there, haste does not help. */
+  refused: boolean;
 }
 
 const unreachableCodes = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
@@ -104,6 +117,7 @@ export class MqttSession {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private lastError: string | null = null;
   private reconnects = 0;
+  private reconnectDelayMs: number | null = null;
 
   constructor(
     private readonly options: SessionOptions,
@@ -237,6 +251,7 @@ export class MqttSession {
       url: this.safeUrl,
       lastError: this.lastError,
       reconnects: this.reconnects,
+      reconnectDelayMs: this.reconnectDelayMs,
       connectedAt: connectedAt === null ? null : new Date(connectedAt).toISOString(),
     };
   }
@@ -281,6 +296,7 @@ export class MqttSession {
 
   private connect(): void {
     this.reconnectTimer = null;
+    this.reconnectDelayMs = null;
     const will = this.will?.();
     const client = connect(this.options.url, {
       ...this.clientOptions,
@@ -291,6 +307,7 @@ export class MqttSession {
       client,
       ready: false,
       connectedAt: null,
+      refused: false,
       connection: {
         id,
         receiveMaximum: 65_535,
@@ -300,8 +317,15 @@ export class MqttSession {
     this.link = link;
     client.on('connect', (connack) => void this.onConnect(link, connack));
     client.on('message', (topic, payload, packet) => this.dispatch(topic, payload, packet));
-    client.on('error', (err) => this.setError(this.describe(err)));
-    client.on('disconnect', (packet) => this.onDisconnectPacket(packet));
+    client.on('error', (err) => {
+      // A number is a CONNACK reason code: the broker answered and said no.
+      if (typeof (err as { code?: unknown }).code === 'number') link.refused = true;
+      this.setError(this.describe(err));
+    });
+    client.on('disconnect', (packet) => {
+      link.refused = true;
+      this.onDisconnectPacket(packet);
+    });
     client.on('close', () => this.onClose(link));
   }
 
@@ -358,14 +382,15 @@ export class MqttSession {
     if (link.connectedAt != null) {
       this.log.warn('lost the connection to the MQTT broker', { url: this.safeUrl });
       if (!this.lastError) this.setError(`lost the connection to the MQTT broker at ${this.safeUrl}`);
-      // Only a connection that held for a while resets the backoff, so a broker that accepts
-      // and then drops us (e.g. a clientId clash) is not hammered every second.
-      if (Date.now() - link.connectedAt >= this.settings.reconnectMaxMs) this.failures = 0;
+      // Only a connection that held for a while resets the backoff. One dropped soon after it
+      // was made backs off like a refusal: two devices sharing a clientId (mosquitto closes the
+      // older one without a word) must not throw each other off every few seconds.
+      if (Date.now() - link.connectedAt >= this.settings.refusedReconnectMaxMs) this.failures = 0;
+      else link.refused = true;
     }
-    const base = Math.min(this.settings.reconnectMaxMs, this.settings.reconnectMinMs * 2 ** this.failures);
-    this.failures++;
-    // Jitter keeps a plant's devices from reconnecting in lockstep after a broker restart.
-    const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+    const maxMs = link.refused ? this.settings.refusedReconnectMaxMs : this.settings.reconnectMaxMs;
+    const delay = reconnectDelay(this.failures++, this.settings.reconnectMinMs, maxMs, Math.random());
+    this.reconnectDelayMs = delay;
     this.reconnectTimer = setTimeout(() => {
       this.reconnects++;
       this.connect();
@@ -387,6 +412,16 @@ export class MqttSession {
     if (err.message === 'connack timeout') return `${where} did not answer within ${this.settings.connectTimeoutMs} ms`;
     return `MQTT error with ${where}: ${err.message}`;
   }
+}
+
+/**
+ * The wait before reconnecting after `failures` failed attempts in a row: `minMs` doubled per
+ * failure up to `maxMs`, then ±25% by `random` (0..1), so a plant's devices do not reconnect in
+ * lockstep after a broker restart.
+ */
+export function reconnectDelay(failures: number, minMs: number, maxMs: number, random: number): number {
+  const base = Math.min(maxMs, minMs * 2 ** failures);
+  return Math.round(base * (0.75 + random * 0.5));
 }
 
 /** MQTT topic filter matching (`+` one level, `#` the rest). */

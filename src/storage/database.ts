@@ -27,6 +27,9 @@ export function openDatabase(path: string, options: { readonly?: boolean } = {})
   if (!options.readonly) {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
+    // A WAL that grew while checkpoints were held up (a long reader) shrinks back after the next
+    // one, returning room to the disk; the usual WAL (1000 pages) stays below this and is reused.
+    db.pragma('journal_size_limit = 16777216');
   }
   db.pragma('busy_timeout = 5000');
   db.pragma('foreign_keys = ON');

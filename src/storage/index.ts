@@ -1,1 +1,2 @@
 export { openDatabase, migrate, isDiskFull, type Db } from './database.js';
+export { DiskReserve } from './reserve.js';

@@ -49,10 +49,14 @@ it('refuses events past mqtt.outboxLimit while the broker is away, then a reload
   expect(status.events).toMatchObject({ backlog: 3 });
   expect(status.events.refused).toBeGreaterThan(0);
 
-  // The broker being away is a warning, not a failure: frames are still decided.
+  // Refused events fail the health check with the reason; the broker being away alone is only a warning.
   const health = await get(`${url}/healthz`);
-  expect(health.status).toBe(200);
-  expect(JSON.parse(health.body)).toMatchObject({ ok: true, failing: [], warnings: expect.arrayContaining([`cannot reach the MQTT broker at ${away} (ECONNREFUSED)`]) });
+  expect(health.status).toBe(503);
+  expect(JSON.parse(health.body)).toMatchObject({
+    ok: false,
+    failing: [`anomaly events are refused: ${limitReason}`],
+    warnings: [`cannot reach the MQTT broker at ${away} (ECONNREFUSED)`],
+  });
 
   // linewatch status asks the running daemon.
   const cli = await runCommand(['status', '--config', config]);
@@ -73,6 +77,13 @@ it('refuses events past mqtt.outboxLimit while the broker is away, then a reload
   const reloaded = await daemon.waitForLog((l) => l.msg === 'configuration reloaded');
   expect(reloaded['changed']).toEqual(['mqtt.url']);
   await events.waitFor((m) => stored.every((id) => m.some((e) => JSON.parse(e.payload).id === id)), 20_000);
+  // The backlog drained, so events are stored again and the health check passes.
+  await until(async () => (await get(`${url}/healthz`)).status === 200, '/healthz passing once the broker took the backlog');
+  // ...and none is refused while the broker takes each one: delivered rows leave room at once, even under a limit of 3.
+  const refusedBefore = (await json(`${url}/status`)).events.refused as number;
+  const storedBefore = daemon.logs.filter((l) => l.msg === 'anomaly').length;
+  await daemon.waitForLog((_, all) => all.filter((l) => l.msg === 'anomaly').length >= storedBefore + 20);
+  expect((await json(`${url}/status`)).events.refused).toBe(refusedBefore);
 
   // The stats message says what the daemon counted.
   const [message] = await stats.waitFor((m) => m.length > 0 && JSON.parse(m.at(-1)!.payload).outbox.delivered >= 3, 20_000).then((m) => m.slice(-1));

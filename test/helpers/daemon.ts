@@ -122,6 +122,29 @@ export function writeConfig(dir: string, config: Record<string, unknown>): strin
 }
 
 /**
+ * The config of a line on the tiny model whose every frame is an anomaly (threshold 0): a steady
+ * stream of events, `frames` replayed in a loop at `fps`. JSON logs, a free status port.
+ */
+export async function anomalyStreamConfig(
+  dir: string,
+  line: { site: string; frames: string; fps: number; mqtt: Record<string, unknown>; stateDir?: string },
+): Promise<string> {
+  return writeConfig(dir, {
+    site: line.site,
+    line: 'line-1',
+    camera: 'cam-1',
+    stateDir: line.stateDir ?? join(dir, 'state'),
+    model: tinyModel,
+    capture: { source: 'replay', replay: { folder: line.frames, fps: line.fps, loop: true } },
+    enroll: { folder: await makeLabeledImages(join(dir, 'refs')) },
+    knn: { threshold: 0 },
+    mqtt: line.mqtt,
+    http: { port: 0 },
+    log: { format: 'json' },
+  });
+}
+
+/**
  * A tiny labeled image set: gray gradients as `good`, gradients with a bright square as `scratch`.
  * Returns the folder (one subfolder per label).
  */
