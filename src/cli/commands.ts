@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { createLogger, errorText, setLogFormat, setLogLevel, UserError, type Logger } from '../common/index.js';
 import { loadConfig, type Config } from '../config/index.js';
 import { readToken } from '../control/index.js';
-import { databasePath, runService, tokenPath, type DaemonStatus } from '../daemon/index.js';
+import { databasePath, deviceName, runService, tokenPath, type DaemonStatus } from '../daemon/index.js';
 import { binary, confusionMatrix, OverrideStore, perLabel, precisionRecallCurve, ReferenceStore, type ClassifierOverrides, type ClassifierSettings, type GateResult, type Sample } from '../knn/index.js';
 import { embedImages, enroll, listLabeledImages, ModelManager, type EnrollResult, type LabeledImage, type ModelHistoryEntry, type ModelVersion, type PushResult } from '../models/index.js';
 import { Outbox } from '../events/index.js';
@@ -112,7 +112,7 @@ async function enrollLive(config: Config, images: LabeledImage[]): Promise<Enrol
 async function enrollOffline(config: Config, log: Logger, images: LabeledImage[]): Promise<Enrolled> {
   const { model, store, close } = await openModel(config, log);
   try {
-    const { ids: _ids, ...result } = await enroll(images, model, store, { log });
+    const { ids: _ids, ...result } = await enroll(images, model, store, { labeledBy: 'cli', log });
     return { result, references: { total: store.count(), byLabel: Object.fromEntries(store.countByLabel()) }, model: model.key, where: { running: false, database: databasePath(config) } };
   } finally {
     await close();
@@ -123,7 +123,7 @@ async function enrollOffline(config: Config, log: Logger, images: LabeledImage[]
 async function openModel(config: Config, log: Logger) {
   const db = openDatabase(databasePath(config));
   try {
-    const store = new ReferenceStore(db);
+    const store = new ReferenceStore(db, deviceName(config));
     const models = await ModelManager.open(db, store, new OverrideStore(db), config, log, 'command');
     const close = async () => {
       await models.close();

@@ -61,11 +61,11 @@ export function controlCommands(target: ControlTarget): Command[] {
       summary: 'add an image (base64) as a reference with a label',
       write: true,
       params: z.strictObject({ label, image: base64('image'), name: z.string().min(1).max(4096).optional() }),
-      run: async ({ label, image, name }) => {
+      run: async ({ label, image, name }, via) => {
         // Its name (a file path, as `linewatch enroll` gives it) or else its digest names it:
         // enrolling the same image twice adds it once, through the daemon or into its database alike.
         const origin = name ?? `upload:${createHash('sha256').update(image).digest('hex').slice(0, 16)}`;
-        const result = await enroll([{ path: origin, label, data: image }], models.active, store);
+        const result = await enroll([{ path: origin, label, data: image }], models.active, store, { labeledBy: via });
         const skipped = result.skipped[0];
         if (skipped) throw new RequestError('bad_image', `the image cannot be used: ${skipped.reason}`, 'send a JPEG or PNG of the item');
         return { added: result.added, alreadyEnrolled: result.alreadyEnrolled, referenceIds: result.ids, model: models.active.key };
@@ -77,7 +77,7 @@ export function controlCommands(target: ControlTarget): Command[] {
       summary: "make an anomaly's item a human reference with this label, at once",
       write: true,
       params: z.strictObject({ event: eventId, label }),
-      run: async ({ event, label }) => {
+      run: async ({ event, label }, via) => {
         const kept = images.get(event);
         if (!kept) {
           throw new RequestError('unknown_event', `no image is kept for event ${event}`, 'check the id; images of old events are removed by retention (images.*)', 404);
@@ -94,7 +94,7 @@ export function controlCommands(target: ControlTarget): Command[] {
         const replaced = store.idsOfOrigin(origin);
         const referenceId = store.db.transaction(() => {
           store.removeMany(replaced);
-          return store.add({ label, source: 'human', origin, thumbnail: kept.image }, model.key, vector);
+          return store.add({ label, source: 'human', origin, thumbnail: kept.image, labeledBy: via }, model.key, vector);
         })();
         for (const id of replaced) model.index.remove(id);
         model.index.add(referenceId, vector);

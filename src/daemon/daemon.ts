@@ -84,7 +84,7 @@ export class Daemon {
     const db = openDatabase(databasePath(config));
     let models: ModelManager | null = null;
     try {
-      const store = new ReferenceStore(db);
+      const store = new ReferenceStore(db, deviceName(config));
       const overrides = new OverrideStore(db);
       models = await ModelManager.open(db, store, overrides, config, log);
       const outbox = new Outbox(db);
@@ -307,6 +307,11 @@ export class Daemon {
     this.state = 'stopped';
     this.log.info('stopped', { eventsWaiting: backlog });
   }
+}
+
+/** The device in provenance and in the fleet: `site/line/camera`. */
+export function deviceName(config: Config): string {
+  return `${config.site}/${config.line}/${config.camera}`;
 }
 
 function recorderSettings(config: Config): RecorderSettings {

@@ -101,7 +101,8 @@ export async function enroll(
   images: readonly LabeledImage[],
   model: ModelRuntime,
   store: ReferenceStore,
-  options: { source?: ReferenceSource; log?: Logger } = {},
+  /** labeledBy: who gave the labels (the control API caller; `enroll` for a folder at start). */
+  options: { source?: ReferenceSource; labeledBy?: string; log?: Logger } = {},
 ): Promise<EnrollResult & { ids: number[] }> {
   const known = store.origins();
   const fresh = images.filter((image) => !known.has(image.path));
@@ -126,6 +127,7 @@ export async function enroll(
         label: item.image.label,
         source: options.source ?? 'human',
         origin: item.image.path,
+        labeledBy: options.labeledBy ?? 'enroll',
         thumbnail: await thumbnail(item.data, { longestSide: thumbSide, ...(model.frames.roi && { roi: model.frames.roi }) }),
       },
       vector: item.vector,
