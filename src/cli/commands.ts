@@ -4,7 +4,7 @@ import { createLogger, errorText, setLogFormat, setLogLevel, UserError, type Log
 import { loadConfig, type Config } from '../config/index.js';
 import { readToken } from '../control/index.js';
 import { databasePath, deviceName, runService, tokenPath, type DaemonStatus } from '../daemon/index.js';
-import { binary, confusionMatrix, OverrideStore, perLabel, precisionRecallCurve, ReferenceStore, type ClassifierOverrides, type ClassifierSettings, type GateResult, type Sample } from '../knn/index.js';
+import { binary, confusionMatrix, OverrideStore, perLabel, precisionRecallCurve, ReferenceStore, type ClassifierOverrides, type ReferenceInfo, type ClassifierSettings, type GateResult, type Sample } from '../knn/index.js';
 import { embedImages, enroll, listLabeledImages, ModelManager, type EnrollResult, type LabeledImage, type ModelHistoryEntry, type ModelVersion, type PushResult } from '../models/index.js';
 import { Outbox } from '../events/index.js';
 import { openDatabase } from '../storage/index.js';
@@ -28,6 +28,8 @@ export interface CommandContext {
   control?: { k: string | undefined; threshold: string | undefined; unknownDistance: string | undefined; force: boolean };
   /** user add: --role. */
   role?: string | undefined;
+  /** references list|prune|export: --source, --older-than, --newer-than (hours), --limit. */
+  references?: { source: string | undefined; olderThan: string | undefined; newerThan: string | undefined; limit: string | undefined };
 }
 
 type Command = (ctx: CommandContext) => Promise<number>;
@@ -296,6 +298,8 @@ function describeLive(s: Record<string, unknown>): string {
     `capture: ${st.capture.source} ${st.capture.state}, ${st.capture.framesReceived} frames, ${st.capture.framesDropped + st.capture.droppedWhileBusy} dropped, ${st.capture.restarts} restarts`,
     `model: ${st.model.name}@${st.model.version} (${st.model.precision}) on ${st.model.provider}`,
     `references: ${st.references.total} (${Object.entries(st.references.byLabel).map(([l, n]) => `${l} ${n}`).join(', ')}), ${st.references.index} search`,
+    `learning: ${st.learning.enabled ? 'on' : 'off'}; last hour ${st.learning.lastHour.admitted} admitted, ${st.learning.lastHour.expired} expired, ${st.learning.lastHour.conflicts} removed by people's labels` +
+      (Object.keys(st.learning.lastHour.refused).length > 0 ? `; refused: ${Object.entries(st.learning.lastHour.refused).map(([r, n]) => `${r} ${n}`).join(', ')}` : ''),
     `decisions: ${st.decisions.classified} (${st.decisions.good} good, ${st.decisions.anomalies} anomalies), ${st.decisions.invalidFrames} invalid frames`,
     `events: ${st.events.backlog} waiting, ${st.events.mqtt ? (st.events.mqtt.connected ? `connected to ${st.events.mqtt.url}` : `not connected to ${st.events.mqtt.url}`) : st.events.sparkplug ? 'JSON topics off' : 'mqtt disabled'}`,
     ...(st.events.sparkplug
@@ -436,16 +440,66 @@ const labelCommand: Command = async (ctx) => {
   );
 };
 
-const REFERENCES_USAGE = 'linewatch references remove <id...>';
+const REFERENCES_USAGE =
+  'linewatch references list|prune|export [--label LABEL] [--source human|auto|peer] [--older-than HOURS] [--newer-than HOURS] [--limit N] | references remove <id...>';
 
+/** Inspection of the reference set: list, remove, prune and export, by label, source and age. */
 const references: Command = async (ctx) => {
   const [action, ...ids] = ctx.args;
-  if (action !== 'remove' || ids.length === 0) throw new UserError(action === 'remove' ? 'references remove needs reference ids' : 'references needs the action "remove"', REFERENCES_USAGE);
-  const bad = ids.find((id) => !/^[1-9][0-9]*$/.test(id));
-  if (bad !== undefined) throw new UserError(`"${bad}" is not a reference id (a whole number)`, REFERENCES_USAGE);
+  if (action === 'remove') {
+    if (ids.length === 0) throw new UserError('references remove needs reference ids', REFERENCES_USAGE);
+    const bad = ids.find((id) => !/^[1-9][0-9]*$/.test(id));
+    if (bad !== undefined) throw new UserError(`"${bad}" is not a reference id (a whole number)`, REFERENCES_USAGE);
+    const { config } = setup(ctx);
+    return report(ctx, await callDaemon(config, 'reference.remove', { ids: ids.map(Number) }), (r: { removed: number }) => `removed ${r.removed} of ${ids.length} references`);
+  }
+  if (action !== 'list' && action !== 'prune' && action !== 'export') throw new UserError(action ? `unknown references action "${action}"` : 'references needs an action', REFERENCES_USAGE);
+  if (ids.length > 0) throw new UserError(`references ${action} takes options, not arguments`, REFERENCES_USAGE);
+  const filter = referenceFilter(ctx);
   const { config } = setup(ctx);
-  return report(ctx, await callDaemon(config, 'reference.remove', { ids: ids.map(Number) }), (r: { removed: number }) => `removed ${r.removed} of ${ids.length} references`);
+  if (action === 'prune') {
+    if (Object.keys(filter).length === 0) throw new UserError('references prune needs at least one of --label, --source, --older-than, --newer-than', REFERENCES_USAGE);
+    return report(ctx, await callDaemon(config, 'reference.prune', filter), (r: { removed: number }) => `removed ${r.removed} references`);
+  }
+  if (action === 'export') {
+    // The export is the document itself: JSON whatever --json says.
+    const answer = await callDaemon(config, 'reference.export', filter);
+    return report({ ...ctx, json: true }, answer, () => '', false);
+  }
+  const limit = ctx.references?.limit === undefined ? {} : { limit: wholeNumber('--limit', ctx.references.limit) };
+  return report(ctx, await callDaemon(config, 'reference.list', { ...filter, ...limit }), describeReferences, false);
 };
+
+function referenceFilter(ctx: CommandContext): Record<string, unknown> {
+  const o = ctx.references;
+  const hoursOf = (flag: string, text: string) => {
+    const value = Number(text);
+    if (text.trim() === '' || !(value > 0)) throw new UserError(`${flag} must be a number of hours above 0, not "${text}"`, REFERENCES_USAGE);
+    return value;
+  };
+  return {
+    ...(ctx.label !== undefined && { label: ctx.label }),
+    ...(o?.source !== undefined && { source: o.source }),
+    ...(o?.olderThan !== undefined && { olderThanH: hoursOf('--older-than', o.olderThan) }),
+    ...(o?.newerThan !== undefined && { newerThanH: hoursOf('--newer-than', o.newerThan) }),
+  };
+}
+
+function wholeNumber(flag: string, text: string): number {
+  if (!/^[1-9][0-9]*$/.test(text)) throw new UserError(`${flag} must be a whole number, not "${text}"`, REFERENCES_USAGE);
+  return Number(text);
+}
+
+function describeReferences(r: { total: number; references: ReferenceInfo[] }): string {
+  const when = (ms: number) => new Date(ms).toISOString();
+  return [
+    `${r.total} references match${r.references.length < r.total ? ` (showing ${r.references.length})` : ''}`,
+    ...r.references.map(
+      (x) =>
+        `  #${x.id}  ${x.label}  ${x.source}${x.confidence === null ? '' : ` ${x.confidence}`}  ${when(x.createdAt)}  ${x.device ?? '-'}  ${x.labeledBy ? `labeled by ${x.labeledBy}` : x.source === 'auto' ? (x.confirmedAt ? 'confirmed' : 'unconfirmed') : ''}  ${x.origin}`,
+    ),
+  ].join('\n');
+}
 
 const MODEL_USAGE = 'linewatch model push <bundle-folder-or-archive> [--force] | model list | model activate <key> | model rollback';
 const modelArguments: Record<string, number> = { push: 1, list: 0, activate: 1, rollback: 0 };

@@ -91,6 +91,29 @@ export const configSchema = z.strictObject({
     folder: z.string().nullable().default(null),
   }),
 
+  /** Self-training: unmistakable decisions join the references as `auto` ones, within caps (docs/learning.md). */
+  learning: section({
+    enabled: z.boolean().default(false),
+    /** A label's radius: this percentile of its human references' distances to their nearest human reference of the label. */
+    radiusPercentile: z.number().min(1).max(100).default(90),
+    /** Admitted only when the nearest reference is within this share of the label's radius. */
+    radiusShare: z.number().positive().max(1).default(0.5),
+    /** ...and the nearest reference of another label is at least this many times as far as the nearest one. */
+    marginRatio: z.number().min(1).default(2),
+    /** Nearer than this to an existing reference: a near-duplicate, skipped (a stopped belt adds nothing). */
+    duplicateDistance: nonNegative.default(0.002),
+    /** A label needs this many human references before anything is admitted to it (its radius needs them). */
+    minHumanReferences: positiveInt.min(2).default(5),
+    /** Admitted per label per hour at most. */
+    perLabelPerHour: positiveInt.default(30),
+    /** Automatic references per label at most. */
+    perLabelTotal: positiveInt.default(500),
+    /** Share of a label's references that may be automatic. */
+    maxAutoShare: z.number().positive().max(1).default(0.5),
+    /** An automatic reference not confirmed within this many hours is removed. */
+    expireAfterH: z.number().positive().default(24),
+  }),
+
   mqtt: section({
     enabled: z.boolean().default(true),
     /** What linewatch speaks: its own JSON topics, Sparkplug B 3.0 (SCADA), or both. */

@@ -5,6 +5,7 @@ import type { Config } from '../config/index.js';
 import { ControlApi, ControlServer, controlCommands, ensureToken } from '../control/index.js';
 import { AnomalyImages, EVENTS_TOPIC, EventRecorder, Outbox, SPARKPLUG_STREAM, type RecorderSettings } from '../events/index.js';
 import { OverrideStore, ReferenceStore } from '../knn/index.js';
+import { Learning } from '../learning/index.js';
 import { ModelInbox, ModelManager } from '../models/index.js';
 import { Pipeline, type DecisionConsumer } from '../pipeline/index.js';
 import { openDatabase, type Db } from '../storage/index.js';
@@ -59,6 +60,7 @@ export class Daemon {
     private readonly outbox: Outbox,
     private readonly images: AnomalyImages,
     private readonly recorder: EventRecorder,
+    private readonly learning: Learning,
     private readonly camera: Camera,
     private readonly pipeline: Pipeline,
     private readonly metrics: DaemonMetrics,
@@ -97,7 +99,9 @@ export class Daemon {
       const inFlight = config.inference.maxBatch * config.inference.workers + 2;
       const pipeline = new Pipeline(camera.queue, models, log.child('pipeline'), inFlight, (stage, seconds) => metrics.observeStage(stage, seconds));
       pipeline.addConsumer(recorder.consume);
-      daemon = new Daemon(config, log, db, store, overrides, models, outbox, images, recorder, camera, pipeline, metrics, options);
+      const learning = new Learning(store, models, config.learning, log.child('learning'));
+      pipeline.addConsumer(learning.consume);
+      daemon = new Daemon(config, log, db, store, overrides, models, outbox, images, recorder, learning, camera, pipeline, metrics, options);
       await daemon.run();
       return daemon;
     } catch (err) {
@@ -132,6 +136,7 @@ export class Daemon {
         this.inbox = new ModelInbox(join(config.stateDir, 'inbox'), this.models, log.child('models'));
         this.inbox.start();
       }
+      this.learning.start();
       this.running = this.pipeline.run();
       await this.camera.start();
     } catch (err) {
@@ -180,6 +185,7 @@ export class Daemon {
     this.config = next;
     if (plan.classifier) this.models.reconfigure(next);
     this.recorder.configure(recorderSettings(next));
+    this.learning.configure(next.learning);
     if (plan.log) {
       setLogLevel(next.log.level);
       if (next.log.format !== 'auto') setLogFormat(next.log.format);
@@ -231,8 +237,10 @@ export class Daemon {
         searchable: index.count,
         byLabel: Object.fromEntries(this.store.countByLabel()),
         bySource: Object.fromEntries(this.store.countBySource()),
+        bySourceAndLabel: this.store.countBySourceAndLabel(),
         index: index.mode,
       },
+      learning: this.learning.status(),
       classifier: { ...active.classifier.settings, overrides: this.overrides.get() },
       decisions: { ...this.pipeline.counters, anomaliesByLabel: { ...this.pipeline.counters.anomaliesByLabel }, problem: this.pipeline.problem },
       events: { backlog: mqtt?.backlog ?? this.outbox.backlog(), refused: recorded.refused, mqtt, sparkplug, images: recorded.images },
@@ -295,6 +303,7 @@ export class Daemon {
     }
     // The last decisions must be stored before the final flush.
     await this.recorder.flush();
+    await this.learning.stop();
     try {
       this.models.active.index.save();
     } catch (err) {

@@ -185,6 +185,7 @@ export class ReferenceStore {
   private readonly deleteReference;
   private readonly selectReference;
   private readonly selectLabel;
+  private readonly selectSource;
   private readonly selectVector;
   private readonly journal;
   private readonly listeners = new Set<ReferenceChangeListener>();
@@ -212,6 +213,7 @@ export class ReferenceStore {
     this.deleteReference = db.prepare('DELETE FROM knn_references WHERE id = ? RETURNING label, source, origin');
     this.selectReference = db.prepare('SELECT * FROM knn_references WHERE id = ?');
     this.selectLabel = db.prepare('SELECT label FROM knn_references WHERE id = ?').pluck();
+    this.selectSource = db.prepare('SELECT source FROM knn_references WHERE id = ?').pluck();
     this.selectVector = db.prepare('SELECT vector FROM knn_vectors WHERE model_key = ? AND reference_id = ?').pluck();
   }
 
@@ -358,6 +360,16 @@ export class ReferenceStore {
       if (label !== undefined) labels.set(id, label);
     }
     return labels;
+  }
+
+  /** Sources of the given references; ids no longer in the store are absent from the map. */
+  sourcesOf(ids: readonly number[]): Map<number, ReferenceSource> {
+    const sources = new Map<number, ReferenceSource>();
+    for (const id of ids) {
+      const source = this.selectSource.get(id) as ReferenceSource | undefined;
+      if (source !== undefined) sources.set(id, source);
+    }
+    return sources;
   }
 
   count(): number {

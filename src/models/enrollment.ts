@@ -107,7 +107,6 @@ export async function enroll(
   const known = store.origins();
   const fresh = images.filter((image) => !known.has(image.path));
   const result: EnrollResult & { ids: number[] } = { added: 0, alreadyEnrolled: images.length - fresh.length, skipped: [], byLabel: {}, ids: [] };
-  const thumbSide = Math.max(64, model.bundle.manifest.input.width, model.bundle.manifest.input.height);
   let batch: { reference: NewReference; vector: Float32Array }[] = [];
   const flush = () => {
     if (batch.length === 0) return;
@@ -128,7 +127,7 @@ export async function enroll(
         source: options.source ?? 'human',
         origin: item.image.path,
         labeledBy: options.labeledBy ?? 'enroll',
-        thumbnail: await thumbnail(item.data, { longestSide: thumbSide, ...(model.frames.roi && { roi: model.frames.roi }) }),
+        thumbnail: await referenceThumbnail(item.data, model),
       },
       vector: item.vector,
     });
@@ -139,6 +138,15 @@ export async function enroll(
   flush();
   model.index.save();
   return result;
+}
+
+/**
+ * The image a reference keeps so a later model can re-embed it: the frame's ROI crop, no smaller
+ * than the model's input (and 64 px), so the next model sees what this one saw.
+ */
+export function referenceThumbnail(frame: Buffer, model: ModelRuntime): Promise<Buffer> {
+  const longestSide = Math.max(64, model.bundle.manifest.input.width, model.bundle.manifest.input.height);
+  return thumbnail(frame, { longestSide, ...(model.frames.roi && { roi: model.frames.roi }) });
 }
 
 /**
