@@ -1,5 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { createLogger, errorText, setLogFormat, setLogLevel, UserError, type Logger } from '../common/index.js';
 import { loadConfig, type Config } from '../config/index.js';
 import { readToken } from '../control/index.js';
@@ -8,9 +9,9 @@ import { binary, confusionMatrix, OverrideStore, perLabel, precisionRecallCurve,
 import { embedImages, enroll, listLabeledImages, ModelManager, type EnrollResult, type LabeledImage, type ModelHistoryEntry, type ModelVersion, type PushResult } from '../models/index.js';
 import { Outbox } from '../events/index.js';
 import { openDatabase } from '../storage/index.js';
-import { renderText, runBench } from '../bench/index.js';
+import { defaultDriftRuns, packageRoot, renderText, runBench, runDriftExperiment, type DriftReport } from '../bench/index.js';
 import { generateKeyPair, packBundle, signBundle } from '../inference/index.js';
-import { renderEvalChart } from './chart.js';
+import { renderEvalChart, renderLineCharts } from './chart.js';
 import { askDaemon, callDaemon, daemonUrl, pushModel, type DaemonAnswer } from './client.js';
 import { userCommand } from './user.js';
 
@@ -325,6 +326,65 @@ const bench: Command = async (ctx) => {
   return 0;
 };
 
+const EXPERIMENT_USAGE = 'linewatch experiment drift [--chart FILE] [--json] [--fp32 DIR]';
+
+/**
+ * The drift experiment (docs/learning.md): 50 human references, the sample line drifting, F1 per
+ * window with learning off and on, with technician labels, and poisoned. Runs in this process on
+ * temporary databases; the default model and the sample folders of the installation.
+ */
+const experiment: Command = async (ctx) => {
+  if (ctx.args[0] !== 'drift' || ctx.args.length > 1) throw new UserError('experiment takes the name of an experiment: drift', EXPERIMENT_USAGE);
+  setLogLevel('error');
+  const samples = join(packageRoot, 'samples/line');
+  const report = await runDriftExperiment(
+    {
+      model: resolve(ctx.bench?.fp32 ?? join(packageRoot, 'models/default-fp32')),
+      references: join(samples, 'references'),
+      stream: join(samples, 'test'),
+      goodReferences: 35,
+      defectReferencesPerLabel: 5,
+      windowFrames: 100,
+      framesPerHour: 100,
+      drift: { contrast: 0.75, brightness: 35 },
+      poisonFrames: 150,
+      poisonLabel: 'sandal',
+      runs: defaultDriftRuns,
+      seed: 7,
+    },
+    (line) => process.stderr.write(`experiment: ${line}\n`),
+  );
+  if (ctx.chart) await writeFile(ctx.chart, await driftChart(report));
+  print(ctx, report, describeDrift(report) + (ctx.chart ? `\nchart: ${ctx.chart}` : ''));
+  return 0;
+};
+
+function driftChart(report: DriftReport): Promise<Buffer> {
+  const series = (poisoned: boolean) => report.runs.filter((r) => r.spec.poison === poisoned).map((r) => ({ name: r.name, values: r.f1 }));
+  return renderLineCharts({
+    title: `Drift experiment: F1 per ${report.windowFrames} frames (${report.framesPerHour} frames = 1 h), drift over the second half`,
+    xLabel: `window of ${report.windowFrames} frames`,
+    yLabel: 'F1 (anomaly)',
+    panels: [
+      { title: 'Lighting drift', series: series(false) },
+      { title: `Poisoned: ${report.mislabeled} mislabeled references + a burst`, series: series(true) },
+    ],
+  });
+}
+
+function describeDrift(report: DriftReport): string {
+  const off = report.runs.find((r) => r.name === 'learning off');
+  const width = Math.max(...report.runs.map((r) => r.name.length));
+  return [
+    `model ${report.model}; human references ${Object.entries(report.humanReferences).map(([l, n]) => `${l} ${n}`).join(', ')}; ${report.frames} frames, windows of ${report.windowFrames}`,
+    `${'run'.padEnd(width)}  F1 per window${' '.repeat(40)}final F1  worst vs off  admitted  wrong`,
+    ...report.runs.map((r) => {
+      const worst = off && r.f1.length === off.f1.length ? Math.min(...r.f1.map((x, i) => x - off.f1[i]!)).toFixed(3) : '   -';
+      return `${r.name.padEnd(width)}  ${r.f1.map((x) => x.toFixed(2)).join(' ').padEnd(53)}  ${r.final.f1.toFixed(3)}     ${worst.padStart(6)}     ${String(r.admitted).padStart(5)}  ${String(r.wrongAdmissions).padStart(5)}`;
+    }),
+  ].join('\n');
+}
+
 const KEYS_USAGE = 'linewatch keys generate [--name NAME] [--out DIR] | linewatch keys sign <bundle-folder> --key FILE';
 
 /** Signing keys for model bundles: devices accept only bundles signed by a key in their trusted-keys folder. */
@@ -553,5 +613,5 @@ function describeModels(r: { active: string; previous: string | null; versions: 
 
 const user: Command = (ctx) => userCommand(ctx.args, { configPath: ctx.configPath, role: ctx.role });
 
-export const commands = { run, enroll: enrollCommand, classify, eval: evalCommand, status, bench, keys, token, classifier, label: labelCommand, references, model, user } satisfies Record<string, Command>;
+export const commands = { run, enroll: enrollCommand, classify, eval: evalCommand, status, bench, experiment, keys, token, classifier, label: labelCommand, references, model, user } satisfies Record<string, Command>;
 export type CommandName = keyof typeof commands;

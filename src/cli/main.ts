@@ -14,6 +14,7 @@ Commands:
   eval <folder>            precision/recall/F1, confusion matrix, AUROC on a labeled folder
   status                   status of the running daemon (or of its database when stopped)
   bench                    measure this machine: encoder, preprocess, end to end, kNN, memory, model swap pause
+  experiment drift         self-training under a drifting line: F1 per window, learning off/on, poisoned (--chart FILE)
   keys generate            make an ed25519 key pair for signing model bundles
   keys sign <folder>       sign a model bundle folder (writes signature.json)
 
@@ -36,7 +37,7 @@ Web UI:
 Options:
   --config FILE            configuration file (default /etc/linewatch/config.yml, or $LINEWATCH_CONFIG)
   --json                   print one JSON document
-  --chart FILE             eval: write the confusion matrix and PR curve as PNG
+  --chart FILE             eval: write the confusion matrix and PR curve as PNG; experiment: F1 over time
   --label LABEL            enroll: treat <folder> as images of this one label; references: only this label
   --source SOURCE          references: only human, auto or peer references
   --older-than HOURS, --newer-than HOURS   references: only those created more / less than HOURS ago

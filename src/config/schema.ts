@@ -94,10 +94,12 @@ export const configSchema = z.strictObject({
   /** Self-training: unmistakable decisions join the references as `auto` ones, within caps (docs/learning.md). */
   learning: section({
     enabled: z.boolean().default(false),
+    /** The nearest references that must all have the frame's label (at least one of them human); independent of knn.k. */
+    neighbours: positiveInt.default(5),
     /** A label's radius: this percentile of its human references' distances to their nearest human reference of the label. */
     radiusPercentile: z.number().min(1).max(100).default(90),
     /** Admitted only when the nearest reference is within this share of the label's radius. */
-    radiusShare: z.number().positive().max(1).default(0.5),
+    radiusShare: z.number().positive().max(1).default(0.25),
     /** ...and the nearest reference of another label is at least this many times as far as the nearest one. */
     marginRatio: z.number().min(1).default(2),
     /** Nearer than this to an existing reference: a near-duplicate, skipped (a stopped belt adds nothing). */
@@ -109,7 +111,7 @@ export const configSchema = z.strictObject({
     /** Automatic references per label at most. */
     perLabelTotal: positiveInt.default(500),
     /** Share of a label's references that may be automatic. */
-    maxAutoShare: z.number().positive().max(1).default(0.5),
+    maxAutoShare: z.number().positive().max(1).default(0.8),
     /** An automatic reference not confirmed within this many hours is removed. */
     expireAfterH: z.number().positive().default(24),
   }),

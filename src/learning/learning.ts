@@ -29,7 +29,7 @@ export interface LearningStatus {
   /** What the last hour saw: admitted, refused by reason, expired, removed by a person's contradicting label. */
   lastHour: { admitted: number; refused: Partial<Record<RefusalReason, number>>; expired: number; conflicts: number };
   /** Since start. */
-  total: { admitted: number; expired: number; conflicts: number };
+  total: { admitted: number; refused: Partial<Record<RefusalReason, number>>; expired: number; conflicts: number };
   /** Frames waiting for the full check (at most `queueLimit`). */
   queued: number;
 }
@@ -46,7 +46,7 @@ const maintainIntervalMs = 60_000;
 
 /**
  * Self-training, guarded (docs/learning.md). A decision consumer that admits a decided frame as an
- * `auto` reference only when it is unmistakable: all k neighbours agree, at least one of them is a
+ * `auto` reference only when it is unmistakable: its `learning.neighbours` nearest references agree, at least one of them is a
  * human reference, the nearest is well inside the label's radius (from its human references), the
  * nearest other label is far beyond it, it is no near-duplicate, and the label's caps have room.
  * Admitted references enter the live index at once and are stored with their image, so a model
@@ -57,7 +57,7 @@ export class Learning {
   private queue: DecidedFrame[] = [];
   private working: Promise<void> | null = null;
   private readonly counts = new HourCounts();
-  private readonly total = { admitted: 0, expired: 0, conflicts: 0 };
+  private readonly total = { admitted: 0, refused: {} as Partial<Record<RefusalReason, number>>, expired: 0, conflicts: 0 };
   private radii = new Map<string, number | null>();
   private unsubscribe: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -102,7 +102,7 @@ export class Learning {
     return {
       enabled: this.settings.enabled,
       lastHour: { admitted: hour['admitted'] ?? 0, refused, expired: hour['expired'] ?? 0, conflicts: hour['conflicts'] ?? 0 },
-      total: { ...this.total },
+      total: { ...this.total, refused: { ...this.total.refused } },
       queued: this.queue.length,
     };
   }
@@ -115,13 +115,9 @@ export class Learning {
   /** The DecisionConsumer: the cheap checks here, in frame order; the rest (against the references as they are then) one at a time after. */
   readonly consume = (decided: DecidedFrame): void => {
     if (!this.settings.enabled) return;
-    const { decision, model } = decided;
-    const k = model.classifier.settings.k;
-    const n = decision.neighbours;
     let refusal: RefusalReason | null = null;
-    if (decision.unknown) refusal = 'unknown';
-    else if (n.length < k || n.some((x) => x.label !== n[0]!.label)) refusal = 'disagree';
-    else if (model !== this.models.active) refusal = 'model_changed';
+    if (decided.decision.unknown) refusal = 'unknown';
+    else if (decided.model !== this.models.active) refusal = 'model_changed';
     else if (this.queue.length >= queueLimit) refusal = 'busy';
     if (refusal) return this.refuse(refusal);
     this.queue.push(decided);
@@ -156,24 +152,22 @@ export class Learning {
     const { decision, model, vector, frame } = decided;
     if (model !== this.models.active) return 'model_changed';
     const s = this.settings;
-    const label = decision.neighbours[0]!.label;
-    const radius = this.radiusOf(model, label);
-    if (radius === null) return 'few_human_references';
-    const k = model.classifier.settings.k;
-    // Deeper than k, to find the nearest reference of another label; beyond this depth it is farther still.
-    const found = model.index.search(vector, Math.max(4 * k, 32));
+    // Deeper than the neighbours that must agree, to find the nearest reference of another label; beyond this depth it is farther still.
+    const found = model.index.search(vector, Math.max(4 * s.neighbours, 32));
     const labels = this.store.labelsOf(found.map((f) => f.referenceId));
     const near = found.filter((f) => labels.has(f.referenceId)).map((f): DecisionNeighbour => ({ ...f, label: labels.get(f.referenceId)! }));
-    const nearest = near[0];
-    if (!nearest || nearest.label !== label) return 'disagree';
+    const agreeing = near.slice(0, s.neighbours);
+    const nearest = agreeing[0];
+    if (!nearest || agreeing.length < s.neighbours || agreeing.some((x) => x.label !== nearest.label)) return 'disagree';
+    const label = nearest.label;
+    const sources = this.store.sourcesOf(agreeing.map((x) => x.referenceId));
+    if (![...sources.values()].includes('human')) return 'no_human_neighbour';
+    const radius = this.radiusOf(model, label);
+    if (radius === null) return 'few_human_references';
     if (nearest.distance > s.radiusShare * radius) return 'outside_radius';
     if (nearest.distance < s.duplicateDistance) return 'duplicate';
     const other = near.find((x) => x.label !== label);
     if (other && other.distance < s.marginRatio * nearest.distance) return 'no_margin';
-    const agreeing = near.slice(0, k);
-    const sources = this.store.sourcesOf(agreeing.map((x) => x.referenceId));
-    if (agreeing.some((x) => x.label !== label)) return 'disagree';
-    if (![...sources.values()].includes('human')) return 'no_human_neighbour';
     const now = this.now();
     const auto = this.store.countWhere({ label, source: 'auto' });
     if (auto >= s.perLabelTotal) return 'total_cap';
@@ -222,7 +216,7 @@ export class Learning {
 
   /**
    * A person's label (a human reference, or a peer's reference a person labeled) contradicts the
-   * automatic references of another label among its k nearest: they go. Those of its own label are confirmed.
+   * automatic references of another label among its `learning.neighbours` nearest: they go. Those of its own label are confirmed.
    */
   private onChanges(changes: readonly ReferenceChange[]): void {
     if (changes.some((c) => c.source === 'human')) this.radii.clear();
@@ -242,7 +236,7 @@ export class Learning {
     const model = this.models.active;
     const packed = this.store.loadVectors(model.key, model.index.dimension, [change.referenceId]);
     if (packed.ids.length === 0) return;
-    const found = model.index.search(packed.data, model.classifier.settings.k + 1).filter((f) => f.referenceId !== change.referenceId);
+    const found = model.index.search(packed.data, this.settings.neighbours + 1).filter((f) => f.referenceId !== change.referenceId);
     const sources = this.store.sourcesOf(found.map((f) => f.referenceId));
     const labels = this.store.labelsOf(found.map((f) => f.referenceId));
     const auto = found.filter((f) => sources.get(f.referenceId) === 'auto');
@@ -267,6 +261,7 @@ export class Learning {
 
   private refuse(reason: RefusalReason): void {
     this.counts.add(`refused:${reason}`, this.now());
+    this.total.refused[reason] = (this.total.refused[reason] ?? 0) + 1;
   }
 }
 

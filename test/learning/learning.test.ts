@@ -37,6 +37,7 @@ describe('learning: admission and its guards', () => {
   const settings = (over: Partial<LearningSettings> = {}): LearningSettings => ({
     ...configSchema.parse({}).learning,
     enabled: true,
+    neighbours: 3,
     radiusShare: 1,
     duplicateDistance: 1e-5,
     ...over,
