@@ -354,22 +354,12 @@ export class ReferenceStore {
 
   /** Labels of the given references; ids no longer in the store are absent from the map. */
   labelsOf(ids: readonly number[]): Map<number, string> {
-    const labels = new Map<number, string>();
-    for (const id of ids) {
-      const label = this.selectLabel.get(id) as string | undefined;
-      if (label !== undefined) labels.set(id, label);
-    }
-    return labels;
+    return lookUp<string>(this.selectLabel, ids);
   }
 
   /** Sources of the given references; ids no longer in the store are absent from the map. */
   sourcesOf(ids: readonly number[]): Map<number, ReferenceSource> {
-    const sources = new Map<number, ReferenceSource>();
-    for (const id of ids) {
-      const source = this.selectSource.get(id) as ReferenceSource | undefined;
-      if (source !== undefined) sources.set(id, source);
-    }
-    return sources;
+    return lookUp<ReferenceSource>(this.selectSource, ids);
   }
 
   count(): number {
@@ -510,6 +500,16 @@ function checkReference(reference: NewReference): void {
 
 function vectorBytes(vector: Float32Array): Buffer {
   return Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength);
+}
+
+/** One column of each reference (a plucked statement by id); ids no longer in the store are left out. */
+function lookUp<T>(statement: { get(id: number): unknown }, ids: readonly number[]): Map<number, T> {
+  const values = new Map<number, T>();
+  for (const id of ids) {
+    const value = statement.get(id) as T | undefined;
+    if (value !== undefined) values.set(id, value);
+  }
+  return values;
 }
 
 function filterParams(f: ReferenceFilter): Record<string, unknown> {
