@@ -295,6 +295,8 @@ export class ReferenceStore {
    * never told). Changes made by another process are in changesSince(); returns an unsubscribe.
    */
   onChange(listener: ReferenceChangeListener): () => void {
+    // Changes made while nobody listened were never told; a first listener starts from now.
+    if (this.listeners.size === 0) this.notifiedSeq = this.lastChange();
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }

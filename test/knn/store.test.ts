@@ -148,6 +148,7 @@ describe('ReferenceStore', () => {
   });
 
   it('journals additions and removals, and tells listeners after the commit, never of a change rolled back', async () => {
+    store.add({ label: 'good', source: 'human', origin: 'before anyone listened' }, model, unit([1, 2]));
     const heard: string[] = [];
     const stop = store.onChange((changes) => heard.push(...changes.map((c) => `${c.change} ${c.referenceId} ${c.label} ${c.source}`)));
     const a = store.add({ label: 'good', source: 'human', origin: 'a' }, model, unit([1, 0]));
@@ -162,7 +163,8 @@ describe('ReferenceStore', () => {
     store.remove(a); // nothing to remove: nothing journaled
     await new Promise((resolve) => setImmediate(resolve));
     expect(heard).toEqual([`added ${a} good human`, `removed ${a} good human`]);
-    const journal = store.changesSince(0);
+    const journal = store.changesSince(1);
+    expect(store.changesSince(0)[0]!.origin).toBe('before anyone listened');
     expect(journal.map((c) => [c.change, c.referenceId, c.origin])).toEqual([
       ['added', a, 'a'],
       ['removed', a, 'a'],
