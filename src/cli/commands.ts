@@ -1,16 +1,17 @@
 import { existsSync, statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { addCount, createLogger, errorText, setLogFormat, setLogLevel, UserError, type Logger } from '../common/index.js';
 import { loadConfig, type Config } from '../config/index.js';
 import { readToken } from '../control/index.js';
-import { databasePath, runService, tokenPath, type DaemonStatus } from '../daemon/index.js';
-import { binary, confusionMatrix, OverrideStore, perLabel, precisionRecallCurve, ReferenceStore, type ClassifierOverrides, type ClassifierSettings, type GateResult, type Sample } from '../knn/index.js';
+import { databasePath, deviceName, runService, tokenPath, type DaemonStatus } from '../daemon/index.js';
+import { binary, confusionMatrix, OverrideStore, perLabel, precisionRecallCurve, ReferenceStore, type ClassifierOverrides, type ReferenceInfo, type ClassifierSettings, type GateResult, type Sample } from '../knn/index.js';
 import { embedImages, enroll, listLabeledImages, ModelManager, type EnrollResult, type LabeledImage, type ModelHistoryEntry, type ModelVersion, type PushResult } from '../models/index.js';
 import { Outbox } from '../events/index.js';
 import { openDatabase } from '../storage/index.js';
-import { renderText, runBench } from '../bench/index.js';
+import { defaultDriftRuns, packageRoot, renderText, runBench, runDriftExperiment, type DriftReport } from '../bench/index.js';
 import { generateKeyPair, packBundle, signBundle } from '../inference/index.js';
-import { renderEvalChart } from './chart.js';
+import { renderEvalChart, renderLineCharts } from './chart.js';
 import { askDaemon, callDaemon, daemonUrl, pushModel, type DaemonAnswer } from './client.js';
 import { userCommand } from './user.js';
 
@@ -28,6 +29,8 @@ export interface CommandContext {
   control?: { k: string | undefined; threshold: string | undefined; unknownDistance: string | undefined; force: boolean };
   /** user add: --role. */
   role?: string | undefined;
+  /** references list|prune|export: --source, --older-than, --newer-than (hours), --limit. */
+  references?: { source: string | undefined; olderThan: string | undefined; newerThan: string | undefined; limit: string | undefined };
 }
 
 type Command = (ctx: CommandContext) => Promise<number>;
@@ -114,7 +117,7 @@ async function enrollLive(config: Config, images: LabeledImage[]): Promise<Enrol
 async function enrollOffline(config: Config, log: Logger, images: LabeledImage[]): Promise<Enrolled> {
   const { model, store, close } = await openModel(config, log);
   try {
-    const { ids: _ids, ...result } = await enroll(images, model, store, { log });
+    const { ids: _ids, ...result } = await enroll(images, model, store, { labeledBy: 'cli', log });
     return { result, references: { total: store.count(), byLabel: Object.fromEntries(store.countByLabel()) }, model: model.key, where: { running: false, database: databasePath(config) } };
   } finally {
     await close();
@@ -125,7 +128,7 @@ async function enrollOffline(config: Config, log: Logger, images: LabeledImage[]
 async function openModel(config: Config, log: Logger) {
   const db = openDatabase(databasePath(config));
   try {
-    const store = new ReferenceStore(db);
+    const store = new ReferenceStore(db, deviceName(config));
     const models = await ModelManager.open(db, store, new OverrideStore(db), config, log, 'command');
     const close = async () => {
       await models.close();
@@ -298,6 +301,8 @@ function describeLive(s: Record<string, unknown>): string {
     `capture: ${st.capture.source} ${st.capture.state}, ${st.capture.framesReceived} frames, ${st.capture.framesDropped + st.capture.droppedWhileBusy} dropped, ${st.capture.restarts} restarts`,
     `model: ${st.model.name}@${st.model.version} (${st.model.precision}) on ${st.model.provider}`,
     `references: ${st.references.total} (${Object.entries(st.references.byLabel).map(([l, n]) => `${l} ${n}`).join(', ')}), ${st.references.index} search`,
+    `learning: ${st.learning.enabled ? 'on' : 'off'}; last hour ${st.learning.lastHour.admitted} admitted, ${st.learning.lastHour.expired} expired, ${st.learning.lastHour.conflicts} removed by people's labels` +
+      (Object.keys(st.learning.lastHour.refused).length > 0 ? `; refused: ${Object.entries(st.learning.lastHour.refused).map(([r, n]) => `${r} ${n}`).join(', ')}` : ''),
     `decisions: ${st.decisions.classified} (${st.decisions.good} good, ${st.decisions.anomalies} anomalies), ${st.decisions.invalidFrames} invalid frames`,
     `events: ${st.events.backlog} waiting, ${st.events.mqtt ? (st.events.mqtt.connected ? `connected to ${st.events.mqtt.url}` : `not connected to ${st.events.mqtt.url}`) : st.events.sparkplug ? 'JSON topics off' : 'mqtt disabled'}`,
     ...(st.events.sparkplug
@@ -322,6 +327,65 @@ const bench: Command = async (ctx) => {
   print(ctx, document, renderText(document));
   return 0;
 };
+
+const EXPERIMENT_USAGE = 'linewatch experiment drift [--chart FILE] [--json] [--fp32 DIR]';
+
+/**
+ * The drift experiment (docs/learning.md): 50 human references, the sample line drifting, F1 per
+ * window with learning off and on, with technician labels, and poisoned. Runs in this process on
+ * temporary databases; the default model and the sample folders of the installation.
+ */
+const experiment: Command = async (ctx) => {
+  if (ctx.args[0] !== 'drift' || ctx.args.length > 1) throw new UserError('experiment takes the name of an experiment: drift', EXPERIMENT_USAGE);
+  setLogLevel('error');
+  const samples = join(packageRoot, 'samples/line');
+  const report = await runDriftExperiment(
+    {
+      model: resolve(ctx.bench?.fp32 ?? join(packageRoot, 'models/default-fp32')),
+      references: join(samples, 'references'),
+      stream: join(samples, 'test'),
+      goodReferences: 35,
+      defectReferencesPerLabel: 5,
+      windowFrames: 100,
+      framesPerHour: 100,
+      drift: { contrast: 0.75, brightness: 35 },
+      poisonFrames: 150,
+      poisonLabel: 'sandal',
+      runs: defaultDriftRuns,
+      seed: 7,
+    },
+    (line) => process.stderr.write(`experiment: ${line}\n`),
+  );
+  if (ctx.chart) await writeFile(ctx.chart, await driftChart(report));
+  print(ctx, report, describeDrift(report) + (ctx.chart ? `\nchart: ${ctx.chart}` : ''));
+  return 0;
+};
+
+function driftChart(report: DriftReport): Promise<Buffer> {
+  const series = (poisoned: boolean) => report.runs.filter((r) => r.spec.poison === poisoned).map((r) => ({ name: r.name, values: r.f1 }));
+  return renderLineCharts({
+    title: `Drift experiment: F1 per ${report.windowFrames} frames (${report.framesPerHour} frames = 1 h), drift over the second half`,
+    xLabel: `window of ${report.windowFrames} frames`,
+    yLabel: 'F1 (anomaly)',
+    panels: [
+      { title: 'Lighting drift', series: series(false) },
+      { title: `Poisoned: ${report.mislabeled} mislabeled references + a burst`, series: series(true) },
+    ],
+  });
+}
+
+function describeDrift(report: DriftReport): string {
+  const off = report.runs.find((r) => r.name === 'learning off');
+  const width = Math.max(...report.runs.map((r) => r.name.length));
+  return [
+    `model ${report.model}; human references ${Object.entries(report.humanReferences).map(([l, n]) => `${l} ${n}`).join(', ')}; ${report.frames} frames, windows of ${report.windowFrames}`,
+    `${'run'.padEnd(width)}  F1 per window${' '.repeat(40)}final F1  worst vs off  admitted  wrong`,
+    ...report.runs.map((r) => {
+      const worst = off && r.f1.length === off.f1.length ? Math.min(...r.f1.map((x, i) => x - off.f1[i]!)).toFixed(3) : '   -';
+      return `${r.name.padEnd(width)}  ${r.f1.map((x) => x.toFixed(2)).join(' ').padEnd(53)}  ${r.final.f1.toFixed(3)}     ${worst.padStart(6)}     ${String(r.admitted).padStart(5)}  ${String(r.wrongAdmissions).padStart(5)}`;
+    }),
+  ].join('\n');
+}
 
 const KEYS_USAGE = 'linewatch keys generate [--name NAME] [--out DIR] | linewatch keys sign <bundle-folder> --key FILE';
 
@@ -438,16 +502,66 @@ const labelCommand: Command = async (ctx) => {
   );
 };
 
-const REFERENCES_USAGE = 'linewatch references remove <id...>';
+const REFERENCES_USAGE =
+  'linewatch references list|prune|export [--label LABEL] [--source human|auto|peer] [--older-than HOURS] [--newer-than HOURS] [--limit N] | references remove <id...>';
 
+/** Inspection of the reference set: list, remove, prune and export, by label, source and age. */
 const references: Command = async (ctx) => {
   const [action, ...ids] = ctx.args;
-  if (action !== 'remove' || ids.length === 0) throw new UserError(action === 'remove' ? 'references remove needs reference ids' : 'references needs the action "remove"', REFERENCES_USAGE);
-  const bad = ids.find((id) => !/^[1-9][0-9]*$/.test(id));
-  if (bad !== undefined) throw new UserError(`"${bad}" is not a reference id (a whole number)`, REFERENCES_USAGE);
+  if (action === 'remove') {
+    if (ids.length === 0) throw new UserError('references remove needs reference ids', REFERENCES_USAGE);
+    const bad = ids.find((id) => !/^[1-9][0-9]*$/.test(id));
+    if (bad !== undefined) throw new UserError(`"${bad}" is not a reference id (a whole number)`, REFERENCES_USAGE);
+    const { config } = setup(ctx);
+    return report(ctx, await callDaemon(config, 'reference.remove', { ids: ids.map(Number) }), (r: { removed: number }) => `removed ${r.removed} of ${ids.length} references`);
+  }
+  if (action !== 'list' && action !== 'prune' && action !== 'export') throw new UserError(action ? `unknown references action "${action}"` : 'references needs an action', REFERENCES_USAGE);
+  if (ids.length > 0) throw new UserError(`references ${action} takes options, not arguments`, REFERENCES_USAGE);
+  const filter = referenceFilter(ctx);
   const { config } = setup(ctx);
-  return report(ctx, await callDaemon(config, 'reference.remove', { ids: ids.map(Number) }), (r: { removed: number }) => `removed ${r.removed} of ${ids.length} references`);
+  if (action === 'prune') {
+    if (Object.keys(filter).length === 0) throw new UserError('references prune needs at least one of --label, --source, --older-than, --newer-than', REFERENCES_USAGE);
+    return report(ctx, await callDaemon(config, 'reference.prune', filter), (r: { removed: number }) => `removed ${r.removed} references`);
+  }
+  if (action === 'export') {
+    // The export is the document itself: JSON whatever --json says.
+    const answer = await callDaemon(config, 'reference.export', filter);
+    return report({ ...ctx, json: true }, answer, () => '', false);
+  }
+  const limit = ctx.references?.limit === undefined ? {} : { limit: wholeNumber('--limit', ctx.references.limit) };
+  return report(ctx, await callDaemon(config, 'reference.list', { ...filter, ...limit }), describeReferences, false);
 };
+
+function referenceFilter(ctx: CommandContext): Record<string, unknown> {
+  const o = ctx.references;
+  const hoursOf = (flag: string, text: string) => {
+    const value = Number(text);
+    if (text.trim() === '' || !(value > 0)) throw new UserError(`${flag} must be a number of hours above 0, not "${text}"`, REFERENCES_USAGE);
+    return value;
+  };
+  return {
+    ...(ctx.label !== undefined && { label: ctx.label }),
+    ...(o?.source !== undefined && { source: o.source }),
+    ...(o?.olderThan !== undefined && { olderThanH: hoursOf('--older-than', o.olderThan) }),
+    ...(o?.newerThan !== undefined && { newerThanH: hoursOf('--newer-than', o.newerThan) }),
+  };
+}
+
+function wholeNumber(flag: string, text: string): number {
+  if (!/^[1-9][0-9]*$/.test(text)) throw new UserError(`${flag} must be a whole number, not "${text}"`, REFERENCES_USAGE);
+  return Number(text);
+}
+
+function describeReferences(r: { total: number; references: ReferenceInfo[] }): string {
+  const when = (ms: number) => new Date(ms).toISOString();
+  return [
+    `${r.total} references match${r.references.length < r.total ? ` (showing ${r.references.length})` : ''}`,
+    ...r.references.map(
+      (x) =>
+        `  #${x.id}  ${x.label}  ${x.source}${x.confidence === null ? '' : ` ${x.confidence}`}  ${when(x.createdAt)}  ${x.device ?? '-'}  ${x.labeledBy ? `labeled by ${x.labeledBy}` : x.source === 'auto' ? (x.confirmedAt ? 'confirmed' : 'unconfirmed') : ''}  ${x.origin}`,
+    ),
+  ].join('\n');
+}
 
 const MODEL_USAGE = 'linewatch model push <bundle-folder-or-archive> [--force] | model list | model activate <key> | model rollback';
 const modelArguments: Record<string, number> = { push: 1, list: 0, activate: 1, rollback: 0 };
@@ -501,5 +615,5 @@ function describeModels(r: { active: string; previous: string | null; versions: 
 
 const user: Command = (ctx) => userCommand(ctx.args, { configPath: ctx.configPath, role: ctx.role });
 
-export const commands = { run, enroll: enrollCommand, classify, eval: evalCommand, status, bench, keys, token, classifier, label: labelCommand, references, model, user } satisfies Record<string, Command>;
+export const commands = { run, enroll: enrollCommand, classify, eval: evalCommand, status, bench, experiment, keys, token, classifier, label: labelCommand, references, model, user } satisfies Record<string, Command>;
 export type CommandName = keyof typeof commands;

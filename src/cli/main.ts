@@ -14,6 +14,7 @@ Commands:
   eval <folder>            precision/recall/F1, confusion matrix, AUROC on a labeled folder
   status                   status of the running daemon (or of its database when stopped)
   bench                    measure this machine: encoder, preprocess, end to end, kNN, memory, model swap pause
+  experiment drift         self-training under a drifting line: F1 per window, learning off/on, poisoned (--chart FILE)
   keys generate            make an ed25519 key pair for signing model bundles
   keys sign <folder>       sign a model bundle folder (writes signature.json)
 
@@ -21,7 +22,10 @@ Control (the running daemon through its HTTP API; when it is stopped, its databa
   token                    print the control token (as root or the service user)
   classifier set           set --k, --threshold, --unknown-distance ("default" clears one)
   label <event-id> <label> make an anomaly's item a reference with this label
+  references list          references with provenance, newest first (--label, --source, --older-than, --newer-than, --limit)
   references remove <ids>  remove references by id
+  references prune         remove every reference matching --label, --source, --older-than, --newer-than
+  references export        references with provenance, image and vector (base64) as JSON (same filters)
   model push <bundle>      install a signed bundle (folder or .tar.gz): verify, gate, swap
   model list               installed models, the active one, the history
   model activate <key>     make an installed model active
@@ -33,8 +37,11 @@ Web UI:
 Options:
   --config FILE            configuration file (default /etc/linewatch/config.yml, or $LINEWATCH_CONFIG)
   --json                   print one JSON document
-  --chart FILE             eval: write the confusion matrix and PR curve as PNG
-  --label LABEL            enroll: treat <folder> as images of this one label
+  --chart FILE             eval: write the confusion matrix and PR curve as PNG; experiment: F1 over time
+  --label LABEL            enroll: treat <folder> as images of this one label; references: only this label
+  --source SOURCE          references: only human, auto or peer references
+  --older-than HOURS, --newer-than HOURS   references: only those created more / less than HOURS ago
+  --limit N                references list: at most N (default 100)
   --quick                  bench: a short run that only proves the bench works
   --duration SECONDS       bench: length of the full-rate end-to-end run (default 60; 600 for memory drift)
   --fp32 DIR, --int8 DIR   bench: model bundles (default models/default-fp32, models/default-int8)
@@ -70,6 +77,10 @@ async function main(argv: string[]): Promise<number> {
       'unknown-distance': { type: 'string' },
       force: { type: 'boolean', default: false },
       role: { type: 'string' },
+      source: { type: 'string' },
+      'older-than': { type: 'string' },
+      'newer-than': { type: 'string' },
+      limit: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -93,6 +104,7 @@ async function main(argv: string[]): Promise<number> {
     keys: { name: values.name, out: values.out, key: values.key },
     control: { k: values.k, threshold: values.threshold, unknownDistance: values['unknown-distance'], force: values.force },
     role: values.role,
+    references: { source: values.source, olderThan: values['older-than'], newerThan: values['newer-than'], limit: values.limit },
   });
 }
 

@@ -117,6 +117,31 @@ export const configSchema = z.strictObject({
     folder: path.nullable().default(null),
   }),
 
+  /** Self-training: unmistakable decisions join the references as `auto` ones, within caps (docs/learning.md). */
+  learning: section({
+    enabled: z.boolean().default(false),
+    /** The nearest references that must all have the frame's label (at least one of them human); independent of knn.k. */
+    neighbours: int(1, 256).default(5),
+    /** A label's radius: this percentile of its human references' distances to their nearest human reference of the label. */
+    radiusPercentile: decimal(1, 100).default(90),
+    /** Admitted only when the nearest reference is within this share of the label's radius. */
+    radiusShare: decimal(0.001, 1).default(0.25),
+    /** ...and the nearest reference of another label is at least this many times as far as the nearest one. */
+    marginRatio: decimal(1, 100).default(2),
+    /** Nearer than this to an existing reference: a near-duplicate, skipped (a stopped belt adds nothing). */
+    duplicateDistance: decimal(0, 2).default(0.002),
+    /** A label needs this many human references before anything is admitted to it (its radius needs them). */
+    minHumanReferences: int(2, 100_000).default(5),
+    /** Admitted per label per hour at most. */
+    perLabelPerHour: int(0, 1_000_000).default(30),
+    /** Automatic references per label at most. */
+    perLabelTotal: int(0, 10_000_000).default(500),
+    /** Share of a label's references that may be automatic. */
+    maxAutoShare: decimal(0, 1).default(0.8),
+    /** An automatic reference not confirmed within this many hours is removed. */
+    expireAfterH: decimal(0.01, 24 * 365).default(24),
+  }),
+
   mqtt: section({
     enabled: z.boolean().default(true),
     /** What linewatch speaks: its own JSON topics, Sparkplug B 3.0 (SCADA), or both. */

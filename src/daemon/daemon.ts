@@ -4,14 +4,14 @@ import { errorText, RequestError, UserError, setLogFormat, setLogLevel, type Log
 import type { Config } from '../config/index.js';
 import { ControlApi, ControlServer, controlCommands, ensureToken } from '../control/index.js';
 import { AnomalyImages, EVENTS_TOPIC, EventRecorder, Outbox, SPARKPLUG_STREAM, type RecorderSettings } from '../events/index.js';
-import { OverrideStore } from '../knn/index.js';
+import { OverrideStore, ReferenceStore } from '../knn/index.js';
+import { Learning } from '../learning/index.js';
 import { ModelInbox, ModelManager } from '../models/index.js';
 import { Pipeline, type DecisionConsumer } from '../pipeline/index.js';
 import { defaultClientId } from '../mqtt/index.js';
 import { DiskReserve, openDatabase, type Db } from '../storage/index.js';
 import { FleetSync, type FleetSettings } from '../sync/index.js';
 import { Accounts, WebUi } from '../ui/index.js';
-import { AnnouncingReferenceStore } from './feed.js';
 import { checkHealth } from './health.js';
 import { Messaging } from './messaging.js';
 import { DaemonMetrics } from './metrics.js';
@@ -57,12 +57,13 @@ export class Daemon {
     private config: Config,
     private readonly log: Logger,
     private readonly db: Db,
-    private readonly store: AnnouncingReferenceStore,
+    private readonly store: ReferenceStore,
     private readonly overrides: OverrideStore,
     readonly models: ModelManager,
     private readonly outbox: Outbox,
     private readonly images: AnomalyImages,
     private readonly recorder: EventRecorder,
+    private readonly learning: Learning,
     private readonly camera: Camera,
     private readonly pipeline: Pipeline,
     private readonly metrics: DaemonMetrics,
@@ -88,7 +89,7 @@ export class Daemon {
     const db = openDatabase(databasePath(config));
     let models: ModelManager | null = null;
     try {
-      const store = new AnnouncingReferenceStore(db);
+      const store = new ReferenceStore(db, deviceName(config));
       const overrides = new OverrideStore(db);
       models = await ModelManager.open(db, store, overrides, config, log);
       const outbox = new Outbox(db, diskReserve(db, config, log));
@@ -101,7 +102,9 @@ export class Daemon {
       const inFlight = config.inference.maxBatch * config.inference.workers + 2;
       const pipeline = new Pipeline(camera.queue, models, log.child('pipeline'), inFlight, (stage, seconds) => metrics.observeStage(stage, seconds));
       pipeline.addConsumer(recorder.consume);
-      daemon = new Daemon(config, log, db, store, overrides, models, outbox, images, recorder, camera, pipeline, metrics, options);
+      const learning = new Learning(store, models, config.learning, log.child('learning'));
+      pipeline.addConsumer(learning.consume);
+      daemon = new Daemon(config, log, db, store, overrides, models, outbox, images, recorder, learning, camera, pipeline, metrics, options);
       await daemon.run();
       return daemon;
     } catch (err) {
@@ -136,6 +139,7 @@ export class Daemon {
         this.inbox = new ModelInbox(join(config.stateDir, 'inbox'), this.models, log.child('models'));
         this.inbox.start();
       }
+      this.learning.start();
       this.running = this.pipeline.run();
       await this.camera.start();
     } catch (err) {
@@ -160,7 +164,7 @@ export class Daemon {
     this.sync?.close();
     this.sync = null;
     if (this.messaging && config.sync.enabled) {
-      this.sync = new FleetSync(this.db, this.store, this.models, this.store, fleetSettings(config), this.log.child('sync'));
+      this.sync = new FleetSync(this.db, this.store, this.models, fleetSettings(config), this.log.child('sync'));
       this.sync.attach(this.messaging.session);
     }
     this.messaging?.start();
@@ -190,6 +194,7 @@ export class Daemon {
     this.config = next;
     if (plan.classifier) this.models.reconfigure(next);
     this.recorder.configure(recorderSettings(next));
+    this.learning.configure(next.learning);
     if (plan.log) {
       setLogLevel(next.log.level);
       if (next.log.format !== 'auto') setLogFormat(next.log.format);
@@ -244,8 +249,10 @@ export class Daemon {
         searchable: index.count,
         byLabel: Object.fromEntries(this.store.countByLabel()),
         bySource: Object.fromEntries(this.store.countBySource()),
+        bySourceAndLabel: this.store.countBySourceAndLabel(),
         index: index.mode,
       },
+      learning: this.learning.status(),
       classifier: { ...active.classifier.settings, overrides: this.overrides.get() },
       decisions: { ...this.pipeline.counters, anomaliesByLabel: Object.fromEntries(this.pipeline.counters.anomaliesByLabel), problem: this.pipeline.problem },
       events: { backlog: mqtt?.backlog ?? this.outbox.backlog(), refused: recorded.refused, refusing: recorded.refusing, mqtt, sparkplug, images: recorded.images },
@@ -309,6 +316,7 @@ export class Daemon {
     }
     // The last decisions must be stored before the final flush.
     await this.recorder.flush();
+    await this.learning.stop();
     try {
       this.models.active.index.save();
     } catch (err) {
@@ -344,6 +352,11 @@ function diskReserve(db: Db, config: Config, log: Logger): DiskReserve {
     });
   }
   return reserve;
+}
+
+/** The device in provenance and in the fleet: `site/line/camera`. */
+export function deviceName(config: Config): string {
+  return `${config.site}/${config.line}/${config.camera}`;
 }
 
 function recorderSettings(config: Config): RecorderSettings {

@@ -5,7 +5,7 @@ import { AnomalyImages, Outbox } from '../events/index.js';
 import { OverrideStore, ReferenceStore } from '../knn/index.js';
 import { ModelManager } from '../models/index.js';
 import { openDatabase } from '../storage/index.js';
-import { databasePath } from './daemon.js';
+import { databasePath, deviceName } from './daemon.js';
 
 /**
  * The control API of a stopped daemon: the same commands, acting on its database, so a change
@@ -15,7 +15,7 @@ export async function withOfflineControl<T>(config: Config, log: Logger, use: (a
   const db = openDatabase(databasePath(config));
   let models: ModelManager | null = null;
   try {
-    const store = new ReferenceStore(db);
+    const store = new ReferenceStore(db, deviceName(config));
     const overrides = new OverrideStore(db);
     models = await ModelManager.open(db, store, overrides, config, log, 'command');
     const notRunning = () => {

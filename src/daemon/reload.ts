@@ -1,7 +1,7 @@
 import type { Config } from '../config/index.js';
 
 /** Keys (or key prefixes ending in '.') that a running daemon applies on SIGHUP. */
-const liveKeys = ['site', 'line', 'camera', 'capture.', 'knn.k', 'knn.threshold', 'knn.unknownDistance', 'knn.goodLabel', 'mqtt.', 'log.'];
+const liveKeys = ['site', 'line', 'camera', 'capture.', 'knn.k', 'knn.threshold', 'knn.unknownDistance', 'knn.goodLabel', 'learning.', 'mqtt.', 'log.'];
 /** mqtt keys read at each use: changing them needs no new broker connection. */
 const mqttReadAtUse = new Set(['mqtt.outboxLimit', 'mqtt.flushTimeoutS']);
 

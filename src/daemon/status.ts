@@ -1,6 +1,7 @@
 import type { CameraStatus } from '../capture/index.js';
 import type { RecorderStatus } from '../events/index.js';
 import type { ClassifierOverrides, ClassifierSettings } from '../knn/index.js';
+import type { LearningStatus } from '../learning/index.js';
 import type { ModelsStatus } from '../models/index.js';
 import type { SessionStatus } from '../mqtt/index.js';
 import type { PipelineCounters } from '../pipeline/index.js';
@@ -28,7 +29,17 @@ export interface DaemonStatus {
   capture: CameraStatus;
   model: { name: string; version: string; precision: string; provider: string };
   models: ModelsStatus;
-  references: { total: number; searchable: number; byLabel: Record<string, number>; bySource: Record<string, number>; index: string };
+  references: {
+    total: number;
+    searchable: number;
+    byLabel: Record<string, number>;
+    bySource: Record<string, number>;
+    /** `{ human: { good: 40 }, auto: { good: 12 } }` */
+    bySourceAndLabel: Record<string, Record<string, number>>;
+    index: string;
+  };
+  /** Self-training: on or off, and what it admitted, refused (by reason) and expired in the last hour. */
+  learning: LearningStatus;
   classifier: ClassifierSettings & {
     /** Values set through the control API: they win over the config file (classifier.set with null clears one). */
     overrides: ClassifierOverrides;

@@ -1,4 +1,17 @@
-export { ReferenceStore, type NewReference, type Reference, type ReferenceInfo, type ReferenceListOptions, type ReferenceSource, type ReferenceVector, type PackedVectors } from './store.js';
+export {
+  ReferenceStore,
+  type NewReference,
+  type Provenance,
+  type Reference,
+  type ReferenceChange,
+  type ReferenceChangeListener,
+  type ReferenceFilter,
+  type ReferenceInfo,
+  type ReferenceListOptions,
+  type ReferenceSource,
+  type ReferenceVector,
+  type PackedVectors,
+} from './store.js';
 export {
   VectorIndex,
   type IndexMode,

@@ -6,6 +6,20 @@ export type ReferenceSource = 'human' | 'auto' | 'peer';
 
 const sources: readonly ReferenceSource[] = ['human', 'auto', 'peer'];
 
+/** Where a reference came from, beyond its source; null where not known (references older than provenance). */
+export interface Provenance {
+  /** The model whose vector the reference was added with (add()'s modelKey). */
+  modelKey: string | null;
+  /** The device that added it: `site/line/camera`, or a peer's device id. */
+  device: string | null;
+  /** What admitted an automatic reference: its frame, score and the neighbours that agreed (JSON). */
+  decision: string | null;
+  /** Who labeled a human reference: the control API caller (`cli`, `mqtt`, `http`, `ui`, ...), or `enroll` for a folder. */
+  labeledBy: string | null;
+  /** ms since epoch an automatic reference was confirmed (a later admission leaned on it, or a person gave its label); null: it expires. */
+  confirmedAt: number | null;
+}
+
 export interface NewReference {
   label: string;
   source: ReferenceSource;
@@ -17,9 +31,14 @@ export interface NewReference {
   thumbnail?: Uint8Array | null;
   /** ms since epoch; defaults to now. */
   createdAt?: number;
+  /** Defaults to the store's own device. */
+  device?: string | null;
+  decision?: string | null;
+  labeledBy?: string | null;
+  confirmedAt?: number | null;
 }
 
-export interface Reference {
+export interface Reference extends Provenance {
   id: number;
   label: string;
   source: ReferenceSource;
@@ -29,12 +48,35 @@ export interface Reference {
   thumbnail: Buffer | null;
 }
 
+/** One entry of the journal of additions and removals (reference sync, audits): in commit order. */
+export interface ReferenceChange {
+  /** Increases with every change; pass the last one seen to changesSince() to continue. */
+  seq: number;
+  referenceId: number;
+  change: 'added' | 'removed';
+  label: string;
+  source: ReferenceSource;
+  origin: string;
+  /** ms since epoch of the change. */
+  at: number;
+}
+
+export type ReferenceChangeListener = (changes: readonly ReferenceChange[]) => void;
+
 /** What list() shows of a reference: everything but its thumbnail. */
 export type ReferenceInfo = Omit<Reference, 'thumbnail'>;
 
-export interface ReferenceListOptions {
+export interface ReferenceFilter {
   label?: string;
   source?: ReferenceSource;
+  /** Only references created before / after these times (ms since epoch). */
+  createdBefore?: number;
+  createdAfter?: number;
+  /** Only automatic references not confirmed yet (true) or confirmed (false). */
+  unconfirmed?: boolean;
+}
+
+export interface ReferenceListOptions extends ReferenceFilter {
   /** Default 100. */
   limit?: number;
   offset?: number;
@@ -83,7 +125,28 @@ const schema = [
      blob BLOB NOT NULL,
      saved_at INTEGER NOT NULL
    );`,
+  // Provenance on every reference, and the journal of additions and removals (reference sync).
+  `ALTER TABLE knn_references ADD COLUMN model_key TEXT;
+   ALTER TABLE knn_references ADD COLUMN device TEXT;
+   ALTER TABLE knn_references ADD COLUMN decision TEXT;
+   ALTER TABLE knn_references ADD COLUMN labeled_by TEXT;
+   ALTER TABLE knn_references ADD COLUMN confirmed_at INTEGER;
+   CREATE INDEX knn_references_source ON knn_references (source, label, created_at);
+   CREATE TABLE knn_reference_changes (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     reference_id INTEGER NOT NULL,
+     change TEXT NOT NULL CHECK (change IN ('added', 'removed')),
+     label TEXT NOT NULL,
+     source TEXT NOT NULL,
+     origin TEXT NOT NULL,
+     at INTEGER NOT NULL
+   );`,
 ];
+
+const infoColumns = 'id, label, source, origin, created_at, confidence, model_key, device, decision, labeled_by, confirmed_at';
+const filterSql = `(@label IS NULL OR label = @label) AND (@source IS NULL OR source = @source)
+  AND (@before IS NULL OR created_at < @before) AND (@after IS NULL OR created_at > @after)
+  AND (@unconfirmed IS NULL OR (source = 'auto' AND (confirmed_at IS NULL) = @unconfirmed))`;
 
 interface ReferenceRow {
   id: number;
@@ -93,6 +156,21 @@ interface ReferenceRow {
   created_at: number;
   confidence: number | null;
   thumbnail: Buffer | null;
+  model_key: string | null;
+  device: string | null;
+  decision: string | null;
+  labeled_by: string | null;
+  confirmed_at: number | null;
+}
+
+interface ChangeRow {
+  seq: number;
+  reference_id: number;
+  change: 'added' | 'removed';
+  label: string;
+  source: ReferenceSource;
+  origin: string;
+  at: number;
 }
 
 /**
@@ -107,21 +185,35 @@ export class ReferenceStore {
   private readonly deleteReference;
   private readonly selectReference;
   private readonly selectLabel;
+  private readonly selectSource;
   private readonly selectVector;
+  private readonly journal;
+  private readonly listeners = new Set<ReferenceChangeListener>();
+  /** The last change handed to the listeners. */
+  private notifiedSeq: number;
+  private notifying = false;
 
-  constructor(readonly db: Db) {
+  constructor(
+    readonly db: Db,
+    /** The device new references are recorded as added on (`site/line/camera`), unless they name one. */
+    readonly device: string | null = null,
+  ) {
     migrate(db, 'knn', schema);
     this.insertReference = db.prepare(
-      'INSERT INTO knn_references (label, source, origin, created_at, confidence, thumbnail) VALUES (?, ?, ?, ?, ?, ?)',
+      `INSERT INTO knn_references (label, source, origin, created_at, confidence, thumbnail, model_key, device, decision, labeled_by, confirmed_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
+    this.journal = db.prepare('INSERT INTO knn_reference_changes (reference_id, change, label, source, origin, at) VALUES (?, ?, ?, ?, ?, ?)');
+    this.notifiedSeq = this.lastChange();
     this.upsertVector = db.prepare(
       'INSERT INTO knn_vectors (model_key, reference_id, vector) VALUES (?, ?, ?) ON CONFLICT (model_key, reference_id) DO UPDATE SET vector = excluded.vector',
     );
     this.vectorLength = db.prepare('SELECT length(vector) FROM knn_vectors WHERE model_key = ? LIMIT 1').pluck();
     this.deleteVectors = db.prepare('DELETE FROM knn_vectors WHERE reference_id = ?');
-    this.deleteReference = db.prepare('DELETE FROM knn_references WHERE id = ?');
+    this.deleteReference = db.prepare('DELETE FROM knn_references WHERE id = ? RETURNING label, source, origin');
     this.selectReference = db.prepare('SELECT * FROM knn_references WHERE id = ?');
     this.selectLabel = db.prepare('SELECT label FROM knn_references WHERE id = ?').pluck();
+    this.selectSource = db.prepare('SELECT source FROM knn_references WHERE id = ?').pluck();
     this.selectVector = db.prepare('SELECT vector FROM knn_vectors WHERE model_key = ? AND reference_id = ?').pluck();
   }
 
@@ -132,24 +224,32 @@ export class ReferenceStore {
 
   /** Adds many references with their vectors in one transaction (all or none); returns their ids in order. */
   addMany(modelKey: string, items: readonly { reference: NewReference; vector: Float32Array }[]): number[] {
-    return this.db.transaction(() => {
+    const ids = this.db.transaction(() => {
       this.checkDimension(modelKey, items.map((item) => item.vector));
       const now = Date.now();
-      return items.map(({ reference, vector }) => {
-        checkReference(reference);
+      return items.map(({ reference: r, vector }) => {
+        checkReference(r);
         const info = this.insertReference.run(
-          reference.label,
-          reference.source,
-          reference.origin,
-          reference.createdAt ?? now,
-          reference.confidence ?? null,
-          reference.thumbnail ?? null,
+          r.label,
+          r.source,
+          r.origin,
+          r.createdAt ?? now,
+          r.confidence ?? null,
+          r.thumbnail ?? null,
+          modelKey,
+          r.device === undefined ? this.device : r.device,
+          r.decision ?? null,
+          r.labeledBy ?? null,
+          r.confirmedAt ?? null,
         );
         const id = Number(info.lastInsertRowid);
         this.upsertVector.run(modelKey, id, vectorBytes(vector));
+        this.journal.run(id, 'added', r.label, r.source, r.origin, now);
         return id;
       });
     })();
+    this.announce();
+    return ids;
   }
 
   /** Stores vectors of existing references for `modelKey` (re-embedding after a model update), in one transaction. */
@@ -167,14 +267,68 @@ export class ReferenceStore {
 
   /** Removes references and their vectors in one transaction; returns how many existed. */
   removeMany(ids: readonly number[]): number {
-    return this.db.transaction(() => {
+    const removed = this.db.transaction(() => {
+      const now = Date.now();
       let removed = 0;
       for (const id of ids) {
         this.deleteVectors.run(id);
-        removed += this.deleteReference.run(id).changes;
+        const gone = this.deleteReference.get(id) as Pick<ReferenceRow, 'label' | 'source' | 'origin'> | undefined;
+        if (!gone) continue;
+        this.journal.run(id, 'removed', gone.label, gone.source, gone.origin, now);
+        removed++;
       }
       return removed;
     })();
+    this.announce();
+    return removed;
+  }
+
+  /** Marks automatic references as confirmed (they no longer expire); returns how many were not yet. */
+  confirm(ids: readonly number[], at = Date.now()): number {
+    const update = this.db.prepare("UPDATE knn_references SET confirmed_at = ? WHERE id = ? AND source = 'auto' AND confirmed_at IS NULL");
+    return this.db.transaction(() => ids.reduce((n, id) => n + update.run(at, id).changes, 0))();
+  }
+
+  /**
+   * Tells `listener` of every addition and removal committed from now on, in commit order, a turn
+   * of the event loop after the commit (so a change rolled back with an enclosing transaction is
+   * never told). Changes made by another process are in changesSince(); returns an unsubscribe.
+   */
+  onChange(listener: ReferenceChangeListener): () => void {
+    // Changes made while nobody listened were never told; a first listener starts from now.
+    if (this.listeners.size === 0) this.notifiedSeq = this.lastChange();
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** The journal after `seq` (0: from the start), oldest first: a reader that was away catches up from its last seq. */
+  changesSince(seq: number, limit = 1000): ReferenceChange[] {
+    const rows = this.db.prepare('SELECT * FROM knn_reference_changes WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as ChangeRow[];
+    return rows.map((r) => ({ seq: r.seq, referenceId: r.reference_id, change: r.change, label: r.label, source: r.source, origin: r.origin, at: r.at }));
+  }
+
+  /** The seq of the newest change (0 when none). */
+  lastChange(): number {
+    return (this.db.prepare('SELECT max(seq) FROM knn_reference_changes').pluck().get() as number | null) ?? 0;
+  }
+
+  private announce(): void {
+    if (this.notifying || this.listeners.size === 0) return;
+    this.notifying = true;
+    setImmediate(() => {
+      this.notifying = false;
+      if (!this.db.open) return;
+      for (let page = this.changesSince(this.notifiedSeq); page.length > 0; page = this.changesSince(this.notifiedSeq)) {
+        this.notifiedSeq = page[page.length - 1]!.seq;
+        for (const listener of this.listeners) {
+          try {
+            listener(page);
+          } catch {
+            // A listener's failure is its own (it logs it); the others still hear of the change.
+          }
+        }
+      }
+    });
   }
 
   /** References that came from one origin (an event's item, an uploaded image). */
@@ -202,12 +356,12 @@ export class ReferenceStore {
 
   /** Labels of the given references; ids no longer in the store are absent from the map. */
   labelsOf(ids: readonly number[]): Map<number, string> {
-    const labels = new Map<number, string>();
-    for (const id of ids) {
-      const label = this.selectLabel.get(id) as string | undefined;
-      if (label !== undefined) labels.set(id, label);
-    }
-    return labels;
+    return lookUp<string>(this.selectLabel, ids);
+  }
+
+  /** Sources of the given references; ids no longer in the store are absent from the map. */
+  sourcesOf(ids: readonly number[]): Map<number, ReferenceSource> {
+    return lookUp<ReferenceSource>(this.selectSource, ids);
   }
 
   count(): number {
@@ -219,16 +373,34 @@ export class ReferenceStore {
     return new Set(this.db.prepare('SELECT DISTINCT origin FROM knn_references').pluck().all() as string[]);
   }
 
-  /** Newest first, for browsing (the web UI); thumbnails are fetched one by one with get(). */
+  /** Newest first, for browsing (the web UI, `linewatch references list`); thumbnails are fetched one by one with get(). */
   list(options: ReferenceListOptions = {}): ReferenceInfo[] {
     const rows = this.db
-      .prepare(
-        `SELECT id, label, source, origin, created_at, confidence FROM knn_references
-         WHERE (@label IS NULL OR label = @label) AND (@source IS NULL OR source = @source)
-         ORDER BY id DESC LIMIT @limit OFFSET @offset`,
-      )
-      .all({ label: options.label ?? null, source: options.source ?? null, limit: options.limit ?? 100, offset: options.offset ?? 0 }) as Omit<ReferenceRow, 'thumbnail'>[];
-    return rows.map((row) => ({ id: row.id, label: row.label, source: row.source, origin: row.origin, createdAt: row.created_at, confidence: row.confidence }));
+      .prepare(`SELECT ${infoColumns} FROM knn_references WHERE ${filterSql} ORDER BY id DESC LIMIT @limit OFFSET @offset`)
+      .all({ ...filterParams(options), limit: options.limit ?? 100, offset: options.offset ?? 0 }) as Omit<ReferenceRow, 'thumbnail'>[];
+    return rows.map((row) => toInfo(row));
+  }
+
+  /** Ids of every reference that matches, oldest first. */
+  idsWhere(filter: ReferenceFilter): number[] {
+    return this.db.prepare(`SELECT id FROM knn_references WHERE ${filterSql} ORDER BY id`).pluck().all(filterParams(filter)) as number[];
+  }
+
+  /** How many references match. */
+  countWhere(filter: ReferenceFilter): number {
+    return this.db.prepare(`SELECT count(*) FROM knn_references WHERE ${filterSql}`).pluck().get(filterParams(filter)) as number;
+  }
+
+  /** Counts per source, then per label: `{ human: { good: 40 }, auto: { good: 12 } }`. */
+  countBySourceAndLabel(): Record<string, Record<string, number>> {
+    const rows = this.db.prepare('SELECT source, label, count(*) AS n FROM knn_references GROUP BY source, label ORDER BY source, label').all() as {
+      source: string;
+      label: string;
+      n: number;
+    }[];
+    const counts: Record<string, Record<string, number>> = {};
+    for (const r of rows) (counts[r.source] ??= {})[r.label] = r.n;
+    return counts;
   }
 
   countByLabel(): Map<string, number> {
@@ -332,7 +504,27 @@ function vectorBytes(vector: Float32Array): Buffer {
   return Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength);
 }
 
-function toReference(row: ReferenceRow): Reference {
+/** One column of each reference (a plucked statement by id); ids no longer in the store are left out. */
+function lookUp<T>(statement: { get(id: number): unknown }, ids: readonly number[]): Map<number, T> {
+  const values = new Map<number, T>();
+  for (const id of ids) {
+    const value = statement.get(id) as T | undefined;
+    if (value !== undefined) values.set(id, value);
+  }
+  return values;
+}
+
+function filterParams(f: ReferenceFilter): Record<string, unknown> {
+  return {
+    label: f.label ?? null,
+    source: f.source ?? null,
+    before: f.createdBefore ?? null,
+    after: f.createdAfter ?? null,
+    unconfirmed: f.unconfirmed === undefined ? null : f.unconfirmed ? 1 : 0,
+  };
+}
+
+function toInfo(row: Omit<ReferenceRow, 'thumbnail'>): ReferenceInfo {
   return {
     id: row.id,
     label: row.label,
@@ -340,6 +532,14 @@ function toReference(row: ReferenceRow): Reference {
     origin: row.origin,
     createdAt: row.created_at,
     confidence: row.confidence,
-    thumbnail: row.thumbnail,
+    modelKey: row.model_key,
+    device: row.device,
+    decision: row.decision,
+    labeledBy: row.labeled_by,
+    confirmedAt: row.confirmed_at,
   };
+}
+
+function toReference(row: ReferenceRow): Reference {
+  return { ...toInfo(row), thumbnail: row.thumbnail };
 }

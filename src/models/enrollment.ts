@@ -104,7 +104,8 @@ export async function enroll(
   images: readonly LabeledImage[],
   model: ModelRuntime,
   store: ReferenceStore,
-  options: { source?: ReferenceSource; log?: Logger } = {},
+  /** labeledBy: who gave the labels (the control API caller; `enroll` for a folder at start). */
+  options: { source?: ReferenceSource; labeledBy?: string; log?: Logger } = {},
 ): Promise<EnrollResult & { ids: number[] }> {
   const known = store.origins();
   const fresh = images.filter((image) => !known.has(image.path));
@@ -130,7 +131,8 @@ export async function enroll(
         label: item.image.label,
         source: options.source ?? 'human',
         origin: item.image.path,
-        thumbnail: await thumbnail(item.data, { longestSide: thumbSide, ...(model.frames.roi && { roi: model.frames.roi }) }),
+        labeledBy: options.labeledBy ?? 'enroll',
+        thumbnail: await referenceThumbnail(item.data, model),
       },
       vector: item.vector,
     });
@@ -154,6 +156,14 @@ export async function embedItem(model: ModelRuntime, image: Buffer): Promise<Flo
   const tensor = model.items.createTensor();
   await model.items.toTensor(image, tensor);
   return model.encoder.embed(tensor);
+}
+
+/**
+ * The image a reference keeps so a later model can re-embed it: the frame's ROI crop, no smaller
+ * than the model's input (and 64 px), so the next model sees what this one saw.
+ */
+export function referenceThumbnail(frame: Buffer, model: ModelRuntime): Promise<Buffer> {
+  return thumbnail(frame, { longestSide: thumbnailSide(model), ...(model.frames.roi && { roi: model.frames.roi }) });
 }
 
 /**

@@ -8,16 +8,6 @@ import { SyncLedger, type PublishRow } from './ledger.js';
 import { decodeFleetMessage, encodeDeleted, encodeShared, type FleetMessage, type Refusal, type SharedReference } from './message.js';
 import { fleetFilter, fleetId, fleetTopic, parseFleetTopic } from './topics.js';
 
-/**
- * Tells of references added to and removed from the store, by anyone (a label, an enrollment,
- * self-training, a removal). The sync only takes it as a hint to compare the store with what it
- * shares, so a missed or repeated call is harmless.
- */
-export interface ReferenceFeed {
-  onAdded(listener: (ids: readonly number[]) => void): () => void;
-  onRemoved(listener: (ids: readonly number[]) => void): () => void;
-}
-
 export interface FleetSettings {
   site: string;
   /** This device's level in the fleet topics: what the broker's ACL binds to its identity. */
@@ -98,13 +88,14 @@ export class FleetSync {
     private readonly db: Db,
     private readonly store: ReferenceStore,
     private readonly models: { readonly active: ModelRuntime },
-    feed: ReferenceFeed,
     private readonly settings: FleetSettings,
     private readonly log: Logger,
   ) {
     this.ledger = new SyncLedger(db);
     this.sites = new Set([settings.site, ...settings.trustedSites]);
-    this.unfollow = [feed.onAdded(() => this.scheduleReconcile()), feed.onRemoved(() => this.scheduleReconcile())];
+    // The store tells of every change, by anyone (a label, an enrollment, self-training, a removal);
+    // the sync takes it only as a hint to compare the store with what it shares, so a missed or repeated call is harmless.
+    this.unfollow = [store.onChange(() => this.scheduleReconcile())];
     this.ledger.republishLive();
     this.reconcile();
   }

@@ -33,6 +33,11 @@ describe('ReferenceStore', () => {
       createdAt: 1_700_000_000_000,
       confidence: null,
       thumbnail,
+      modelKey: model,
+      device: null,
+      decision: null,
+      labeledBy: null,
+      confirmedAt: null,
     });
     expect(store.vectorIds(model)).toEqual([id]);
     expect(store.remove(id)).toBe(true);
@@ -112,5 +117,63 @@ describe('ReferenceStore', () => {
     db = openDatabase(join(folder.dir, 'linewatch.db'));
     store = new ReferenceStore(db);
     expect(store.count()).toBe(1);
+  });
+
+  it('records provenance: the model key, its own device unless the reference names one, what admitted it, who labeled it', () => {
+    const own = new ReferenceStore(db, 'plant/line-1/cam-1');
+    const human = own.add({ label: 'good', source: 'human', origin: 'a.png', labeledBy: 'cli' }, model, unit([1, 0]));
+    const auto = own.add({ label: 'good', source: 'auto', origin: 'frame:7', confidence: 0.9, decision: '{"seq":7}' }, model, unit([0, 1]));
+    const peer = own.add({ label: 'dent', source: 'peer', origin: 'plant/line-2/cam-1#4', device: 'plant/line-2/cam-1', labeledBy: 'ui' }, model, unit([1, 1]));
+    expect(own.get(human)).toMatchObject({ modelKey: model, device: 'plant/line-1/cam-1', labeledBy: 'cli', decision: null, confirmedAt: null });
+    expect(own.get(auto)).toMatchObject({ source: 'auto', device: 'plant/line-1/cam-1', decision: '{"seq":7}', confidence: 0.9, labeledBy: null });
+    expect(own.list({ source: 'peer' })).toEqual([expect.objectContaining({ id: peer, device: 'plant/line-2/cam-1', labeledBy: 'ui' })]);
+    expect(own.countBySourceAndLabel()).toEqual({ auto: { good: 1 }, human: { good: 1 }, peer: { dent: 1 } });
+  });
+
+  it('filters by label, source, age and confirmation, and confirms automatic references only', () => {
+    const at = (createdAt: number, source: 'human' | 'auto', label = 'good') => store.add({ label, source, origin: `${createdAt}`, createdAt }, model, unit([1, createdAt]));
+    const old = at(1000, 'auto');
+    const fresh = at(5000, 'auto');
+    const person = at(1000, 'human');
+    const dent = at(3000, 'auto', 'dent');
+    expect(store.idsWhere({ source: 'auto', createdBefore: 4000 })).toEqual([old, dent]);
+    expect(store.idsWhere({ label: 'good', createdAfter: 999, createdBefore: 1001 })).toEqual([old, person]);
+    expect(store.countWhere({ source: 'auto', label: 'good' })).toBe(2);
+    expect(store.confirm([old, person], 6000)).toBe(1);
+    expect(store.confirm([old], 7000)).toBe(0);
+    expect(store.get(old)!.confirmedAt).toBe(6000);
+    expect(store.get(person)!.confirmedAt).toBeNull();
+    expect(store.idsWhere({ unconfirmed: true })).toEqual([fresh, dent]);
+    expect(store.idsWhere({ unconfirmed: false })).toEqual([old]);
+  });
+
+  it('journals additions and removals, and tells listeners after the commit, never of a change rolled back', async () => {
+    store.add({ label: 'good', source: 'human', origin: 'before anyone listened' }, model, unit([1, 2]));
+    const heard: string[] = [];
+    const stop = store.onChange((changes) => heard.push(...changes.map((c) => `${c.change} ${c.referenceId} ${c.label} ${c.source}`)));
+    const a = store.add({ label: 'good', source: 'human', origin: 'a' }, model, unit([1, 0]));
+    expect(heard).toEqual([]); // not before the commit's turn of the event loop is over
+    expect(() =>
+      db.transaction(() => {
+        store.add({ label: 'dent', source: 'auto', origin: 'b' }, model, unit([0, 1]));
+        throw new Error('rolled back');
+      })(),
+    ).toThrow('rolled back');
+    store.remove(a);
+    store.remove(a); // nothing to remove: nothing journaled
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(heard).toEqual([`added ${a} good human`, `removed ${a} good human`]);
+    const journal = store.changesSince(1);
+    expect(store.changesSince(0)[0]!.origin).toBe('before anyone listened');
+    expect(journal.map((c) => [c.change, c.referenceId, c.origin])).toEqual([
+      ['added', a, 'a'],
+      ['removed', a, 'a'],
+    ]);
+    expect(store.changesSince(journal[0]!.seq).map((c) => c.change)).toEqual(['removed']);
+    expect(store.lastChange()).toBe(journal[1]!.seq);
+    stop();
+    store.add({ label: 'good', source: 'human', origin: 'c' }, model, unit([1, 1]));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(heard).toHaveLength(2);
   });
 });
