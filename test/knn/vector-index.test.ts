@@ -70,6 +70,22 @@ describe('VectorIndex, exact scan', () => {
     db.close();
   });
 
+  it('removing a vector from the middle moves the last one into its place, vector and id together', () => {
+    // The first and the last slot are special cases of the move; a middle one checks its offsets.
+    const { db, store } = freshStore();
+    const index = open(store, 3);
+    const vectors = [unit([1, 0, 0]), unit([0, 1, 0]), unit([0, 0, 1]), unit([1, 1, 0]), unit([0, 1, 1])];
+    const ids = [...enroll(store, vectors).keys()];
+    index.sync();
+    expect(index.remove(ids[2]!)).toBe(true);
+    for (const i of [0, 1, 3, 4]) {
+      const nearest = index.search(vectors[i]!, 4);
+      expect(nearest[0]).toEqual({ referenceId: ids[i], distance: expect.closeTo(0, 6) });
+      expect(nearest.map((n) => n.referenceId).sort()).toEqual([ids[0], ids[1], ids[3], ids[4]].sort());
+    }
+    db.close();
+  });
+
   it('refuses vectors that are not unit length or of the wrong dimension', () => {
     const { db, store } = freshStore();
     const index = open(store, 3);
