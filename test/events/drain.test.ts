@@ -93,6 +93,29 @@ it('drains only its own stream, on <root><stream>', async () => {
   await drain.stop(Date.now());
 });
 
+it('events in flight when the connection drops go again on the next connection, and are no refusal', async () => {
+  const broker = await startMosquitto();
+  cleanups.push(() => broker.stop());
+  const outbox = new Outbox(db);
+  const mqtt = session(broker.url);
+  const drain = new OutboxDrain(outbox, mqtt, { topicRoot: root, logger: recorder().log });
+  drain.start();
+  mqtt.start();
+  await mqtt.whenReady(Date.now() + 5_000);
+  // A frozen broker reads nothing: the events are published and wait for a PUBACK that never
+  // comes. Killed, it drops the connection with all five in flight.
+  await broker.freeze();
+  for (let i = 0; i < 5; i++) record(outbox, i);
+  await broker.kill();
+  await until(() => mqtt.connection === null, 'the session to notice the lost connection', 10_000);
+  expect(mqtt.status().lastError).toMatch(/lost the connection to the MQTT broker/);
+  expect(drain.status()).toMatchObject({ backlog: 5, delivered: 0, lastError: null });
+  await broker.restart();
+  await until(() => outbox.backlog() === 0, 'the events delivered after the reconnect', 10_000);
+  expect(drain.status()).toMatchObject({ delivered: 5, lastError: null });
+  await drain.stop(Date.now());
+});
+
 it('keeps delivered events it could not delete, says so, and sends them again on the next connection', async () => {
   const broker = await startMosquitto();
   cleanups.push(() => broker.stop());

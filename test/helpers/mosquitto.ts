@@ -45,6 +45,10 @@ export interface Mosquitto {
   stop(): Promise<void>;
   /** Stops and starts it again on the same port; resolves once it accepts connections. */
   restart(): Promise<void>;
+  /** Suspends the broker (SIGSTOP): connections stay open, nothing is read or acknowledged. */
+  freeze(): Promise<void>;
+  /** Ends the broker at once (SIGKILL, frozen or not): connections drop, nothing is saved. */
+  kill(): Promise<void>;
 }
 
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
@@ -85,15 +89,18 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   };
-  const stop = async (): Promise<void> => {
+  const end = async (signal: NodeJS.Signals): Promise<void> => {
     const child = broker;
     broker = null;
-    if (!child || child.exitCode !== null) return;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
+    child.kill(signal);
+    // A frozen broker acts on SIGTERM only once it runs again.
+    child.kill('SIGCONT');
     await exited;
     reaper.write('-\n');
   };
+  const stop = () => end('SIGTERM');
 
   await start();
   return {
@@ -104,6 +111,18 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       await stop();
       await start();
     },
+    freeze: async () => {
+      const pid = broker?.pid;
+      if (pid === undefined) throw new Error('freeze(): the broker is not running');
+      process.kill(pid, 'SIGSTOP');
+      const deadline = Date.now() + 10_000;
+      // The state field of /proc/<pid>/stat (after the parenthesised name) is T once stopped.
+      while (!/\) T /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) {
+        if (Date.now() > deadline) throw new Error(`mosquitto (pid ${pid}) did not stop within 10 s of SIGSTOP`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    },
+    kill: () => end('SIGKILL'),
   };
 }
 
@@ -113,7 +132,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
  * removes the broker's temp dir.
  */
 function startReaper(dir: string): { write(line: string): void } {
-  const script = 'pid=-; while read p; do pid=$p; done; [ "$pid" = - ] || kill "$pid" 2>/dev/null; rm -rf "$1"';
+  const script = 'pid=-; while read p; do pid=$p; done; [ "$pid" = - ] || { kill "$pid"; kill -CONT "$pid"; } 2>/dev/null; rm -rf "$1"';
   const reaper = spawn('/bin/sh', ['-c', script, 'sh', dir], { stdio: ['pipe', 'ignore', 'ignore'] });
   return { write: (line) => reaper.stdin?.write(line) };
 }
