@@ -86,6 +86,24 @@ describe('VectorIndex, exact scan', () => {
     db.close();
   });
 
+  it('replaces the vector of an id it holds, ignores removing one it does not, syncs nothing twice, and breaks ties by age', () => {
+    const { db, store } = freshStore();
+    const index = open(store, 3);
+    const ids = [...enroll(store, [unit([1, 0, 0]), unit([1, 0, 0]), unit([0, 0, 1])]).keys()];
+    expect(index.sync()).toEqual({ added: 3, removed: 0 });
+    expect(index.sync()).toEqual({ added: 0, removed: 0 });
+    // Equal distances: the reference added first comes first, as in a stable sort.
+    expect(index.search(unit([1, 0, 0]), 1)[0]!.referenceId).toBe(ids[0]);
+    expect(index.search(unit([1, 0, 0]), 2).map((n) => n.referenceId)).toEqual([ids[0], ids[1]]);
+    index.add(ids[2]!, unit([0, 1, 0]));
+    expect(index.size).toBe(3);
+    expect(index.search(unit([0, 1, 0]), 1)[0]).toEqual({ referenceId: ids[2], distance: expect.closeTo(0, 6) });
+    expect(index.remove(99_999)).toBe(false);
+    expect(index.size).toBe(3);
+    expect(index.search(unit([0, 0, 1]), 3).map((n) => n.referenceId).sort()).toEqual([...ids].sort());
+    db.close();
+  });
+
   it('refuses vectors that are not unit length or of the wrong dimension', () => {
     const { db, store } = freshStore();
     const index = open(store, 3);
