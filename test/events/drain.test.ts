@@ -54,10 +54,11 @@ it('stop() returns once every event is acknowledged and deleted, not at the dead
   mqtt.start();
   await mqtt.whenReady(Date.now() + 5_000);
   for (let i = 0; i < 40; i++) record(outbox, i);
+  // Half the deadline is a generous bound on a busy machine, and still tells "done" from "timed out".
   const started = Date.now();
-  await drain.stop(started + 10_000);
+  await drain.stop(started + 30_000);
   expect(outbox.backlog()).toBe(0);
-  expect(Date.now() - started).toBeLessThan(5_000);
+  expect(Date.now() - started).toBeLessThan(15_000);
   expect(drain.status()).toMatchObject({ backlog: 0, delivered: 40, lastError: null });
   expect(lines).toContainEqual({ level: 'info', msg: 'delivering the outbox', fields: { backlog: 0 } });
 });
@@ -70,8 +71,8 @@ it('stop() with nothing to send does not wait for an absent broker; before start
   drain.start();
   mqtt.start();
   const started = Date.now();
-  await drain.stop(started + 10_000);
-  expect(Date.now() - started).toBeLessThan(2_000);
+  await drain.stop(started + 30_000);
+  expect(Date.now() - started).toBeLessThan(15_000);
 });
 
 it('drains only its own stream, on <root><stream>', async () => {
@@ -108,7 +109,8 @@ it('events in flight when the connection drops go again on the next connection, 
   for (let i = 0; i < 5; i++) record(outbox, i);
   await broker.kill();
   await until(() => mqtt.connection === null, 'the session to notice the lost connection', 10_000);
-  expect(mqtt.status().lastError).toMatch(/lost the connection to the MQTT broker/);
+  // Lost, or unreachable if the first retry came already: either way not a refused event.
+  expect(mqtt.status().lastError).toMatch(/^(lost the connection to|cannot reach) the MQTT broker/);
   expect(drain.status()).toMatchObject({ backlog: 5, delivered: 0, lastError: null });
   await broker.restart();
   await until(() => outbox.backlog() === 0, 'the events delivered after the reconnect', 10_000);

@@ -187,16 +187,7 @@ export async function collectMessages(url: string, topic: string, options: Colle
     messages.push({ topic: t, payload: payload.toString('utf8'), retain: packet.retain, receivedAt: Date.now() });
     for (const waiter of waiters) waiter();
   });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      client.end(true);
-      reject(new Error(`subscriber could not connect to ${url}`));
-    }, 5_000);
-    client.once('connect', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
+  await whenConnected(client, url, 'subscriber');
   await client.subscribeAsync(topic, { qos: options.qos ?? 1 });
 
   return {
@@ -218,4 +209,21 @@ export async function collectMessages(url: string, topic: string, options: Colle
       }),
     close: () => client.endAsync(true),
   };
+}
+
+/**
+ * Resolves on the client's first connect. A client that retries by itself would otherwise wait for
+ * ever: after timeoutMs it is ended and the wait fails naming `who`.
+ */
+export function whenConnected(client: MqttClient, url: string, who: string, timeoutMs = 10_000): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.end(true);
+      reject(new Error(`the ${who} could not connect to ${url} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    client.once('connect', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
