@@ -33,5 +33,7 @@ export default defineConfig({
     fileParallelism: false,
     maxWorkers: 1,
     testTimeout: 30_000,
+    // Instrumented code on a busy machine: the HNSW fixture (5000 vectors, built in beforeAll) took over vitest's default 10 s.
+    hookTimeout: 60_000,
   },
 });

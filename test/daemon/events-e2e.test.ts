@@ -80,7 +80,7 @@ describe('daemon end to end: camera frames to MQTT events', () => {
     const config = await daemonConfig(dir, url, { source: 'replay', replay: { folder: join(frames, 'scratch'), fps: 0, loop: false } });
 
     const first = track(runLinewatch(['run', '--config', config]));
-    expect(await first.exited).toBe(0);
+    expect(await first.waitForExit()).toBe(0);
     const waiting = recordedIds(first.logs);
     expect(waiting).toHaveLength(3);
     expect(first.logs.find((l) => l.msg === 'stopped')?.eventsWaiting).toBe(3);
@@ -93,7 +93,7 @@ describe('daemon end to end: camera frames to MQTT events', () => {
     const sub = await collectMessages(url, eventsTopic);
     cleanups.push(() => sub.close());
     const second = track(runLinewatch(['run', '--config', config]));
-    expect(await second.exited).toBe(0);
+    expect(await second.waitForExit()).toBe(0);
     const all = [...waiting, ...recordedIds(second.logs)];
     await sub.waitFor(() => firstArrivals(sub).length >= all.length, 20_000);
     expect(firstArrivals(sub)).toEqual(all);

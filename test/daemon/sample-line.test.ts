@@ -26,7 +26,7 @@ describe('the bundled sample line (npm start)', () => {
       LINEWATCH_LOG_FORMAT: 'json',
     });
     cleanups.push(() => daemon.stop('SIGKILL'));
-    expect(await daemon.exited).toBe(0);
+    expect(await daemon.waitForExit()).toBe(0);
 
     const enrolled = daemon.logs.find((l) => l.msg === 'enrolled the starting references');
     expect(enrolled).toMatchObject({ added: 200, skipped: 0 });

@@ -54,10 +54,11 @@ it('stop() returns once every event is acknowledged and deleted, not at the dead
   mqtt.start();
   await mqtt.whenReady(Date.now() + 5_000);
   for (let i = 0; i < 40; i++) record(outbox, i);
+  // Half the deadline is a generous bound on a busy machine, and still tells "done" from "timed out".
   const started = Date.now();
-  await drain.stop(started + 10_000);
+  await drain.stop(started + 30_000);
   expect(outbox.backlog()).toBe(0);
-  expect(Date.now() - started).toBeLessThan(5_000);
+  expect(Date.now() - started).toBeLessThan(15_000);
   expect(drain.status()).toMatchObject({ backlog: 0, delivered: 40, lastError: null });
   expect(lines).toContainEqual({ level: 'info', msg: 'delivering the outbox', fields: { backlog: 0 } });
 });
@@ -70,8 +71,8 @@ it('stop() with nothing to send does not wait for an absent broker; before start
   drain.start();
   mqtt.start();
   const started = Date.now();
-  await drain.stop(started + 10_000);
-  expect(Date.now() - started).toBeLessThan(2_000);
+  await drain.stop(started + 30_000);
+  expect(Date.now() - started).toBeLessThan(15_000);
 });
 
 it('drains only its own stream, on <root><stream>', async () => {
@@ -90,6 +91,30 @@ it('drains only its own stream, on <root><stream>', async () => {
   await sub.waitFor((m) => m.length >= 3);
   expect(sub.messages.map((m) => m.topic)).toEqual([`${root}sparkplug`, `${root}sparkplug`, `${root}sparkplug`]);
   expect(outbox.backlog('events')).toBe(1);
+  await drain.stop(Date.now());
+});
+
+it('events in flight when the connection drops go again on the next connection, and are no refusal', async () => {
+  const broker = await startMosquitto();
+  cleanups.push(() => broker.stop());
+  const outbox = new Outbox(db);
+  const mqtt = session(broker.url);
+  const drain = new OutboxDrain(outbox, mqtt, { topicRoot: root, logger: recorder().log });
+  drain.start();
+  mqtt.start();
+  await mqtt.whenReady(Date.now() + 5_000);
+  // A frozen broker reads nothing: the events are published and wait for a PUBACK that never
+  // comes. Killed, it drops the connection with all five in flight.
+  await broker.freeze();
+  for (let i = 0; i < 5; i++) record(outbox, i);
+  await broker.kill();
+  await until(() => mqtt.connection === null, 'the session to notice the lost connection', 10_000);
+  // Lost, or unreachable if the first retry came already: either way not a refused event.
+  expect(mqtt.status().lastError).toMatch(/^(lost the connection to|cannot reach) the MQTT broker/);
+  expect(drain.status()).toMatchObject({ backlog: 5, delivered: 0, lastError: null });
+  await broker.restart();
+  await until(() => outbox.backlog() === 0, 'the events delivered after the reconnect', 10_000);
+  expect(drain.status()).toMatchObject({ delivered: 5, lastError: null });
   await drain.stop(Date.now());
 });
 

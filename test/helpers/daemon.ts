@@ -32,6 +32,8 @@ export interface RunningLinewatch {
   stderr: () => string;
   waitForLog(match: (line: LogLine, all: LogLine[]) => boolean, timeoutMs?: number): Promise<LogLine>;
   exited: Promise<number | null>;
+  /** The exit code once it exits by itself (a play-once replay); rejects after timeoutMs with its stderr. */
+  waitForExit(timeoutMs?: number): Promise<number | null>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -96,6 +98,13 @@ export function runLinewatch(args: string[], env: NodeJS.ProcessEnv = {}): Runni
         waiters.add(check);
         check();
       });
+    },
+    waitForExit(timeoutMs = 50_000) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`linewatch ${args[0]} did not exit within ${timeoutMs} ms; stderr:\n${err.slice(-3000)}`)), timeoutMs);
+      });
+      return Promise.race([exited, late]).finally(() => clearTimeout(timer));
     },
     async stop(signal = 'SIGTERM') {
       if (!done) child.kill(signal);

@@ -47,6 +47,10 @@ export interface Mosquitto {
   stop(): Promise<void>;
   /** Stops and starts it again on the same port; resolves once it accepts connections. */
   restart(): Promise<void>;
+  /** Suspends the broker (SIGSTOP): connections stay open, nothing is read or acknowledged. */
+  freeze(): Promise<void>;
+  /** Ends the broker at once (SIGKILL, frozen or not): connections drop, nothing is saved. */
+  kill(): Promise<void>;
 }
 
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
@@ -88,15 +92,18 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   };
-  const stop = async (): Promise<void> => {
+  const end = async (signal: NodeJS.Signals): Promise<void> => {
     const child = broker;
     broker = null;
-    if (!child || child.exitCode !== null) return;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
+    child.kill(signal);
+    // A frozen broker acts on SIGTERM only once it runs again.
+    child.kill('SIGCONT');
     await exited;
     reaper.write('-\n');
   };
+  const stop = () => end('SIGTERM');
 
   await start();
   return {
@@ -107,6 +114,18 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       await stop();
       await start();
     },
+    freeze: async () => {
+      const pid = broker?.pid;
+      if (pid === undefined) throw new Error('freeze(): the broker is not running');
+      process.kill(pid, 'SIGSTOP');
+      const deadline = Date.now() + 10_000;
+      // The state field of /proc/<pid>/stat (after the parenthesised name) is T once stopped.
+      while (!/\) T /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) {
+        if (Date.now() > deadline) throw new Error(`mosquitto (pid ${pid}) did not stop within 10 s of SIGSTOP`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    },
+    kill: () => end('SIGKILL'),
   };
 }
 
@@ -116,7 +135,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
  * removes the broker's temp dir.
  */
 function startReaper(dir: string): { write(line: string): void } {
-  const script = 'pid=-; while read p; do pid=$p; done; [ "$pid" = - ] || kill "$pid" 2>/dev/null; rm -rf "$1"';
+  const script = 'pid=-; while read p; do pid=$p; done; [ "$pid" = - ] || { kill "$pid"; kill -CONT "$pid"; } 2>/dev/null; rm -rf "$1"';
   const reaper = spawn('/bin/sh', ['-c', script, 'sh', dir], { stdio: ['pipe', 'ignore', 'ignore'] });
   return { write: (line) => reaper.stdin?.write(line) };
 }
@@ -171,16 +190,7 @@ export async function collectMessages(url: string, topic: string, options: Colle
     messages.push({ topic: t, payload: payload.toString('utf8'), retain: packet.retain, receivedAt: Date.now() });
     for (const waiter of waiters) waiter();
   });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      client.end(true);
-      reject(new Error(`subscriber could not connect to ${url}`));
-    }, 5_000);
-    client.once('connect', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
+  await whenConnected(client, url, 'subscriber');
   await client.subscribeAsync(topic, { qos: options.qos ?? 1 });
 
   return {
@@ -202,4 +212,21 @@ export async function collectMessages(url: string, topic: string, options: Colle
       }),
     close: () => client.endAsync(true),
   };
+}
+
+/**
+ * Resolves on the client's first connect. A client that retries by itself would otherwise wait for
+ * ever: after timeoutMs it is ended and the wait fails naming `who`.
+ */
+export function whenConnected(client: MqttClient, url: string, who: string, timeoutMs = 10_000): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.end(true);
+      reject(new Error(`the ${who} could not connect to ${url} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    client.once('connect', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }

@@ -70,6 +70,40 @@ describe('VectorIndex, exact scan', () => {
     db.close();
   });
 
+  it('removing a vector from the middle moves the last one into its place, vector and id together', () => {
+    // The first and the last slot are special cases of the move; a middle one checks its offsets.
+    const { db, store } = freshStore();
+    const index = open(store, 3);
+    const vectors = [unit([1, 0, 0]), unit([0, 1, 0]), unit([0, 0, 1]), unit([1, 1, 0]), unit([0, 1, 1])];
+    const ids = [...enroll(store, vectors).keys()];
+    index.sync();
+    expect(index.remove(ids[2]!)).toBe(true);
+    for (const i of [0, 1, 3, 4]) {
+      const nearest = index.search(vectors[i]!, 4);
+      expect(nearest[0]).toEqual({ referenceId: ids[i], distance: expect.closeTo(0, 6) });
+      expect(nearest.map((n) => n.referenceId).sort()).toEqual([ids[0], ids[1], ids[3], ids[4]].sort());
+    }
+    db.close();
+  });
+
+  it('replaces the vector of an id it holds, ignores removing one it does not, syncs nothing twice, and breaks ties by age', () => {
+    const { db, store } = freshStore();
+    const index = open(store, 3);
+    const ids = [...enroll(store, [unit([1, 0, 0]), unit([1, 0, 0]), unit([0, 0, 1])]).keys()];
+    expect(index.sync()).toEqual({ added: 3, removed: 0 });
+    expect(index.sync()).toEqual({ added: 0, removed: 0 });
+    // Equal distances: the reference added first comes first, as in a stable sort.
+    expect(index.search(unit([1, 0, 0]), 1)[0]!.referenceId).toBe(ids[0]);
+    expect(index.search(unit([1, 0, 0]), 2).map((n) => n.referenceId)).toEqual([ids[0], ids[1]]);
+    index.add(ids[2]!, unit([0, 1, 0]));
+    expect(index.size).toBe(3);
+    expect(index.search(unit([0, 1, 0]), 1)[0]).toEqual({ referenceId: ids[2], distance: expect.closeTo(0, 6) });
+    expect(index.remove(99_999)).toBe(false);
+    expect(index.size).toBe(3);
+    expect(index.search(unit([0, 0, 1]), 3).map((n) => n.referenceId).sort()).toEqual([...ids].sort());
+    db.close();
+  });
+
   it('refuses vectors that are not unit length or of the wrong dimension', () => {
     const { db, store } = freshStore();
     const index = open(store, 3);
@@ -207,6 +241,103 @@ describe('VectorIndex, growing', () => {
     db.close();
     const again = freshStore(path);
     expect(open(again.store, dimension, { exactBelow: 300 }).stats()).toMatchObject({ mode: 'hnsw', loadedFrom: 'saved', count: 499 });
+    again.db.close();
+  });
+});
+
+describe('VectorIndex, what it refuses and when it saves or rebuilds', () => {
+  // A small graph (exactBelow 0: HNSW from the first vector), so every test here is quick.
+  const dimension = 8;
+  function graphStore(count: number): { db: Db; store: ReferenceStore; path: string; byId: Map<number, Float32Array> } {
+    const fresh = freshStore();
+    return { ...fresh, byId: enroll(fresh.store, clusteredVectors(count, dimension, 3, 2, 41)) };
+  }
+  /** The same database file again, as after a restart. */
+  const reopen = (path: string, options: Partial<OpenVectorIndexOptions> = {}) => {
+    const db = openDatabase(path);
+    return { db, index: open(new ReferenceStore(db), dimension, { exactBelow: 0, ...options }) };
+  };
+  const savedRows = (db: Db) => (db.prepare('SELECT count(*) AS n FROM knn_saved_index').get() as { n: number }).n;
+
+  it('refuses a bad dimension, ids hnswlib cannot label and vectors that are not Float32Array', () => {
+    const { db, store } = freshStore();
+    expect(() => open(store, 0)).toThrow('invalid vector dimension 0');
+    expect(() => open(store, 2.5)).toThrow('invalid vector dimension 2.5');
+    const index = open(store, 3);
+    const v = unit([1, 0, 0]);
+    for (const id of [0, -1, 1.5, 2 ** 32]) expect(() => index.add(id, v)).toThrow(`invalid reference id ${id}`);
+    expect(() => index.addMany([{ referenceId: 7, vector: v }, { referenceId: 0, vector: v }])).toThrow('invalid reference id 0');
+    expect(index.size).toBe(0);
+    expect(() => index.add(1, Float64Array.from(v) as unknown as Float32Array)).toThrow(/Float32Array of 3 values/);
+    index.add(1, v);
+    index.add(0xffffffff, unit([0, 1, 0]));
+    expect(index.search(unit([0, 1, 0]), 1)[0]!.referenceId).toBe(0xffffffff);
+    db.close();
+  });
+
+  it('drops a saved graph once the collection is below exactBelow again', () => {
+    const { db, path } = graphStore(60);
+    db.close();
+    const first = reopen(path);
+    expect(first.index.stats()).toMatchObject({ mode: 'hnsw', loadedFrom: 'rebuilt', rebuildReason: 'no saved index' });
+    expect(savedRows(first.db)).toBe(1);
+    first.db.close();
+    const exact = reopen(path, { exactBelow: 1000 });
+    expect(exact.index.stats()).toMatchObject({ mode: 'exact', loadedFrom: 'table', count: 60 });
+    expect(savedRows(exact.db)).toBe(0);
+    exact.db.close();
+  });
+
+  it('rebuilds when the HNSW parameters changed since the save', () => {
+    const { db, path } = graphStore(60);
+    db.close();
+    reopen(path).db.close();
+    for (const changed of [{ M: 8 }, { efConstruction: 100 }]) {
+      const again = reopen(path, changed);
+      expect(again.index.stats()).toMatchObject({ loadedFrom: 'rebuilt', rebuildReason: 'HNSW parameters changed', count: 60 });
+      again.db.close();
+      // Saved with the new parameters: the next start with them loads it.
+      const next = reopen(path, changed);
+      expect(next.index.stats()).toMatchObject({ loadedFrom: 'saved' });
+      next.db.close();
+      reopen(path).db.close();
+    }
+  });
+
+  it('rebuilds at open once deleted points are more than a quarter of the live ones', () => {
+    for (const [removed, expected] of [
+      [12, { loadedFrom: 'saved', deletedInGraph: 12, count: 48 }], // 12 of 48: a quarter, kept
+      [13, { loadedFrom: 'rebuilt', rebuildReason: '13 deleted points in the graph', deletedInGraph: 0, count: 47 }],
+    ] as const) {
+      const { db, store, path, byId } = graphStore(60);
+      const index = open(store, dimension, { exactBelow: 0 });
+      const victims = [...byId.keys()].slice(0, removed);
+      store.removeMany(victims);
+      for (const id of victims) index.remove(id);
+      index.save();
+      db.close();
+      const again = reopen(path);
+      expect(again.index.stats()).toMatchObject(expected);
+      again.db.close();
+    }
+  });
+
+  it('saves the graph after sync() and addMany() change it, so the next start loads it as is', () => {
+    const { db, store, path } = graphStore(60);
+    const index = open(store, dimension, { exactBelow: 0 });
+    const savedBlob = () => (db.prepare('SELECT blob_sha256 FROM knn_saved_index').get() as { blob_sha256: string }).blob_sha256;
+    const opened = savedBlob();
+    enroll(store, clusteredVectors(5, dimension, 1, 2, 42), 'dent');
+    expect(index.sync()).toEqual({ added: 5, removed: 0 });
+    const synced = savedBlob();
+    expect(synced).not.toBe(opened);
+    const extra = clusteredVectors(3, dimension, 1, 2, 43);
+    const ids = store.addMany(model, extra.map((vector, i) => ({ reference: { label: 'dent', source: 'human' as const, origin: `x-${i}` }, vector })));
+    index.addMany(ids.map((referenceId, i) => ({ referenceId, vector: extra[i]! })));
+    expect(savedBlob()).not.toBe(synced);
+    db.close();
+    const again = reopen(path);
+    expect(again.index.stats()).toMatchObject({ loadedFrom: 'saved', reconciled: { added: 0, removed: 0 }, count: 68 });
     again.db.close();
   });
 });

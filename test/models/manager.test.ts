@@ -6,6 +6,7 @@ import { OverrideStore, ReferenceStore } from '../../dist/knn/index.js';
 import { ModelManager } from '../../dist/models/index.js';
 import { openDatabase, type Db } from '../../dist/storage/index.js';
 import { repoRoot, tempDir } from '../helpers/daemon.js';
+import { until } from '../ops/helpers.js';
 import { copyBundle, fp32Bundle, int8Bundle, makeKeys, nanWeights, signedArchive, type Keys } from './bundles.js';
 
 const v1 = 'fmnist-triplet-int8@1.0.0';
@@ -53,10 +54,6 @@ function frame(models: ModelManager, outcome: 'decided' | 'failed'): void {
   models.acquire().release(outcome);
 }
 
-async function until(done: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 25));
-}
-
 describe('automatic rollback after a swap', () => {
   it('brings the previous model back when the new one fails five frames in a row inside the window', async () => {
     const models = await pushed(60);
@@ -65,7 +62,7 @@ describe('automatic rollback after a swap', () => {
     for (let i = 0; i < 4; i++) frame(models, 'failed');
     expect(models.active.key).toBe(v2);
     frame(models, 'failed');
-    await until(() => models.active.key === v1);
+    await until(() => models.active.key === v1, 'the automatic rollback to the previous model', 10_000);
     expect(models.active.key).toBe(v1);
     const [last] = models.registry.history(1);
     expect(last).toMatchObject({ action: 'auto-rollback', key: v1, fromKey: v2, via: 'daemon' });

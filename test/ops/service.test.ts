@@ -4,8 +4,10 @@ import { open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { makeLabeledImages, runLinewatch, tempDir, tinyModel, writeConfig, type RunningLinewatch } from '../helpers/daemon.js';
+import { makeLabeledImages, repoRoot, runLinewatch, tempDir, tinyModel, writeConfig, type RunningLinewatch } from '../helpers/daemon.js';
 import { baseUrl, count, get, makeFrames, startNotifyListener, until } from './helpers.js';
+
+const stallingModel = join(repoRoot, 'test/fixtures/tiny-model-stalls');
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -75,6 +77,43 @@ describe('systemd notify and watchdog (real NOTIFY_SOCKET)', () => {
     await notify.waitFor((m) => count(m, 'WATCHDOG=1') > pingsWhenWedged, 30_000, 'pings after the source delivers again');
     expect(await daemon.stop()).toBe(0);
     expect(notify.messages.at(-1)).toBe('STOPPING=1');
+  });
+
+  it('stops pinging WATCHDOG=1 while inference hangs, though the camera still delivers frames', async () => {
+    // tiny-model-stalls (test/fixtures/make_stalling_model.py) never finishes a batch holding a
+    // bright frame; every other frame gets the tiny model's vector. The camera (real GStreamer,
+    // which drops frames rather than wait, like a real camera) shows a ball on black for 5 s,
+    // then white for ever.
+    const dir = tempDir();
+    const notify = await startNotifyListener(dir);
+    cleanups.push(() => notify.close());
+    const caps = 'video/x-raw,width=28,height=28,framerate=20/1';
+    const pipeline = `videotestsrc num-buffers=100 pattern=ball ! ${caps} ! c. videotestsrc pattern=white ! ${caps} ! c. concat name=c ! identity sync=true ! videoconvert ! jpegenc`;
+    const config = writeConfig(dir, {
+      // A short queue, so the frames that keep coming are dropped rather than held.
+      ...(await baseConfig(dir, { source: 'gstreamer', gstreamer: { preset: 'custom', pipeline }, queueSize: 2 })),
+      model: stallingModel,
+    });
+    const daemon = track(runLinewatch(['run', '--config', config], { NOTIFY_SOCKET: notify.path, WATCHDOG_USEC: '1000000' }));
+    const url = baseUrl(await daemon.waitForLog((l) => l.msg === 'running'));
+    const metric = async (series: string) => Number((await get(`${url}/metrics`)).body.match(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm'))?.[1]);
+    await until(async () => (await metric('linewatch_frames_classified_total')) > 0, 'frames of the ball decided');
+    await notify.waitFor((m) => count(m, 'WATCHDOG=1') >= 2, 30_000, 'watchdog pings while frames are decided');
+
+    // The camera turns white: inference hangs, and health names the decisions, not the camera.
+    await until(async () => (await get(`${url}/healthz`)).status === 503, '/healthz reports frames not decided');
+    const health = JSON.parse((await get(`${url}/healthz`)).body) as { failing: string[] };
+    expect(health.failing.join(' ')).toMatch(/no frame decided for \d+ s/);
+    const decided = await metric('linewatch_frames_classified_total');
+    const dropped = await metric('linewatch_frames_dropped_total{reason="queue_full"}');
+    const pingsWhenHung = count(notify.messages, 'WATCHDOG=1');
+    // Three watchdog intervals without a ping (systemd would have restarted the service) while
+    // the camera kept delivering (into a full queue) and nothing was decided.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    await until(async () => (await metric('linewatch_frames_dropped_total{reason="queue_full"}')) > dropped, 'frames still captured (and dropped) while inference hangs');
+    expect(count(notify.messages, 'WATCHDOG=1')).toBe(pingsWhenHung);
+    expect(await metric('linewatch_frames_classified_total')).toBe(decided);
+    expect(daemon.child.exitCode).toBeNull();
   });
 
   it('serves /healthz and Prometheus /metrics while frames flow', async () => {

@@ -8,6 +8,7 @@ import { connect, type MqttClient } from 'mqtt';
 import { get } from 'sparkplug-payload';
 import type { UMetric, UPayload } from 'sparkplug-payload/lib/sparkplugbpayload.js';
 import { makeLabeledImages, tinyModel, writeConfig } from '../helpers/daemon.js';
+import { whenConnected } from '../helpers/mosquitto.js';
 
 const codec = get('spBv1.0')!;
 
@@ -46,7 +47,7 @@ export async function startHost(url: string, clientId = `host-${process.pid}`): 
     messages.push({ topic, verb: parts[2]!, device: parts[4] ?? null, payload: codec.decodePayload(payload), receivedAt: Date.now() });
     waits.arrived();
   });
-  await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+  await whenConnected(client, url, 'test SCADA host');
   await client.subscribeAsync('spBv1.0/#', { qos: 1 });
   return {
     messages,
