@@ -38,6 +38,8 @@ export const configSchema = z.strictObject({
     restartInitialMs: positiveInt.default(1000),
     restartMaxMs: positiveInt.default(30000),
     maxFrameBytes: positiveInt.default(8 * 1024 * 1024),
+    /** Width x height of a frame or image; larger ones are refused before they are decoded (a small PNG can declare 16000x16000). */
+    maxFramePixels: positiveInt.default(50_000_000),
     replay: section({
       folder: z.string().min(1).default('/opt/linewatch/samples/line/frames'),
       fps: nonNegative.default(10),

@@ -331,7 +331,7 @@ export function sourceOptions(config: Config): FrameSourceOptions {
   };
   switch (c.source) {
     case 'replay':
-      return { kind: 'replay', folder: c.replay.folder, fps: c.replay.fps, loop: c.replay.loop };
+      return { kind: 'replay', folder: c.replay.folder, fps: c.replay.fps, loop: c.replay.loop, maxFrameBytes: c.maxFrameBytes };
     case 'gstreamer': {
       const g = c.gstreamer;
       return {

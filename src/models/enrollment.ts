@@ -1,7 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
-import { readFile } from 'node:fs/promises';
-import { errorText, UserError, type Logger } from '../common/index.js';
+import { errorText, readRegularFile, UserError, type Logger } from '../common/index.js';
 import type { Encoder } from '../inference/index.js';
 import type { NewReference, ReferenceSource, ReferenceStore } from '../knn/index.js';
 import { thumbnail } from '../preprocess/index.js';
@@ -61,6 +60,11 @@ export async function listLabeledImages(folder: string, label?: string): Promise
   return images.sort(byPath);
 }
 
+/** An image file to enroll, classify or judge: a regular file within the frame size limit (capture.maxFrameBytes). */
+export function readImageFile(path: string, maxBytes: number): Promise<Buffer> {
+  return readRegularFile(path, { what: 'image', maxBytes, hint: 'give regular JPEG or PNG files within capture.maxFrameBytes' });
+}
+
 /** Reads, preprocesses and embeds images in chunks; unreadable images are reported, not fatal. */
 export async function* embedImages(
   images: readonly LabeledImage[],
@@ -72,7 +76,7 @@ export async function* embedImages(
     const prepared = await Promise.all(
       chunk.map(async (image): Promise<Prepared> => {
         try {
-          const data = image.data ?? (await readFile(image.path));
+          const data = image.data ?? (await readImageFile(image.path, model.frames.limits.maxBytes));
           const tensor = model.frames.createTensor();
           await model.frames.toTensor(data, tensor);
           return { image, data, tensor };
@@ -126,7 +130,7 @@ export async function enroll(
         label: item.image.label,
         source: options.source ?? 'human',
         origin: item.image.path,
-        thumbnail: await thumbnail(item.data, { longestSide: thumbSide, ...(model.frames.roi && { roi: model.frames.roi }) }),
+        thumbnail: await thumbnail(item.data, { longestSide: thumbSide, limits: model.frames.limits, ...(model.frames.roi && { roi: model.frames.roi }) }),
       },
       vector: item.vector,
     });

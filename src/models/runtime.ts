@@ -51,8 +51,9 @@ export async function openRuntime(
   overrides: ClassifierOverrides,
   log: Logger,
 ): Promise<ModelRuntime> {
-  const frames = new Preprocessor(bundle.manifest.input, config.preprocess.roi ?? undefined);
-  const items = new Preprocessor(bundle.manifest.input);
+  const limits = { maxBytes: config.capture.maxFrameBytes, maxPixels: config.capture.maxFramePixels };
+  const frames = new Preprocessor(bundle.manifest.input, config.preprocess.roi ?? undefined, limits);
+  const items = new Preprocessor(bundle.manifest.input, undefined, limits);
   const encoder = await Encoder.open(bundle, {
     providers: config.inference.providers,
     intraOpThreads: config.inference.threads,
