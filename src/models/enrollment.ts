@@ -1,3 +1,4 @@
+import type { Dirent } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { errorText, readRegularFile, UserError, type Logger } from '../common/index.js';
@@ -40,7 +41,7 @@ export async function listLabeledImages(folder: string, label?: string): Promise
   const entries = await readdirOrExplain(root);
   if (label !== undefined) {
     return entries
-      .filter((e) => e.isFile() && imageExtensions.has(extname(e.name).toLowerCase()))
+      .filter((e) => isImageEntry(e))
       .map((e) => ({ path: join(root, e.name), label }))
       .sort(byPath);
   }
@@ -48,7 +49,7 @@ export async function listLabeledImages(folder: string, label?: string): Promise
   for (const dir of entries.filter((e) => e.isDirectory()).sort((a, b) => a.name.localeCompare(b.name))) {
     const files = await readdirOrExplain(join(root, dir.name));
     for (const f of files) {
-      if (f.isFile() && imageExtensions.has(extname(f.name).toLowerCase())) images.push({ path: join(root, dir.name, f.name), label: dir.name });
+      if (isImageEntry(f)) images.push({ path: join(root, dir.name, f.name), label: dir.name });
     }
   }
   if (images.length === 0) {
@@ -177,6 +178,14 @@ export async function reembedReferences(model: ModelRuntime, store: ReferenceSto
 
 function embedAll(encoder: Encoder, tensors: Float32Array[]): Promise<Float32Array[]> {
   return tensors.length === 0 ? Promise.resolve([]) : encoder.embedBatch(tensors);
+}
+
+/**
+ * Anything named like an image but a folder: symlinks count, and a FIFO or a device is listed so
+ * that reading it refuses it with its reason instead of leaving it out without a word.
+ */
+function isImageEntry(entry: Dirent): boolean {
+  return !entry.isDirectory() && imageExtensions.has(extname(entry.name).toLowerCase());
 }
 
 async function readdirOrExplain(dir: string) {
