@@ -2,3 +2,4 @@ export { ImageError, imageLimitDefaults, RoiError, type ImageLimits, type Roi } 
 export { Preprocessor, type TensorSpec } from './tensor.js';
 export { thumbnail, type ThumbnailOptions } from './thumbnail.js';
 export { readImageHeader, type ImageHeader } from './size.js';
+export { probeImage } from './probe.js';
