@@ -27,6 +27,8 @@ export function tokenPath(config: Config): string {
 export interface DaemonOptions {
   /** Reads the configuration file again (SIGHUP and the `reload` command); it throws a ConfigError naming what is wrong. */
   reloadConfig?: () => Config;
+  /** Aborted by SIGTERM: start() gives up at its current step (a model still loading is closed once loaded) and rejects. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -81,12 +83,13 @@ export class Daemon {
 
   /** Opens every module (refusing a bad model or config with the reason), then starts the flow of frames. */
   static async start(config: Config, log: Logger, options: DaemonOptions = {}): Promise<Daemon> {
+    const { signal } = options;
     const db = openDatabase(databasePath(config));
     let models: ModelManager | null = null;
     try {
       const store = new ReferenceStore(db);
       const overrides = new OverrideStore(db);
-      models = await ModelManager.open(db, store, overrides, config, log);
+      models = await unlessAborted(ModelManager.open(db, store, overrides, config, log), signal, (late) => late.close());
       const outbox = new Outbox(db);
       const images = new AnomalyImages(db, config.images);
       const camera = new Camera(sourceOptions(config), config.capture.queueSize);
@@ -98,7 +101,7 @@ export class Daemon {
       const pipeline = new Pipeline(camera.queue, models, log.child('pipeline'), inFlight, (stage, seconds) => metrics.observeStage(stage, seconds));
       pipeline.addConsumer(recorder.consume);
       daemon = new Daemon(config, log, db, store, overrides, models, outbox, images, recorder, camera, pipeline, metrics, options);
-      await daemon.run();
+      await daemon.run(signal);
       return daemon;
     } catch (err) {
       await models?.close();
@@ -107,9 +110,10 @@ export class Daemon {
     }
   }
 
-  private async run(): Promise<void> {
+  private async run(signal: AbortSignal | undefined): Promise<void> {
     const { config, log } = this;
     try {
+      signal?.throwIfAborted();
       if (config.http.enabled) {
         const health = () => checkHealth(this.status(), Date.now(), this.config.capture.stallTimeoutMs);
         if (config.ui.enabled) {
@@ -132,8 +136,10 @@ export class Daemon {
         this.inbox = new ModelInbox(join(config.stateDir, 'inbox'), this.models, log.child('models'));
         this.inbox.start();
       }
+      signal?.throwIfAborted();
       this.running = this.pipeline.run();
-      await this.camera.start();
+      // stop() below stops a camera that is still starting.
+      await unlessAborted(this.camera.start(), signal);
     } catch (err) {
       await this.stop({ flushTimeoutMs: 0 });
       throw err;
@@ -307,6 +313,23 @@ export class Daemon {
     this.state = 'stopped';
     this.log.info('stopped', { eventsWaiting: backlog });
   }
+}
+
+/**
+ * `work`, or the signal's reason as soon as it is aborted; what `work` gives later is handed to
+ * `undo` (a model that finished loading after SIGTERM is closed, not leaked).
+ */
+function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined, undo: (late: T) => unknown = () => {}): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      reject(signal.reason);
+      work.then(undo, () => {});
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 function recorderSettings(config: Config): RecorderSettings {
