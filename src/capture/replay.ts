@@ -1,8 +1,9 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { UserError, createLogger, errorText, isUserError } from '../common/index.js';
+import { UserError, createLogger, errorText, isUserError, readRegularFile, type FileLimits } from '../common/index.js';
 import type { CaptureState, CaptureStatus, FrameHandler, FrameSource } from './frame.js';
+import { defaultMaxFrameBytes } from './jpeg-splitter.js';
 
 export interface ReplayOptions {
   kind: 'replay';
@@ -14,9 +15,11 @@ export interface ReplayOptions {
   loop?: boolean;
   /** Source name for status and logs. */
   name?: string;
+  /** Larger files are dropped (counted) unread, as a camera's oversized frames are. */
+  maxFrameBytes?: number;
 }
 
-export const replayDefaults = { fps: 10, loop: true, name: 'replay' } as const;
+export const replayDefaults = { fps: 10, loop: true, name: 'replay', maxFrameBytes: defaultMaxFrameBytes } as const;
 
 const imageExtension = /\.(jpe?g|png)$/i;
 
@@ -26,6 +29,7 @@ export class ReplaySource implements FrameSource {
   private readonly folder: string;
   private readonly fps: number;
   private readonly loop: boolean;
+  private readonly fileLimits: FileLimits;
   private readonly log;
   private state: CaptureState = 'stopped';
   private framesReceived = 0;
@@ -43,6 +47,11 @@ export class ReplaySource implements FrameSource {
     this.fps = options.fps ?? replayDefaults.fps;
     this.loop = options.loop ?? replayDefaults.loop;
     this.name = options.name ?? replayDefaults.name;
+    this.fileLimits = {
+      what: 'frame',
+      maxBytes: options.maxFrameBytes ?? replayDefaults.maxFrameBytes,
+      hint: 'replay folders hold regular JPEG/PNG files within capture.maxFrameBytes; the frame is dropped',
+    };
     if (!(this.fps >= 0) || !Number.isFinite(this.fps)) {
       throw new UserError(`replay fps must be a number >= 0, got ${options.fps}`, 'use 0 to replay as fast as the pipeline takes frames');
     }
@@ -107,10 +116,14 @@ export class ReplaySource implements FrameSource {
         if (this.stopping) return;
         let data: Buffer;
         try {
-          data = await readFile(join(this.folder, file));
+          // A FIFO, a device or an oversized file is a dropped frame with its reason, never a stop.
+          data = await readRegularFile(join(this.folder, file), this.fileLimits);
         } catch (err) {
           this.framesDropped += 1;
-          this.lastError = `cannot read ${file}: ${errorText(err)}`;
+          const reason = errorText(err);
+          // Once per reason, not once per pass of a looping replay.
+          if (reason !== this.lastError) this.log.warn('frame dropped', { file, reason });
+          this.lastError = reason;
           continue;
         }
         if (this.stopping) return;

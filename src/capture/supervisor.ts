@@ -8,11 +8,10 @@ import { JpegSplitter, defaultMaxFrameBytes } from './jpeg-splitter.js';
 export interface SupervisionOptions {
   /** Restart the process when it delivers no frame for this long (also counts from its start). */
   stallTimeoutMs?: number;
-  /** First restart delay; doubles on each further failure. */
+  /** Restart delay after a run that delivered frames (the camera works), and the first one after a run that did not. */
   restartInitialMs?: number;
+  /** Runs in a row without a frame (the camera is gone) double the delay up to this. */
   restartMaxMs?: number;
-  /** A process that delivered frames for this long was healthy: the next restart waits restartInitialMs again. */
-  healthyAfterMs?: number;
   /** stop() and stall restarts send SIGTERM, then SIGKILL after this long. */
   stopGraceMs?: number;
   /** Larger frames are dropped (a corrupt stream could otherwise grow one frame without bound). */
@@ -23,7 +22,6 @@ export const supervisionDefaults = {
   stallTimeoutMs: 10_000,
   restartInitialMs: 1_000,
   restartMaxMs: 30_000,
-  healthyAfterMs: 30_000,
   stopGraceMs: 2_000,
   maxFrameBytes: defaultMaxFrameBytes,
 } as const satisfies Required<SupervisionOptions>;
@@ -50,7 +48,8 @@ export interface ProcessSourceSpec {
 
 /**
  * A long-running capture process writing an MJPEG stream to stdout, split into frames and
- * restarted with exponential backoff when it exits or stalls.
+ * restarted when it exits or stalls: at once (restartInitialMs) when it had delivered frames,
+ * with a doubling delay only while runs in a row deliver none.
  */
 export class SupervisedProcessSource implements FrameSource {
   readonly name: string;
@@ -64,13 +63,13 @@ export class SupervisedProcessSource implements FrameSource {
   private state: CaptureState = 'stopped';
   private child: ChildProcess | undefined;
   private childClosed: Promise<void> = Promise.resolve();
-  private childStartedAt = 0;
   private framesThisRun = 0;
   private stalled = false;
   private stderrTail: string[] = [];
   private stallTimer: NodeJS.Timeout | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
-  private backoffMs: number;
+  /** The delay of the last restart; 0 before any. */
+  private lastDelayMs = 0;
   private seq = 0;
   private restarts = 0;
   private lastFrameAt: number | null = null;
@@ -84,7 +83,6 @@ export class SupervisedProcessSource implements FrameSource {
     this.name = spec.name;
     this.kind = spec.kind;
     this.options = supervisionSettings(spec.supervision);
-    this.backoffMs = this.options.restartInitialMs;
     this.splitter = new JpegSplitter(this.options.maxFrameBytes);
     this.log = createLogger('capture').child(spec.name);
   }
@@ -144,7 +142,6 @@ export class SupervisedProcessSource implements FrameSource {
 
     const child = spawn(command.file, command.args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
-    this.childStartedAt = Date.now();
     this.framesThisRun = 0;
     this.stalled = false;
     this.stderrTail = [];
@@ -222,15 +219,14 @@ export class SupervisedProcessSource implements FrameSource {
       const hint = this.spec.failureHint?.();
       this.lastError = `${command.file} ${how}${this.stderrSuffix()}${hint ? `; ${hint}` : ''}`;
     }
-    const ranHealthy = this.framesThisRun > 0 && Date.now() - this.childStartedAt >= this.options.healthyAfterMs;
-    if (ranHealthy) this.backoffMs = this.options.restartInitialMs;
-    this.scheduleRestart();
+    this.scheduleRestart(this.framesThisRun > 0);
   }
 
-  private scheduleRestart(): void {
+  /** `delivered`: the run that ended gave frames (a command that could not even be built gave none). */
+  private scheduleRestart(delivered = false): void {
     this.state = 'restarting';
-    const delay = this.backoffMs;
-    this.backoffMs = Math.min(this.backoffMs * 2, this.options.restartMaxMs);
+    const delay = restartDelay(this.lastDelayMs, delivered, this.options);
+    this.lastDelayMs = delay;
     this.log.warn('capture process restarting', { inMs: delay, lastError: this.lastError });
     this.restartTimer = setTimeout(() => {
       this.restarts += 1;
@@ -241,6 +237,16 @@ export class SupervisedProcessSource implements FrameSource {
   private stderrSuffix(): string {
     return this.stderrTail.length > 0 ? `: ${this.stderrTail.join(' | ')}` : '';
   }
+}
+
+/**
+ * The wait before the next start. A camera that delivered frames since the last failure works
+ * (a hiccup, a loose cable): back after restartInitialMs, however often it happens. Only runs in a
+ * row without any frame (unplugged, busy, wrong device) double the wait, up to restartMaxMs.
+ */
+export function restartDelay(previousMs: number, delivered: boolean, options: Pick<Required<SupervisionOptions>, 'restartInitialMs' | 'restartMaxMs'>): number {
+  if (delivered || previousMs === 0) return options.restartInitialMs;
+  return Math.min(previousMs * 2, options.restartMaxMs);
 }
 
 /** Lets the config layer pass `undefined` for "use the default". */

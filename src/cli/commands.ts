@@ -1,12 +1,12 @@
 import { existsSync, statSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { addCount, createLogger, errorText, setLogFormat, setLogLevel, UserError, type Logger } from '../common/index.js';
+import { addCount, createLogger, errorText, readRegularFile, setLogFormat, setLogLevel, UserError, type Logger } from '../common/index.js';
 import { loadConfig, type Config } from '../config/index.js';
 import { readToken } from '../control/index.js';
 import { databasePath, deviceName, runService, tokenPath, type DaemonStatus } from '../daemon/index.js';
 import { binary, confusionMatrix, OverrideStore, perLabel, precisionRecallCurve, ReferenceStore, type ClassifierOverrides, type ReferenceInfo, type ClassifierSettings, type GateResult, type Sample } from '../knn/index.js';
-import { embedImages, enroll, listLabeledImages, ModelManager, type EnrollResult, type LabeledImage, type ModelHistoryEntry, type ModelVersion, type PushResult } from '../models/index.js';
+import { embedImages, enroll, listLabeledImages, ModelManager, readImageFile, type EnrollResult, type LabeledImage, type ModelHistoryEntry, type ModelVersion, type PushResult } from '../models/index.js';
 import { Outbox } from '../events/index.js';
 import { openDatabase } from '../storage/index.js';
 import { defaultDriftRuns, packageRoot, renderText, runBench, runDriftExperiment, type DriftReport } from '../bench/index.js';
@@ -88,7 +88,7 @@ async function enrollLive(config: Config, images: LabeledImage[]): Promise<Enrol
   for (const [sent, image] of images.entries()) {
     let data: Buffer;
     try {
-      data = await readFile(image.path);
+      data = await readImageFile(image.path, config.capture.maxFrameBytes);
     } catch (err) {
       result.skipped.push({ path: image.path, reason: errorText(err) });
       continue;
@@ -576,7 +576,7 @@ const model: Command = async (ctx) => {
   const swapped = (r: { key: string; previous: string }) => `model ${r.key} is active (was ${r.previous})`;
   switch (action) {
     case 'push':
-      return report(ctx, await pushModel(config, await bundleArchive(rest[0]!), ctx.control?.force ?? false), (r: PushResult) =>
+      return report(ctx, await pushModel(config, await bundleArchive(rest[0]!, config.control.maxPayloadBytes), ctx.control?.force ?? false), (r: PushResult) =>
         [swapped(r), `accuracy gate ${r.forced ? 'refused, overridden with --force' : 'passed'}: ${r.gate.reason}`, ...gateFigures(r.gate)].join('\n'),
       );
     case 'activate':
@@ -588,8 +588,8 @@ const model: Command = async (ctx) => {
   }
 };
 
-/** A bundle folder packed as .tar.gz, or an archive file as it is. */
-async function bundleArchive(path: string): Promise<Buffer> {
+/** A bundle folder packed as .tar.gz, or an archive file as it is (at most what the daemon takes: control.maxPayloadBytes). */
+async function bundleArchive(path: string, maxBytes: number): Promise<Buffer> {
   let folder: boolean;
   try {
     folder = statSync(path).isDirectory();
@@ -598,7 +598,7 @@ async function bundleArchive(path: string): Promise<Buffer> {
   }
   if (folder) return packBundle(path);
   if (!/\.(tar|tar\.gz|tgz)$/i.test(path)) throw new UserError(`${path} is neither a bundle folder nor a .tar/.tar.gz archive`, 'give the bundle folder, or an archive of it');
-  return readFile(path);
+  return readRegularFile(path, { what: 'bundle archive', maxBytes, hint: 'give the bundle folder, or a .tar.gz of it within control.maxPayloadBytes' });
 }
 
 function describeModels(r: { active: string; previous: string | null; versions: ModelVersion[]; history: ModelHistoryEntry[] }): string {

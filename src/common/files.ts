@@ -1,58 +1,139 @@
-import { chmodSync, mkdirSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { UserError } from './errors.js';
 
-/*
- * The state folder holds images of the product and the whole reference set: nobody but the
- * service user (and its group, for backups and the CLI) may read it, whatever umask started us.
- */
-export const STATE_DIR_MODE = 0o750;
-export const STATE_FILE_MODE = 0o640;
-/** The umask bits that keep every file the process makes within the modes above. */
-const STATE_UMASK = 0o027;
-
-/** Adds STATE_UMASK to the process umask (a stricter one stays), so files made by libraries (SQLite, tar) are covered too. */
-export function restrictUmask(): void {
-  process.umask(process.umask(STATE_UMASK) | STATE_UMASK);
+/** What a file is for, in the user's words, and how big it may be. */
+export interface FileLimits {
+  /** Names the file in messages: "frame", "model file", "configuration file"... */
+  what: string;
+  maxBytes: number;
+  /** What the user should do when the file is refused. */
+  hint: string;
 }
 
 /**
- * Makes a folder of state (and its missing parents) at most 0750. Something in the way, or no
- * permission, is the user's to fix: a UserError naming the folder and the config key.
+ * O_NONBLOCK: opening a FIFO without a writer returns at once instead of blocking a thread of
+ * libuv's pool forever (which also makes process.exit hang, as libuv joins its threads at exit).
+ * Regular files ignore the flag.
  */
-export function makeStateDir(path: string, key: string): void {
+const openFlags = constants.O_RDONLY | constants.O_NONBLOCK;
+
+/**
+ * Opens a file to read only after checking, on the opened descriptor (so the file checked is the
+ * file read), that it is a regular file of at most `maxBytes`. A FIFO, a device (/dev/zero), a
+ * symlink to one, a folder or an oversized file is refused with a UserError naming it.
+ */
+export async function openRegularFile(path: string, limits: FileLimits): Promise<{ handle: FileHandle; size: number }> {
+  let handle: FileHandle;
   try {
-    mkdirSync(path, { recursive: true, mode: STATE_DIR_MODE });
+    handle = await open(path, openFlags);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST' || code === 'ENOTDIR') {
-      throw new UserError(`cannot make the folder ${path}: a file is in the way`, `point ${key} at a folder, or move that file away`, { cause: err });
+    throw cannotOpen(path, limits, err);
+  }
+  try {
+    return { handle, size: checkStats(path, await handle.stat(), limits) };
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}
+
+/** The whole file, refused as openRegularFile says; it reads at most maxBytes + 1 bytes, even from a file that grows. */
+export async function readRegularFile(path: string, limits: FileLimits): Promise<Buffer> {
+  const { handle, size } = await openRegularFile(path, limits);
+  try {
+    const reader = new BoundedRead(path, size, limits);
+    for (;;) {
+      const { buffer, offset, length } = reader.space();
+      const { bytesRead } = await handle.read(buffer, offset, length, null);
+      if (reader.took(bytesRead)) return reader.result();
     }
-    throw new UserError(`cannot make the folder ${path} (${code ?? (err as Error).message})`, `check ${key} and that the service user may write its parent folder`, { cause: err });
+  } finally {
+    await handle.close();
   }
 }
 
-/** The permission bits of an existing path when it allows more than `mode`; undefined when it does not (or is not there). */
-export function modeBeyond(path: string, mode: number): number | undefined {
-  let current: number;
+/** readRegularFile for the few callers that must stay synchronous (the configuration file). */
+export function readRegularFileSync(path: string, limits: FileLimits): Buffer {
+  let fd: number;
   try {
-    current = statSync(path).mode & 0o777;
-  } catch {
-    return undefined;
-  }
-  return (current & ~mode) === 0 ? undefined : current;
-}
-
-/**
- * Takes away any permission beyond `mode` from an existing file of ours (made before umask was
- * watched, or copied in). A stricter mode stays.
- */
-export function tightenMode(path: string, mode: number): void {
-  const current = modeBeyond(path, mode);
-  if (current === undefined) return;
-  try {
-    chmodSync(path, current & mode);
+    fd = openSync(path, openFlags);
   } catch (err) {
-    // Owned by another user (root ran the CLI on it, say): theirs to change, and it still opens.
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+    throw cannotOpen(path, limits, err);
+  }
+  try {
+    const reader = new BoundedRead(path, checkStats(path, fstatSync(fd), limits), limits);
+    for (;;) {
+      const { buffer, offset, length } = reader.space();
+      if (reader.took(readSync(fd, buffer, offset, length, null))) return reader.result();
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The file was not there (the refusal's cause is ENOENT): some callers have a default for that. */
+export function isMissingFile(err: unknown): boolean {
+  return (err as { cause?: NodeJS.ErrnoException } | null)?.cause?.code === 'ENOENT';
+}
+
+function cannotOpen(path: string, limits: FileLimits, err: unknown): UserError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const reason = code === 'ENOENT' ? 'it does not exist' : code === 'EACCES' ? 'permission denied' : (code ?? (err as Error).message);
+  return new UserError(`cannot read the ${limits.what} ${path}: ${reason}`, limits.hint, { cause: err });
+}
+
+/** The file's size, once it is known to be a regular file within the limit. */
+function checkStats(path: string, stats: Stats, limits: FileLimits): number {
+  if (!stats.isFile()) throw new UserError(`the ${limits.what} ${path} is ${kindOf(stats)}, not a regular file: it is not read`, limits.hint);
+  if (stats.size > limits.maxBytes) throw tooLarge(path, limits, `${stats.size} bytes`);
+  return stats.size;
+}
+
+function tooLarge(path: string, limits: FileLimits, size: string): UserError {
+  return new UserError(`the ${limits.what} ${path} is ${size}, more than the ${limits.maxBytes} bytes allowed`, limits.hint);
+}
+
+function kindOf(stats: Stats): string {
+  if (stats.isDirectory()) return 'a folder';
+  if (stats.isFIFO()) return 'a FIFO (named pipe)';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isBlockDevice()) return 'a block device';
+  if (stats.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/** The buffer a bounded read fills: sized from fstat, grown only while within the limit. */
+class BoundedRead {
+  private buffer: Buffer;
+  private filled = 0;
+
+  constructor(
+    private readonly path: string,
+    size: number,
+    private readonly limits: FileLimits,
+  ) {
+    // One byte more than expected, so a file that grew since fstat is noticed.
+    this.buffer = Buffer.allocUnsafe(Math.min(size, limits.maxBytes) + 1);
+  }
+
+  space(): { buffer: Buffer; offset: number; length: number } {
+    return { buffer: this.buffer, offset: this.filled, length: this.buffer.length - this.filled };
+  }
+
+  /** Records a read; true at the end of the file. */
+  took(bytes: number): boolean {
+    this.filled += bytes;
+    if (bytes === 0) return true;
+    if (this.filled < this.buffer.length) return false;
+    if (this.filled > this.limits.maxBytes) throw tooLarge(this.path, this.limits, `over ${this.limits.maxBytes} bytes (it grew while read)`);
+    const grown = Buffer.allocUnsafe(Math.min(this.buffer.length * 2, this.limits.maxBytes + 1));
+    this.buffer.copy(grown, 0, 0, this.filled);
+    this.buffer = grown;
+    return false;
+  }
+
+  result(): Buffer {
+    return this.buffer.subarray(0, this.filled);
   }
 }

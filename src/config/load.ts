@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
 import type { z } from 'zod';
-import { errorText, HIDDEN, redactSecrets, UserError } from '../common/index.js';
+import { errorText, HIDDEN, isMissingFile, readRegularFileSync, redactSecrets, UserError } from '../common/index.js';
 import { configSchema, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/linewatch/config.yml';
@@ -11,6 +10,8 @@ const ENV_PREFIX = 'LINEWATCH_';
 const MAX_ALIAS_COUNT = 50;
 /** LINEWATCH_ variables that are not config keys. */
 const ENV_NOT_KEYS = new Set(['LINEWATCH_CONFIG']);
+/** A configuration is a page or two of YAML; a larger file is not one. */
+const maxConfigBytes = 1024 * 1024;
 
 /** Keys holding file paths: resolved against the config file's folder, as a user reading the file expects. */
 const PATH_KEYS = ['stateDir', 'model', 'capture.replay.folder', 'enroll.folder', 'mqtt.caFile', 'mqtt.certFile', 'mqtt.keyFile', 'models.trustedKeysDir', 'models.holdoutFolder', 'control.tokenFile'];
@@ -96,15 +97,10 @@ export function loadConfig(options: { path?: string | undefined; env?: NodeJS.Pr
 function readYaml(path: string): Record<string, unknown> {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readRegularFileSync(path, { what: 'configuration file', maxBytes: maxConfigBytes, hint: 'point --config (or LINEWATCH_CONFIG) at a YAML file; check its permissions' }).toString('utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ConfigError(
-      code === 'ENOENT' ? `no configuration file at ${path}` : `cannot read the configuration file ${path} (${code ?? (err as Error).message})`,
-      code === 'ENOENT'
-        ? `copy config/example.yml to ${DEFAULT_CONFIG_PATH}, or pass --config FILE (or set LINEWATCH_CONFIG)`
-        : 'check the file permissions',
-    );
+    if (!isMissingFile(err)) throw new ConfigError((err as UserError).message, (err as UserError).hint);
+    throw new ConfigError(`no configuration file at ${path}`, `copy config/example.yml to ${DEFAULT_CONFIG_PATH}, or pass --config FILE (or set LINEWATCH_CONFIG)`);
   }
   const doc = YAML.parseDocument(text, { prettyErrors: true });
   if (doc.errors.length > 0) {

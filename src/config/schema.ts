@@ -63,6 +63,8 @@ export const configSchema = z.strictObject({
     restartInitialMs: int(10, 600_000).default(1000),
     restartMaxMs: int(10, 3_600_000).default(30000),
     maxFrameBytes: int(1024, 256 * MIB).default(8 * MIB),
+    /** Width x height of a frame or image; larger ones are refused before they are decoded (a small PNG can declare 16000x16000). */
+    maxFramePixels: int(1, 1_000_000_000).default(50_000_000),
     replay: section({
       folder: path.default('/opt/linewatch/samples/line/frames'),
       /** 0, or at least 0.01 so the wait between frames fits a timer. */

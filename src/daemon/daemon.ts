@@ -30,6 +30,8 @@ export function tokenPath(config: Config): string {
 export interface DaemonOptions {
   /** Reads the configuration file again (SIGHUP and the `reload` command); it throws a ConfigError naming what is wrong. */
   reloadConfig?: () => Config;
+  /** Aborted by SIGTERM: start() gives up at its current step (a model still loading is closed once loaded) and rejects. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -86,12 +88,13 @@ export class Daemon {
 
   /** Opens every module (refusing a bad model or config with the reason), then starts the flow of frames. */
   static async start(config: Config, log: Logger, options: DaemonOptions = {}): Promise<Daemon> {
+    const { signal } = options;
     const db = openDatabase(databasePath(config));
     let models: ModelManager | null = null;
     try {
       const store = new ReferenceStore(db, deviceName(config));
       const overrides = new OverrideStore(db);
-      models = await ModelManager.open(db, store, overrides, config, log);
+      models = await unlessAborted(ModelManager.open(db, store, overrides, config, log), signal, (late) => late.close());
       const outbox = new Outbox(db, diskReserve(db, config, log));
       const images = new AnomalyImages(db, config.images);
       const camera = new Camera(sourceOptions(config), config.capture.queueSize);
@@ -105,7 +108,7 @@ export class Daemon {
       const learning = new Learning(store, models, config.learning, log.child('learning'));
       pipeline.addConsumer(learning.consume);
       daemon = new Daemon(config, log, db, store, overrides, models, outbox, images, recorder, learning, camera, pipeline, metrics, options);
-      await daemon.run();
+      await daemon.run(signal);
       return daemon;
     } catch (err) {
       await models?.close();
@@ -114,9 +117,10 @@ export class Daemon {
     }
   }
 
-  private async run(): Promise<void> {
+  private async run(signal: AbortSignal | undefined): Promise<void> {
     const { config, log } = this;
     try {
+      signal?.throwIfAborted();
       if (config.http.enabled) {
         const health = () => checkHealth(this.status(), Date.now(), this.config.capture.stallTimeoutMs);
         if (config.ui.enabled) {
@@ -139,9 +143,11 @@ export class Daemon {
         this.inbox = new ModelInbox(join(config.stateDir, 'inbox'), this.models, log.child('models'));
         this.inbox.start();
       }
+      signal?.throwIfAborted();
       this.learning.start();
       this.running = this.pipeline.run();
-      await this.camera.start();
+      // stop() below stops a camera that is still starting.
+      await unlessAborted(this.camera.start(), signal);
     } catch (err) {
       await this.stop({ flushTimeoutMs: 0 });
       throw err;
@@ -359,6 +365,23 @@ export function deviceName(config: Config): string {
   return `${config.site}/${config.line}/${config.camera}`;
 }
 
+/**
+ * `work`, or the signal's reason as soon as it is aborted; what `work` gives later is handed to
+ * `undo` (a model that finished loading after SIGTERM is closed, not leaked).
+ */
+function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined, undo: (late: T) => unknown = () => {}): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      reject(signal.reason);
+      work.then(undo, () => {});
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
 function recorderSettings(config: Config): RecorderSettings {
   return {
     site: config.site,
@@ -381,7 +404,7 @@ export function sourceOptions(config: Config): FrameSourceOptions {
   };
   switch (c.source) {
     case 'replay':
-      return { kind: 'replay', folder: c.replay.folder, fps: c.replay.fps, loop: c.replay.loop };
+      return { kind: 'replay', folder: c.replay.folder, fps: c.replay.fps, loop: c.replay.loop, maxFrameBytes: c.maxFrameBytes };
     case 'gstreamer': {
       const g = c.gstreamer;
       return {

@@ -2,6 +2,8 @@ import type { Config } from '../config/index.js';
 
 /** Keys (or key prefixes ending in '.') that a running daemon applies on SIGHUP. */
 const liveKeys = ['site', 'line', 'camera', 'capture.', 'knn.k', 'knn.threshold', 'knn.unknownDistance', 'knn.goodLabel', 'learning.', 'mqtt.', 'log.'];
+/** capture keys the model's preprocessing takes when it is loaded, not the frame source. */
+const readAtModelLoad = new Set(['capture.maxFramePixels']);
 /** mqtt keys read at each use: changing them needs no new broker connection. */
 const mqttReadAtUse = new Set(['mqtt.outboxLimit', 'mqtt.flushTimeoutS']);
 
@@ -17,7 +19,7 @@ export interface ReloadPlan {
 }
 
 export function isLiveKey(key: string): boolean {
-  return liveKeys.some((live) => (live.endsWith('.') ? key.startsWith(live) : key === live));
+  return !readAtModelLoad.has(key) && liveKeys.some((live) => (live.endsWith('.') ? key.startsWith(live) : key === live));
 }
 
 /** What a new configuration changes, compared with the one in force and the one the daemon started with. */

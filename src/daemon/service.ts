@@ -3,6 +3,9 @@ import type { Config } from '../config/index.js';
 import { Daemon } from './daemon.js';
 import { SystemdNotifier, Watchdog } from './notify.js';
 
+/** How long work still running after a stop during start-up may take before the process ends anyway (below the CLI's exit grace). */
+const uninterruptibleGraceMs = 1500;
+
 /**
  * The daemon as a service: started, told to systemd as ready once frames arrive, kept alive by
  * the watchdog while frames are decided, reloaded on SIGHUP, stopped cleanly on SIGTERM/SIGINT.
@@ -27,10 +30,13 @@ export async function runService(config: Config, log: Logger, reloadConfig: () =
   process.on('SIGHUP', onHangup);
   let stopRequested: string | null = null;
   let wake: (() => void) | null = null;
+  // Start-up can take long (a model to load, references to embed): a stop must not wait for it.
+  const starting = new AbortController();
   const onStop = (signal: string) => {
     log.info('signal received', { signal });
     stopRequested = signal;
     process.off('SIGTERM', onStop).off('SIGINT', onStop);
+    starting.abort(new Error(`stopped by ${signal} while starting`));
     wake?.();
   };
   // With a handler installed Node no longer exits on the signal: finish the job, then exit.
@@ -38,8 +44,16 @@ export async function runService(config: Config, log: Logger, reloadConfig: () =
   let watchdog: Watchdog | null = null;
   try {
     try {
-      daemon = await Daemon.start(config, log, { reloadConfig });
+      daemon = await Daemon.start(config, log, { reloadConfig, signal: starting.signal });
     } catch (err) {
+      if (stopRequested) {
+        log.info('stopped while starting', { signal: stopRequested });
+        // What cannot be interrupted (ONNX Runtime opening a session inside a worker) can hold the
+        // process, and process.exit too (it joins worker threads): end it as the signal would have.
+        const signal = stopRequested;
+        setTimeout(() => process.kill(process.pid, signal), uninterruptibleGraceMs).unref();
+        return 0;
+      }
       notifier?.notify({ STATUS: `failed to start: ${errorText(err)}` });
       throw err;
     }

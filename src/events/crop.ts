@@ -1,4 +1,4 @@
-import { readImageHeader, thumbnail, type Roi } from '../preprocess/index.js';
+import { readImageHeader, thumbnail, type ImageLimits, type Roi } from '../preprocess/index.js';
 
 export interface KeptImage {
   image: Buffer;
@@ -20,6 +20,6 @@ export function keepAsIs(frame: Buffer, roi: Roi | undefined, longestSide: numbe
  * A whole frame already small enough is kept as it came; anything else becomes a PNG so
  * re-embedding it later sees no new compression artefacts.
  */
-export async function anomalyImage(frame: Buffer, roi: Roi | undefined, longestSide: number): Promise<KeptImage> {
-  return keepAsIs(frame, roi, longestSide) ?? { image: await thumbnail(frame, { roi, longestSide }), contentType: 'image/png' };
+export async function anomalyImage(frame: Buffer, roi: Roi | undefined, longestSide: number, limits?: ImageLimits): Promise<KeptImage> {
+  return keepAsIs(frame, roi, longestSide) ?? { image: await thumbnail(frame, { roi, longestSide, ...(limits && { limits }) }), contentType: 'image/png' };
 }

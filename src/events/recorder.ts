@@ -153,7 +153,7 @@ export class EventRecorder {
     const rows: ImageRow[] = [];
     for (const item of pending) {
       try {
-        rows.push(imageRow(item, await anomalyImage(item.decided.frame.data, this.settings.roi, this.settings.imageLongestSide)));
+        rows.push(imageRow(item, await anomalyImage(item.decided.frame.data, this.settings.roi, this.settings.imageLongestSide, item.decided.model.frames.limits)));
       } catch (err) {
         this.imageFailures++;
         this.log.warn('anomaly image not kept', { event: item.event.id, error: errorText(err) });

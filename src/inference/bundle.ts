@@ -1,10 +1,13 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { UserError } from '../common/index.js';
+import { openRegularFile, readRegularFile, UserError } from '../common/index.js';
 import { parseManifest, type Manifest } from './manifest.js';
+
+/** A manifest is a page of JSON; anything larger is not one. */
+export const maxManifestBytes = 1024 * 1024;
+/** ONNX's protobuf cannot hold more than 2 GiB (larger models keep their weights in external files, which linewatch does not take). */
+export const maxModelBytes = 2 * 1024 ** 3;
 
 export interface Bundle {
   dir: string;
@@ -18,12 +21,7 @@ export interface Bundle {
 export async function loadBundle(dir: string): Promise<Bundle> {
   const absolute = resolve(dir);
   const manifestPath = join(absolute, 'manifest.json');
-  let text: string;
-  try {
-    text = await readFile(manifestPath, 'utf8');
-  } catch (err) {
-    throw new UserError(`cannot read ${manifestPath}: ${(err as Error).message}`, 'point the model setting at a bundle folder holding manifest.json and the .onnx file', { cause: err });
-  }
+  const text = (await readRegularFile(manifestPath, { what: 'model manifest', maxBytes: maxManifestBytes, hint: 'point the model setting at a bundle folder holding manifest.json and the .onnx file' })).toString('utf8');
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -43,11 +41,13 @@ export async function loadBundle(dir: string): Promise<Bundle> {
 }
 
 async function sha256File(path: string): Promise<string> {
+  const hint = 'the manifest "file" must name the .onnx file in the bundle folder; re-copy the bundle';
+  const { handle } = await openRegularFile(path, { what: 'model file', maxBytes: maxModelBytes, hint });
   const hash = createHash('sha256');
   try {
-    await pipeline(createReadStream(path), hash);
+    await pipeline(handle.createReadStream(), hash);
   } catch (err) {
-    throw new UserError(`cannot read model file ${path}: ${(err as Error).message}`, 'the manifest "file" must name the .onnx file in the bundle folder; re-copy the bundle', { cause: err });
+    throw new UserError(`cannot read model file ${path}: ${(err as Error).message}`, hint, { cause: err });
   }
   return hash.digest('hex');
 }

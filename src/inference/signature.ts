@@ -1,8 +1,11 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { UserError } from '../common/index.js';
-import { loadBundle } from './bundle.js';
+import { isMissingFile, readRegularFile, UserError } from '../common/index.js';
+import { loadBundle, maxManifestBytes } from './bundle.js';
+
+/** Signatures and PEM keys are a few hundred bytes. */
+const maxKeyFileBytes = 64 * 1024;
 
 /**
  * Bundle signatures: ed25519 over the exact bytes of manifest.json. The manifest holds the model's
@@ -53,7 +56,7 @@ export async function signBundle(dir: string, privateKeyPath: string): Promise<{
   const privateKey = await readPrivateKey(privateKeyPath);
   // Signing a corrupt or invalid bundle would vouch for a model the daemon then refuses.
   const bundle = await loadBundle(dir);
-  const manifest = await readFile(join(bundle.dir, 'manifest.json'));
+  const manifest = await readManifest(bundle.dir);
   const id = keyId(createPublicKey(privateKey));
   const file: SignatureFile = { algorithm: 'ed25519', keyId: id, signature: sign(null, manifest, privateKey).toString('base64') };
   const target = join(bundle.dir, 'signature.json');
@@ -72,11 +75,9 @@ export async function verifyBundleSignature(dir: string, options: { trustedKeysD
   const signaturePath = join(absolute, 'signature.json');
   let text: string;
   try {
-    text = await readFile(signaturePath, 'utf8');
+    text = (await readRegularFile(signaturePath, { what: 'bundle signature', maxBytes: maxKeyFileBytes, hint: 're-copy the bundle' })).toString('utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new UserError(`cannot read ${signaturePath}: ${(err as Error).message}`, 're-copy the bundle', { cause: err });
-    }
+    if (!isMissingFile(err)) throw err;
     if (options.allowUnsigned) return { signed: false };
     throw new UserError(
       `the bundle ${absolute} is not signed (it has no signature.json)`,
@@ -93,13 +94,7 @@ export async function verifyBundleSignature(dir: string, options: { trustedKeysD
       `add its public key (the .pub made with \`linewatch keys generate\`) to ${trusted.dir}, or sign the bundle with a key whose .pub is there`,
     );
   }
-  const manifestPath = join(absolute, 'manifest.json');
-  let manifest: Buffer;
-  try {
-    manifest = await readFile(manifestPath);
-  } catch (err) {
-    throw new UserError(`cannot read ${manifestPath}: ${(err as Error).message}`, 'a bundle holds manifest.json, the .onnx file and signature.json; re-copy it', { cause: err });
-  }
+  const manifest = await readManifest(absolute);
   if (!verify(null, manifest, key, Buffer.from(signature.signature, 'base64'))) {
     throw new UserError(
       `the signature of manifest.json does not verify with key ${signature.keyId}: the manifest was changed after signing, or the signature is not for it`,
@@ -143,9 +138,10 @@ async function loadTrustedKeys(dir: string): Promise<{ dir: string; keys: Map<st
   const keys = new Map<string, KeyObject>();
   for (const name of names.filter((n) => n.endsWith('.pub')).sort()) {
     const path = join(absolute, name);
+    const pem = await readRegularFile(path, { what: 'trusted key', maxBytes: maxKeyFileBytes, hint: 'replace it with a .pub made by `linewatch keys generate`, or remove it' });
     let key: KeyObject;
     try {
-      key = createPublicKey(await readFile(path));
+      key = createPublicKey(pem);
     } catch (err) {
       throw new UserError(`trusted key ${path} is not a PEM public key: ${(err as Error).message}`, 'replace it with a .pub made by `linewatch keys generate`, or remove it', { cause: err });
     }
@@ -158,12 +154,7 @@ async function loadTrustedKeys(dir: string): Promise<{ dir: string; keys: Map<st
 }
 
 async function readPrivateKey(path: string): Promise<KeyObject> {
-  let pem: Buffer;
-  try {
-    pem = await readFile(path);
-  } catch (err) {
-    throw new UserError(`cannot read signing key ${path}: ${(err as Error).message}`, 'pass the .key file made by `linewatch keys generate` with --key', { cause: err });
-  }
+  const pem = await readRegularFile(path, { what: 'signing key', maxBytes: maxKeyFileBytes, hint: 'pass the .key file made by `linewatch keys generate` with --key' });
   let key: KeyObject;
   try {
     key = createPrivateKey(pem);
@@ -174,4 +165,8 @@ async function readPrivateKey(path: string): Promise<KeyObject> {
     throw new UserError(`${path} is a ${key.asymmetricKeyType} key, not ed25519`, 'make an ed25519 key with `linewatch keys generate`');
   }
   return key;
+}
+
+function readManifest(bundleDir: string): Promise<Buffer> {
+  return readRegularFile(join(bundleDir, 'manifest.json'), { what: 'model manifest', maxBytes: maxManifestBytes, hint: 'a bundle holds manifest.json, the .onnx file and signature.json; re-copy it' });
 }

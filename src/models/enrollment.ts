@@ -1,7 +1,7 @@
+import type { Dirent } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
-import { readFile } from 'node:fs/promises';
-import { addCount, checkLabel, errorText, UserError, type Logger } from '../common/index.js';
+import { addCount, checkLabel, errorText, readRegularFile, UserError, type Logger } from '../common/index.js';
 import type { Encoder } from '../inference/index.js';
 import type { NewReference, ReferenceSource, ReferenceStore } from '../knn/index.js';
 import { thumbnail } from '../preprocess/index.js';
@@ -42,7 +42,7 @@ export async function listLabeledImages(folder: string, label?: string): Promise
   if (label !== undefined) {
     const checked = checkLabel(label, '--label');
     return entries
-      .filter((e) => e.isFile() && imageExtensions.has(extname(e.name).toLowerCase()))
+      .filter((e) => isImageEntry(e))
       .map((e) => ({ path: join(root, e.name), label: checked }))
       .sort(byPath);
   }
@@ -52,7 +52,7 @@ export async function listLabeledImages(folder: string, label?: string): Promise
     const dirLabel = checkLabel(dir.name, `the subfolder ${join(root, dir.name)}`, 'rename the folder');
     const files = await readdirOrExplain(join(root, dir.name));
     for (const f of files) {
-      if (f.isFile() && imageExtensions.has(extname(f.name).toLowerCase())) images.push({ path: join(root, dir.name, f.name), label: dirLabel });
+      if (isImageEntry(f)) images.push({ path: join(root, dir.name, f.name), label: dirLabel });
     }
   }
   if (images.length === 0) {
@@ -62,6 +62,11 @@ export async function listLabeledImages(folder: string, label?: string): Promise
     );
   }
   return images.sort(byPath);
+}
+
+/** An image file to enroll, classify or judge: a regular file within the frame size limit (capture.maxFrameBytes). */
+export function readImageFile(path: string, maxBytes: number): Promise<Buffer> {
+  return readRegularFile(path, { what: 'image', maxBytes, hint: 'give regular JPEG or PNG files within capture.maxFrameBytes' });
 }
 
 /** Reads, preprocesses and embeds images in chunks; unreadable images are reported, not fatal. */
@@ -75,7 +80,7 @@ export async function* embedImages(
     const prepared = await Promise.all(
       chunk.map(async (image): Promise<Prepared> => {
         try {
-          const data = image.data ?? (await readFile(image.path));
+          const data = image.data ?? (await readImageFile(image.path, model.frames.limits.maxBytes));
           const tensor = model.frames.createTensor();
           await model.frames.toTensor(data, tensor);
           return { image, data, tensor };
@@ -110,7 +115,6 @@ export async function enroll(
   const known = store.origins();
   const fresh = images.filter((image) => !known.has(image.path));
   const result: EnrollResult & { ids: number[] } = { added: 0, alreadyEnrolled: images.length - fresh.length, skipped: [], byLabel: {}, ids: [] };
-  const thumbSide = thumbnailSide(model);
   let batch: { reference: NewReference; vector: Float32Array }[] = [];
   const byLabel = new Map<string, number>();
   const flush = () => {
@@ -163,7 +167,7 @@ export async function embedItem(model: ModelRuntime, image: Buffer): Promise<Flo
  * than the model's input (and 64 px), so the next model sees what this one saw.
  */
 export function referenceThumbnail(frame: Buffer, model: ModelRuntime): Promise<Buffer> {
-  return thumbnail(frame, { longestSide: thumbnailSide(model), ...(model.frames.roi && { roi: model.frames.roi }) });
+  return thumbnail(frame, { longestSide: thumbnailSide(model), limits: model.frames.limits, ...(model.frames.roi && { roi: model.frames.roi }) });
 }
 
 /**
@@ -200,6 +204,14 @@ export async function reembedReferences(model: ModelRuntime, store: ReferenceSto
 
 function embedAll(encoder: Encoder, tensors: Float32Array[]): Promise<Float32Array[]> {
   return tensors.length === 0 ? Promise.resolve([]) : encoder.embedBatch(tensors);
+}
+
+/**
+ * Anything named like an image but a folder: symlinks count, and a FIFO or a device is listed so
+ * that reading it refuses it with its reason instead of leaving it out without a word.
+ */
+function isImageEntry(entry: Dirent): boolean {
+  return !entry.isDirectory() && imageExtensions.has(extname(entry.name).toLowerCase());
 }
 
 async function readdirOrExplain(dir: string) {

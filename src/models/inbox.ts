@@ -1,7 +1,6 @@
 import { readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errorText, isUserError, makeStateDir, RequestError, type Logger } from '../common/index.js';
+import { errorText, isUserError, makeStateDir, readRegularFile, RequestError, type Logger } from '../common/index.js';
 import type { ModelManager } from './manager.js';
 
 const archive = /\.(tar|tar\.gz|tgz)$/;
@@ -65,7 +64,8 @@ export class ModelInbox {
   private async take(name: string, path: string): Promise<void> {
     this.log.info('model bundle found in the inbox', { file: path });
     try {
-      const result = await this.models.push(await readFile(path), { via: 'inbox' });
+      const archive = await readRegularFile(path, { what: 'bundle archive', maxBytes: this.models.maxBundleBytes, hint: 'drop a .tar.gz of a bundle folder into the inbox' });
+      const result = await this.models.push(archive, { via: 'inbox' });
       renameSync(path, join(this.dir, 'done', name));
       this.log.info('model from the inbox installed', { file: name, model: result.key, previous: result.previous });
     } catch (err) {

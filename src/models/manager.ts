@@ -137,6 +137,11 @@ export class ModelManager implements ModelSource {
     return manager;
   }
 
+  /** The most an unpacked bundle may hold; an archive larger than this cannot be a bundle push() takes. */
+  get maxBundleBytes(): number {
+    return this.config.control.maxPayloadBytes * 4;
+  }
+
   /** The model in force. Lent per frame through acquire(); read directly for one-off work (enroll, label). */
   get active(): ModelRuntime {
     return this.activeHeld.runtime;
@@ -198,7 +203,7 @@ export class ModelManager implements ModelSource {
     try {
       this.step('unpacking');
       makeStateDir(modelsDir, 'stateDir');
-      await unpackBundle(archive, staging, { maxBytes: this.config.control.maxPayloadBytes * 4 });
+      await unpackBundle(archive, staging, { maxBytes: this.maxBundleBytes });
       this.step('verifying');
       const signature = await verifyBundleSignature(staging, { trustedKeysDir: this.config.models.trustedKeysDir, allowUnsigned: this.config.models.allowUnsigned });
       const staged = await loadBundle(staging);

@@ -1,8 +1,8 @@
-import type { Logger } from '../common/index.js';
+import { errorText, RequestError, type Logger } from '../common/index.js';
 import type { Config } from '../config/index.js';
 import { Encoder, type Bundle } from '../inference/index.js';
 import { Classifier, VectorIndex, type ClassifierOverrides, type ClassifierSettings, type ReferenceStore } from '../knn/index.js';
-import { Preprocessor } from '../preprocess/index.js';
+import { Preprocessor, probeImage } from '../preprocess/index.js';
 
 /**
  * Everything that belongs to one model key, as one unit: its checked bundle, preprocessing, the
@@ -51,8 +51,9 @@ export async function openRuntime(
   overrides: ClassifierOverrides,
   log: Logger,
 ): Promise<ModelRuntime> {
-  const frames = new Preprocessor(bundle.manifest.input, config.preprocess.roi ?? undefined);
-  const items = new Preprocessor(bundle.manifest.input);
+  const limits = { maxBytes: config.capture.maxFrameBytes, maxPixels: config.capture.maxFramePixels };
+  const frames = new Preprocessor(bundle.manifest.input, config.preprocess.roi ?? undefined, limits);
+  const items = new Preprocessor(bundle.manifest.input, undefined, limits);
   const encoder = await Encoder.open(bundle, {
     providers: config.inference.providers,
     intraOpThreads: config.inference.threads,
@@ -62,6 +63,7 @@ export async function openRuntime(
     logger: log.child('inference'),
   });
   try {
+    await probe(bundle, items, encoder);
     const index = VectorIndex.open(store, {
       modelKey: bundle.key,
       dimension: bundle.manifest.output.dimension,
@@ -77,5 +79,20 @@ export async function openRuntime(
   } catch (err) {
     await encoder.close();
     throw err;
+  }
+}
+
+/**
+ * A model whose sha and shapes are right can still give NaN or all-zero vectors (broken weights):
+ * one gradient image, embedded at load, refuses it with the reason before it decides any frame
+ * (the worker rejects a NaN, infinite or all-zero vector).
+ */
+async function probe(bundle: Bundle, items: Preprocessor, encoder: Encoder): Promise<void> {
+  const tensor = items.createTensor();
+  await items.toTensor(await probeImage(bundle.manifest.input.width, bundle.manifest.input.height), tensor);
+  try {
+    await encoder.embed(tensor);
+  } catch (err) {
+    throw new RequestError('model_failed', `${bundle.key} gives no usable vector for a probe image: ${errorText(err)}`, 'the model file is broken (NaN or zero weights?) or does not fit its manifest; export it again and check it with linewatch eval');
   }
 }

@@ -1,7 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { connect, type IClientOptions, type IClientPublishOptions, type IConnackPacket, type IDisconnectPacket, type IPublishPacket, type MqttClient, ReasonCodes } from 'mqtt';
-import { createLogger, errorText, redactUrl, UserError, type Logger } from '../common/index.js';
+import { createLogger, errorText, readRegularFileSync, redactUrl, UserError, type Logger } from '../common/index.js';
 
 export interface SessionOptions {
   /** `mqtt://host:1883` or `mqtts://host:8883` (also ws/wss). */
@@ -457,11 +456,8 @@ function endClient(client: MqttClient): Promise<void> {
 }
 
 function readPem(path: string, option: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new UserError(`cannot read the MQTT ${option} ${path}: ${errorText(err)}`, `check mqtt.${option} in the config`, { cause: err });
-  }
+  // A PEM file of certificates is a few KB; 1 MiB leaves room for any CA bundle.
+  return readRegularFileSync(path, { what: `MQTT ${option}`, maxBytes: 1024 * 1024, hint: `check mqtt.${option} in the config` });
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

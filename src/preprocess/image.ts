@@ -1,5 +1,6 @@
 import sharp, { type Sharp } from 'sharp';
 import { UserError } from '../common/index.js';
+import { readImageHeader } from './size.js';
 
 // A daemon decodes a new frame forever: sharp's operation cache would only grow and never hit.
 sharp.cache(false);
@@ -13,6 +14,17 @@ export class ImageError extends UserError {
     super(`cannot decode image: ${reason}`, 'the frame is corrupt or not a JPEG/PNG; it is skipped', options);
   }
 }
+
+/** How large an encoded image may be; beyond either limit it is refused before it is decoded. */
+export interface ImageLimits {
+  /** Bytes of the encoded image (capture.maxFrameBytes). */
+  maxBytes: number;
+  /** Width x height (capture.maxFramePixels): a small PNG can declare 16000x16000 and take gigabytes to decode. */
+  maxPixels: number;
+}
+
+/** Sized for cameras: 50 MP is above the largest common machine-vision sensors, far below what a bomb declares. */
+export const imageLimitDefaults: ImageLimits = { maxBytes: 8 * 1024 * 1024, maxPixels: 50_000_000 };
 
 /** The ROI does not fit inside the frame: a configuration problem that hits every frame. */
 export class RoiError extends UserError {}
@@ -38,17 +50,25 @@ export function checkRoi(roi: Roi): void {
   }
 }
 
-/** Start a pipeline on one encoded image, cropped to the ROI when there is one. */
-export function open(image: Buffer, roi: Roi | undefined): Sharp {
+/** Start a pipeline on one encoded image, cropped to the ROI when there is one; larger images than the limits are refused undecoded. */
+export function open(image: Buffer, roi: Roi | undefined, limits: ImageLimits = imageLimitDefaults): Sharp {
+  if (image.length > limits.maxBytes) {
+    throw new ImageError(`the image is ${image.length} bytes, more than capture.maxFrameBytes (${limits.maxBytes})`);
+  }
   // failOn 'warning' (the default, made explicit): a truncated JPEG decodes partly grey, which
   // would look like a defect; refusing it is better than classifying it.
-  const pipeline = sharp(image, { failOn: 'warning' });
+  const pipeline = sharp(image, { failOn: 'warning', limitInputPixels: limits.maxPixels });
   return roi ? pipeline.extract({ left: roi.x, top: roi.y, width: roi.width, height: roi.height }) : pipeline;
 }
 
 /** Turn a sharp failure into ImageError or RoiError with the reason. */
-export async function explainFailure(err: unknown, image: Buffer, roi: Roi | undefined): Promise<Error> {
+export async function explainFailure(err: unknown, image: Buffer, roi: Roi | undefined, limits: ImageLimits = imageLimitDefaults): Promise<Error> {
+  if (err instanceof ImageError) return err;
   const message = err instanceof Error ? err.message : String(err);
+  const header = readImageHeader(image);
+  if (message.includes('pixel limit') && header) {
+    return new ImageError(`the image is ${header.width}x${header.height} pixels, more than capture.maxFramePixels (${limits.maxPixels})`, { cause: err });
+  }
   if (roi && message.includes('extract_area')) {
     const { width, height } = await sharp(image).metadata();
     return new RoiError(

@@ -1,4 +1,5 @@
-export { ImageError, RoiError, type Roi } from './image.js';
+export { ImageError, imageLimitDefaults, RoiError, type ImageLimits, type Roi } from './image.js';
 export { Preprocessor, type TensorSpec } from './tensor.js';
 export { thumbnail, type ThumbnailOptions } from './thumbnail.js';
 export { readImageHeader, type ImageHeader } from './size.js';
+export { probeImage } from './probe.js';

@@ -1,5 +1,5 @@
 import { UserError } from '../common/index.js';
-import { checkRoi, explainFailure, ImageError, open, type Roi } from './image.js';
+import { checkRoi, explainFailure, ImageError, imageLimitDefaults, open, type ImageLimits, type Roi } from './image.js';
 
 /** What the model wants; the manifest's `input` object fits this shape. */
 export interface TensorSpec {
@@ -26,6 +26,7 @@ export class Preprocessor {
   constructor(
     readonly spec: TensorSpec,
     readonly roi?: Roi,
+    readonly limits: ImageLimits = imageLimitDefaults,
   ) {
     this.channels = spec.colour === 'gray' ? 1 : 3;
     if (spec.mean.length !== this.channels || spec.std.length !== this.channels) {
@@ -57,7 +58,7 @@ export class Preprocessor {
     let data: Buffer;
     let channels: number;
     try {
-      const result = await open(image, this.roi)
+      const result = await open(image, this.roi, this.limits)
         .resize(this.spec.width, this.spec.height, { fit: 'fill' })
         .removeAlpha()
         .raw()
@@ -65,7 +66,7 @@ export class Preprocessor {
       data = result.data;
       channels = result.info.channels;
     } catch (err) {
-      throw await explainFailure(err, image, this.roi);
+      throw await explainFailure(err, image, this.roi, this.limits);
     }
     if (channels !== 1 && channels !== 3) {
       throw new ImageError(`${channels} colour channels (e.g. CMYK) are not supported`);

@@ -1,4 +1,4 @@
-import { explainFailure, open, type Roi } from './image.js';
+import { explainFailure, imageLimitDefaults, open, type ImageLimits, type Roi } from './image.js';
 
 export interface ThumbnailOptions {
   /** Crop first, so the thumbnail shows what the model saw. */
@@ -8,17 +8,20 @@ export interface ThumbnailOptions {
    * can re-embed stored thumbnails. Smaller images are not enlarged.
    */
   longestSide?: number;
+  /** The limits the image was accepted under (the model's frames.limits). */
+  limits?: ImageLimits;
 }
 
 /** A small PNG of the frame, kept with a reference. PNG because re-embedding should not see JPEG artefacts. */
 export async function thumbnail(image: Buffer, options: ThumbnailOptions = {}): Promise<Buffer> {
   const side = options.longestSide ?? 64;
+  const limits = options.limits ?? imageLimitDefaults;
   try {
-    return await open(image, options.roi)
+    return await open(image, options.roi, limits)
       .resize(side, side, { fit: 'inside', withoutEnlargement: true })
       .png()
       .toBuffer();
   } catch (err) {
-    throw await explainFailure(err, image, options.roi);
+    throw await explainFailure(err, image, options.roi, limits);
   }
 }

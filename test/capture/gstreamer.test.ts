@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
-import { createFrameSource, type Frame, type FrameSource } from '../../dist/capture/index.js';
+import { execFileSync } from 'node:child_process';
+import { createFrameSource, restartDelay, type Frame, type FrameSource } from '../../dist/capture/index.js';
 import { UserError } from '../../dist/common/index.js';
 import { captureLogs, isJpeg, waitFor } from './helpers.js';
 
@@ -12,6 +13,13 @@ function restartDelays(name: string): number[] {
     .map((line) => JSON.parse(line) as { component: string; msg: string; inMs?: number })
     .filter((entry) => entry.component === `capture.${name}` && entry.msg === 'capture process restarting')
     .map((entry) => entry.inMs!);
+}
+
+/** The gst-launch-1.0 process this test process started (one source at a time runs). */
+function gstChild(): number {
+  const pids = execFileSync('pgrep', ['-P', String(process.pid), '-x', 'gst-launch-1.0'], { encoding: 'utf8' }).trim().split('\n');
+  expect(pids).toHaveLength(1);
+  return Number(pids[0]);
 }
 
 // Fast restarts keep the suite short; the defaults are for a real camera.
@@ -61,19 +69,48 @@ describe('gstreamer source', () => {
     expect(new Set(frames.map((f) => f.seq)).size).toBe(frames.length); // seq keeps counting across restarts
   });
 
-  it('backs off exponentially up to the maximum, and starts over after a healthy run', async () => {
-    const pipeline = 'videotestsrc num-buffers=2 ! video/x-raw,width=16,height=16 ! jpegenc';
-    source = createFrameSource({ kind: 'gstreamer', preset: 'pipeline', pipeline, name: 'flaky', ...quick, restartMaxMs: 200 });
+  it('backs off exponentially up to the maximum only while runs in a row give no frame', async () => {
+    // The camera is gone: every run fails before a frame.
+    const pipeline = 'filesrc location=/linewatch-no-such-camera ! jpegparse';
+    source = createFrameSource({ kind: 'gstreamer', preset: 'pipeline', pipeline, name: 'gone', ...quick, restartMaxMs: 200 });
     await source.start(() => {});
-    await waitFor(() => restartDelays('flaky').length >= 4, 15_000, 'four restarts');
-    expect(restartDelays('flaky').slice(0, 4)).toEqual([50, 100, 200, 200]);
-    await source.stop();
+    await waitFor(() => restartDelays('gone').length >= 4, 15_000, 'four restarts');
+    expect(restartDelays('gone').slice(0, 4)).toEqual([50, 100, 200, 200]);
+  });
 
-    // Every run delivered frames for longer than healthyAfterMs, so no delay grows.
-    source = createFrameSource({ kind: 'gstreamer', preset: 'pipeline', pipeline, name: 'healthy', ...quick, healthyAfterMs: 1 });
+  it('restarts a camera that delivered frames after restartInitialMs every time, however often it fails', async () => {
+    // Each run gives two frames, then ends: a camera that works but hiccups.
+    const pipeline = 'videotestsrc num-buffers=2 ! video/x-raw,width=16,height=16 ! jpegenc';
+    source = createFrameSource({ kind: 'gstreamer', preset: 'pipeline', pipeline, name: 'hiccups', ...quick });
     await source.start(() => {});
-    await waitFor(() => restartDelays('healthy').length >= 3, 15_000, 'three restarts');
-    expect(restartDelays('healthy').slice(0, 3)).toEqual([50, 50, 50]);
+    await waitFor(() => restartDelays('hiccups').length >= 4, 15_000, 'four restarts');
+    expect(restartDelays('hiccups').slice(0, 4)).toEqual([50, 50, 50, 50]);
+  });
+
+  it('brings frames back each time the camera process is killed, several times in a row, at restartInitialMs', async () => {
+    source = createFrameSource({ kind: 'gstreamer', preset: 'test', width: 32, height: 24, fps: 30, name: 'killed', ...quick, restartInitialMs: 200 });
+    const frames: Frame[] = [];
+    await source.start((frame) => void frames.push(frame));
+    for (let kill = 1; kill <= 4; kill++) {
+      await waitFor(() => source!.status().state === 'running', 15_000, `frames before kill ${kill}`);
+      const before = frames.length;
+      process.kill(gstChild(), 'SIGKILL');
+      await waitFor(() => source!.status().restarts === kill, 15_000, `restart ${kill}`);
+      await waitFor(() => frames.length > before + 2, 15_000, `frames again after kill ${kill}`);
+    }
+    expect(restartDelays('killed')).toEqual([200, 200, 200, 200]);
+    expect(source.status().lastError).toMatch(/gst-launch-1\.0 was killed by SIGKILL/);
+  });
+
+  it('plans delays: initial after a run with frames, doubling to the maximum for runs without', () => {
+    const options = { restartInitialMs: 1000, restartMaxMs: 30_000 };
+    const plan = (runs: boolean[]) => {
+      let delay = 0;
+      return runs.map((delivered) => (delay = restartDelay(delay, delivered, options)));
+    };
+    expect(plan([true, true, true, true, true])).toEqual([1000, 1000, 1000, 1000, 1000]);
+    expect(plan([false, false, false, false, false, false, false])).toEqual([1000, 2000, 4000, 8000, 16_000, 30_000, 30_000]);
+    expect(plan([false, false, false, true, false])).toEqual([1000, 2000, 4000, 1000, 2000]);
   });
 
   it('kills and restarts a process that stays alive but sends nothing', async () => {

@@ -1,11 +1,12 @@
-import { writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameQueue, createFrameSource, type Frame } from '../../dist/capture/index.js';
 import { UserError } from '../../dist/common/index.js';
 import { captureLogs, noiseJpeg, tempDir } from './helpers.js';
 
-captureLogs();
+const logs = captureLogs();
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -85,6 +86,31 @@ describe('replay source', () => {
       expect(source.status().lastError).toMatch(/put the images/);
     } finally {
       await empty.remove();
+    }
+  });
+
+  it('drops a FIFO, a symlink to /dev/zero, a folder and an oversized file as counted frames with their reason, and plays on', async () => {
+    const hostile = await tempDir('replay-hostile');
+    try {
+      await writeFile(join(hostile.path, 'a.jpg'), await noiseJpeg(8, 8, 1));
+      execFileSync('mkfifo', [join(hostile.path, 'b-fifo.jpg')]);
+      await symlink('/dev/zero', join(hostile.path, 'c-zero.jpg'));
+      await mkdir(join(hostile.path, 'd-folder.jpg'));
+      await writeFile(join(hostile.path, 'e-big.jpg'), Buffer.alloc(5000));
+      await writeFile(join(hostile.path, 'f.jpg'), await noiseJpeg(8, 8, 2));
+      const source = createFrameSource({ kind: 'replay', folder: hostile.path, fps: 0, loop: false, maxFrameBytes: 4096 });
+      const frames: Frame[] = [];
+      await source.start((frame) => void frames.push(frame));
+      await source.ended();
+      expect(frames.map((f) => f.origin)).toEqual(['a.jpg', 'f.jpg']);
+      expect(source.status()).toMatchObject({ state: 'ended', framesReceived: 2, framesDropped: 3 });
+      // The folder entry is not listed as a file; the last refusal is the reason shown.
+      expect(source.status().lastError).toMatch(/e-big\.jpg is 5000 bytes, more than the 4096 bytes allowed/);
+      const reasons = logs.filter((l) => l.includes('frame dropped')).join('\n');
+      expect(reasons).toMatch(/b-fifo\.jpg is a FIFO \(named pipe\), not a regular file/);
+      expect(reasons).toMatch(/c-zero\.jpg is a character device, not a regular file/);
+    } finally {
+      await hostile.remove();
     }
   });
 

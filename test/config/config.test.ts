@@ -95,7 +95,7 @@ describe('config', () => {
     const scalar = configFile('just words\n');
     expect(failure(() => loadConfig({ path: scalar, env: {} })).message).toBe(`${scalar} must hold a YAML mapping of keys (site:, capture:, mqtt: ...)`);
     expect(failure(() => loadConfig({ path: '/nonexistent/linewatch.yml', env: {} })).message).toBe('no configuration file at /nonexistent/linewatch.yml');
-    expect(failure(() => loadConfig({ path: tmpdir(), env: {} })).message).toBe(`cannot read the configuration file ${tmpdir()} (EISDIR)`);
+    expect(failure(() => loadConfig({ path: tmpdir(), env: {} })).message).toBe(`the configuration file ${tmpdir()} is a folder, not a regular file: it is not read`);
   });
 
   it('names one unknown variable, or several, with how variables are named', () => {

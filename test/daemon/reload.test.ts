@@ -71,7 +71,7 @@ describe('planReload', () => {
 
   it('knows which keys are live by exact name or by section', () => {
     for (const key of ['site', 'knn.k', 'capture.queueSize', 'mqtt.clientId', 'log.level']) expect(isLiveKey(key), key).toBe(true);
-    for (const key of ['sites', 'knn.kx', 'knn.exactBelow', 'capturex', 'mqttx.url', 'stateDir', 'models.gate']) expect(isLiveKey(key), key).toBe(false);
+    for (const key of ['sites', 'knn.kx', 'knn.exactBelow', 'capturex', 'mqttx.url', 'stateDir', 'models.gate', 'capture.maxFramePixels']) expect(isLiveKey(key), key).toBe(false);
   });
 });
 

@@ -49,6 +49,6 @@ describe('loadBundle', () => {
   });
 
   it('explains a folder without a manifest', async () => {
-    await expect(loadBundle('/nonexistent/bundle')).rejects.toThrow(/cannot read \/nonexistent\/bundle\/manifest\.json/);
+    await expect(loadBundle('/nonexistent/bundle')).rejects.toThrow(/cannot read the model manifest \/nonexistent\/bundle\/manifest\.json: it does not exist/);
   });
 });

@@ -243,7 +243,7 @@ describe('linewatch keys', () => {
     expect(readdirSync(bundle)).toContain('signature.json');
 
     const cases: [string[], RegExp][] = [
-      [['--key', join(out, 'missing.key')], /cannot read signing key .*missing\.key/],
+      [['--key', join(out, 'missing.key')], /cannot read the signing key .*missing\.key: it does not exist/],
       [['--key', join(out, 'line3.pub')], /line3\.pub is not a PEM private key/],
       [[], /keys sign takes one bundle folder and --key FILE/],
     ];

@@ -48,6 +48,40 @@ export function nanWeights(source: string, version: string): Promise<string> {
   return rewriteWeights(source, version, 'np.full(a.shape, np.nan, dtype=np.float32)');
 }
 
+/** The same network with every weight zero: every vector is all zeros. */
+export function zeroWeights(source: string, version: string): Promise<string> {
+  return rewriteWeights(source, version, 'np.zeros(a.shape, dtype=np.float32)');
+}
+
+/**
+ * The tiny test model with its vector scaled by sqrt(mean pixel + 0.9) (pixels normalised to
+ * [-1, 1]): usable for gray and bright images, NaN for dark ones. A model that passes the probe
+ * at load and fails frames at run time.
+ */
+export async function nanOnDarkFrames(source: string): Promise<string> {
+  const dir = await copyBundle(source, (m) => (m.version = 'nan-on-dark'));
+  const model = join(dir, 'model.onnx');
+  execFileSync('/usr/bin/python3', ['-c', `
+import sys, numpy as np, onnx
+from onnx import helper, numpy_helper
+m = onnx.load(sys.argv[1])
+g = m.graph
+last = g.node[-1]
+last.output[0] = 'unscaled'
+g.initializer.append(numpy_helper.from_array(np.array([0.9], dtype=np.float32), 'offset'))
+g.node.extend([
+    helper.make_node('ReduceMean', ['input'], ['mean'], axes=[1, 2, 3], keepdims=1),
+    helper.make_node('Flatten', ['mean'], ['mean2'], axis=1),
+    helper.make_node('Add', ['mean2', 'offset'], ['shifted']),
+    helper.make_node('Sqrt', ['shifted'], ['scale']),
+    helper.make_node('Mul', ['unscaled', 'scale'], ['embedding']),
+])
+onnx.checker.check_model(m)
+onnx.save(m, sys.argv[1])
+`, model]);
+  return fixSha(dir);
+}
+
 /** Replaces every float weight tensor `a` by the Python expression `weights`, and fixes the manifest's sha256. */
 async function rewriteWeights(source: string, version: string, weights: string): Promise<string> {
   const dir = await copyBundle(source, (m) => (m.version = version));
@@ -63,8 +97,13 @@ for i, t in enumerate(m.graph.initializer):
         m.graph.initializer[i].CopyFrom(numpy_helper.from_array(${weights}, t.name))
 onnx.save(m, sys.argv[1])
 `, model]);
+  return fixSha(dir);
+}
+
+/** Writes the sha256 of the changed model.onnx into the manifest. */
+async function fixSha(dir: string): Promise<string> {
   const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
-  manifest.sha256 = createHash('sha256').update(await readFile(model)).digest('hex');
+  manifest.sha256 = createHash('sha256').update(await readFile(join(dir, manifest.file))).digest('hex');
   await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2));
   return dir;
 }

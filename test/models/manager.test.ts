@@ -97,7 +97,7 @@ describe('a model that gives NaN vectors', () => {
     const broken = await signedArchive(await nanWeights(fp32Bundle, '6.6.6-nan'), keys.trusted);
     await expect(models.push(broken, { via: 'cli', force: true })).rejects.toMatchObject({
       code: 'model_failed',
-      message: expect.stringMatching(/^fmnist-triplet@6\.6\.6-nan cannot embed the references: .*NaN, infinite or all-zero vector/),
+      message: expect.stringMatching(/^fmnist-triplet@6\.6\.6-nan gives no usable vector for a probe image: .*NaN, infinite or all-zero vector/),
     });
     expect(models.active.key).toBe(v1);
     expect(models.registry.history(1)[0]).toMatchObject({ action: 'refused', key: 'fmnist-triplet@6.6.6-nan' });

@@ -1,6 +1,7 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { ImageError, Preprocessor, RoiError, thumbnail } from '../../dist/preprocess/index.js';
+import { ImageError, imageLimitDefaults, Preprocessor, RoiError, thumbnail } from '../../dist/preprocess/index.js';
+import { pngBomb } from '../helpers/hostile.js';
 
 const graySpec = { width: 3, height: 2, colour: 'gray' as const, mean: [0.5], std: [0.5] };
 const rgbSpec = { width: 2, height: 2, colour: 'rgb' as const, mean: [0.5, 0.25, 0], std: [0.5, 0.25, 1] };
@@ -102,6 +103,29 @@ describe('Preprocessor', () => {
 
   it('refuses mean/std that do not fit the colour', () => {
     expect(() => new Preprocessor({ ...graySpec, colour: 'rgb' })).toThrow(/needs 3 mean and std values, got 1 and 1/);
+  });
+});
+
+describe('image limits', () => {
+  it('refuses a 16000x16000 PNG (30 KB on disk, a decompression bomb) by default, before decoding it', async () => {
+    const bomb = pngBomb(16000, 16000);
+    expect(bomb.length).toBeLessThan(64 * 1024);
+    const pre = new Preprocessor(graySpec);
+    const error = await pre.toTensor(bomb, pre.createTensor()).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(ImageError);
+    expect((error as ImageError).message).toBe('cannot decode image: the image is 16000x16000 pixels, more than capture.maxFramePixels (50000000)');
+    await expect(thumbnail(bomb)).rejects.toThrow(/16000x16000 pixels, more than capture.maxFramePixels/);
+    expect(imageLimitDefaults.maxPixels).toBe(50_000_000);
+  });
+
+  it('takes an image of exactly maxPixels and refuses one pixel more, and larger encoded images than maxBytes', async () => {
+    const image = await png(Array.from({ length: 100 }, (_, i) => i), 10, 10, 1);
+    const at = new Preprocessor(graySpec, undefined, { maxBytes: image.length, maxPixels: 100 });
+    await at.toTensor(image, at.createTensor());
+    const under = new Preprocessor(graySpec, undefined, { maxBytes: image.length, maxPixels: 99 });
+    await expect(under.toTensor(image, under.createTensor())).rejects.toThrow('the image is 10x10 pixels, more than capture.maxFramePixels (99)');
+    const small = new Preprocessor(graySpec, undefined, { maxBytes: image.length - 1, maxPixels: 100 });
+    await expect(small.toTensor(image, small.createTensor())).rejects.toThrow(`the image is ${image.length} bytes, more than capture.maxFrameBytes (${image.length - 1})`);
   });
 });
 
