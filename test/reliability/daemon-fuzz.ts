@@ -32,10 +32,16 @@ function judgeReply(status: number, body: string): 'accepted' | 'refused' {
 
 const statusOf = (answer: string) => Number(/^HTTP\/1\.[01] (\d{3}) /.exec(answer)?.[1] ?? 0);
 
-let png: string | undefined;
+let pngCache: string | undefined;
+
+/** A valid image for the commands that carry one (base64), made once. */
+async function smallPng(): Promise<string> {
+  pngCache ??= (await sharp({ create: { width: 8, height: 8, channels: 3, background: '#808080' } }).png().toBuffer()).toString('base64');
+  return pngCache;
+}
 
 export async function fuzzHttp(tally: Tally, draw: Draw, line: Line, count: number): Promise<void> {
-  png ??= (await sharp({ create: { width: 8, height: 8, channels: 3, background: '#808080' } }).png().toBuffer()).toString('base64');
+  const png = await smallPng();
   const token = line.token();
   for (let i = 0; i < count; i++) {
     const c = malformed(draw, png);
@@ -74,7 +80,7 @@ export async function fuzzBundles(tally: Tally, draw: Draw, line: Line, count: n
 }
 
 export async function fuzzMqtt(tally: Tally, draw: Draw, line: Line, count: number): Promise<void> {
-  png ??= (await sharp({ create: { width: 8, height: 8, channels: 3, background: '#808080' } }).png().toBuffer()).toString('base64');
+  const png = await smallPng();
   const client: MqttClient = connectMqtt(line.broker.url, { protocolVersion: 5, reconnectPeriod: 0 });
   await new Promise<void>((resolve, reject) => client.once('connect', () => resolve()).once('error', reject));
   const waiting = new Map<string, (reply: Reply) => void>();
