@@ -89,11 +89,11 @@ export function bundleInput(draw: Draw, version: string): { kind: string; archiv
     () => (withModel(draw.bytes(draw.int(0, 4096))), 'model random bytes, sha256 right'),
     () => ((onnx = draw.flip(model, 4)), 'model bytes flipped, sha256 wrong'),
     () => {
-      zeros ??= { data: Buffer.alloc(64 * 1024 * 1024), sha: '' };
+      zeros ??= { data: Buffer.alloc(8 * 1024 * 1024), sha: '' };
       zeros.sha ||= sha256(zeros.data);
       onnx = zeros.data;
       m['sha256'] = zeros.sha;
-      return 'model of 64 MB zeros (a gzip bomb), sha256 right';
+      return 'model of 8 MB zeros (a gzip bomb), sha256 right';
     },
     () => {
       const name = draw.pick(['../manifest.json', '/tmp/manifest.json', 'a/../../model.onnx', 'sub/model.onnx', 'model.onnx\0.txt', 'x'.repeat(100), '.', '']);

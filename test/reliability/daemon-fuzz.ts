@@ -5,6 +5,7 @@
  */
 import { connect as connectMqtt, type MqttClient } from 'mqtt';
 import sharp from 'sharp';
+import { until } from '../ops/helpers.js';
 import { bundleInput } from './bundles.js';
 import { malformed, raw, rawLines } from './control-inputs.js';
 import type { Draw } from './draw.js';
@@ -58,6 +59,9 @@ export async function fuzzHttp(tally: Tally, draw: Draw, line: Line, count: numb
     ])();
     await tally.probe('HTTP requests', `${request[0]}: ${request[1].subarray(0, 120).toString('latin1')}`, async () => {
       const answer = await raw(line.port, request[1]);
+      // Node answers 431 to oversized headers and closes while they still arrive: the reset can
+      // destroy the answer before it is read. Closed is refused; only a hang is a failure here.
+      if (answer === '' && /header/.test(request[0])) return 'refused';
       return judgeReply(statusOf(answer), answer.slice(answer.indexOf('\r\n\r\n') + 4));
     }, 15_000);
   }
@@ -81,6 +85,8 @@ export async function fuzzBundles(tally: Tally, draw: Draw, line: Line, count: n
 
 export async function fuzzMqtt(tally: Tally, draw: Draw, line: Line, count: number): Promise<void> {
   const png = await smallPng();
+  // After an outage the daemon reconnects with a backoff: a command sent before would go unheard.
+  await until(() => line.connected(), 'the daemon to be connected to the broker again', 60_000);
   const client: MqttClient = connectMqtt(line.broker.url, { protocolVersion: 5, reconnectPeriod: 0 });
   await new Promise<void>((resolve, reject) => client.once('connect', () => resolve()).once('error', reject));
   const waiting = new Map<string, (reply: Reply) => void>();

@@ -17,6 +17,17 @@ export const topicRoot = `linewatch/${site}/line-1/cam-1/`;
 
 const loggedIds = (logs: LogLine[]) => logs.filter((l) => l.msg === 'anomaly').map((l) => String(l.event));
 
+/**
+ * Waits until `run` has logged `events` event ids. Polled: waitForLog would run a count over all
+ * of a long run's lines for each of its lines, quadratic over a soak.
+ */
+async function loggedAtLeast(run: RunningLinewatch, events: number): Promise<void> {
+  await until(() => {
+    if (run.child.exitCode !== null || run.child.signalCode !== null) throw new Error(`the daemon exited before logging ${events} events: ${run.stderr().slice(-2000)}`);
+    return loggedIds(run.logs).length >= events;
+  }, `the daemon to log ${events} events`, 600_000);
+}
+
 export interface Accounting {
   logged: number;
   received: number;
@@ -93,7 +104,7 @@ export class Line {
       point = `${ms} ms after spawn`;
     } else {
       const events = draw.int(1, 1_500);
-      await run.waitForLog((_, all) => loggedIds(all).length >= events, 120_000);
+      await loggedAtLeast(run, events);
       point = `after ${events} events`;
     }
     run.child.kill('SIGKILL');
@@ -108,7 +119,7 @@ export class Line {
     const daemon = this.daemon!;
     await this.broker.stop();
     const at = loggedIds(daemon.logs).length;
-    await daemon.waitForLog((_, all) => loggedIds(all).length >= at + events, 600_000);
+    await loggedAtLeast(daemon, at + events);
     await this.broker.restart();
   }
 
@@ -117,6 +128,12 @@ export class Line {
     const pid = this.daemon?.child.pid;
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+  }
+
+  /** Whether the daemon's MQTT session is connected (commands reach it only then). */
+  async connected(): Promise<boolean> {
+    const res = await fetch(`${this.base}/status`, { signal: AbortSignal.timeout(10_000) });
+    return ((await res.json()) as { events: { mqtt: { connected: boolean } } }).events.mqtt.connected;
   }
 
   async decided(): Promise<number> {
