@@ -44,6 +44,12 @@ export function parseManifest(json: unknown, where: string): Manifest {
     if (typeof value !== 'string' || value.trim() === '') fail(path, `is ${JSON.stringify(value)}`, `set "${path}" to a non-empty string`);
     return value as string;
   };
+  // The name and version make the model key, which names a folder and shows in every event.
+  const key = (obj: Obj, path: string): string => {
+    const value = text(obj, path);
+    if (value.length > 100 || /[\u0000-\u001f\u007f]/.test(value)) fail(path, value.length > 100 ? `is ${value.length} characters long` : 'holds control characters', `set "${path}" to at most 100 printable characters`);
+    return value;
+  };
   const oneOf = <T extends string>(obj: Obj, path: string, allowed: readonly T[]): T => {
     const [value] = get(obj, path);
     if (!allowed.includes(value as T)) fail(path, `is ${JSON.stringify(value)}`, `set "${path}" to one of ${allowed.map((a) => `"${a}"`).join(', ')}`);
@@ -73,8 +79,8 @@ export function parseManifest(json: unknown, where: string): Manifest {
   if (file.includes('/') || file.includes('\\')) fail('file', `is ${JSON.stringify(file)}`, 'name a file inside the bundle folder, without a path');
 
   const manifest: Manifest = {
-    name: text(root, 'name'),
-    version: text(root, 'version'),
+    name: key(root, 'name'),
+    version: key(root, 'version'),
     file,
     sha256,
     precision: oneOf(root, 'precision', ['fp32', 'int8'] as const),

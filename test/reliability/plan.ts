@@ -1,0 +1,34 @@
+/**
+ * How much the suite does: the quick form (CI, a couple of minutes on 2 cores) or, with SOAK=1,
+ * the long form for SOAK_MINUTES. Failures owned by other changes are listed here, with why.
+ */
+import type { KnownIssue } from './tally.js';
+
+const soak = process.env['SOAK'] === '1';
+const minutes = Number(process.env['SOAK_MINUTES'] ?? 60);
+
+export const plan = {
+  soak,
+  minutes,
+  /** Inputs per in-process family (the soak runs them until its share of the time is spent). */
+  configs: soak ? Infinity : 600,
+  frames: soak ? Infinity : 400,
+  inProcessMs: soak ? minutes * 60_000 * 0.1 : Infinity,
+  /** kill -9 rounds: a count (quick) or a share of the time (soak). */
+  killRounds: soak ? Infinity : 3,
+  killMs: soak ? minutes * 60_000 * 0.15 : Infinity,
+  /** The long-lived daemon: how long (the soak), how often the broker goes away and for how many events. */
+  runMs: soak ? minutes * 60_000 * 0.65 : 0,
+  bounceEveryMs: 3 * 60_000,
+  outageEvents: soak ? 5_000 : 300,
+  /** Inputs to the running daemon per round (the soak repeats rounds until runMs is spent). */
+  http: soak ? 60 : 150,
+  mqtt: soak ? 60 : 150,
+  bundles: soak ? 6 : 40,
+};
+
+export const knownIssues: KnownIssue[] = [
+  { family: 'configs and env', detail: /ReferenceError: (Excessive alias count|Unresolved alias)/, why: 'i14a: YAML alias errors escape as ReferenceError, not a ConfigError' },
+  { family: 'configs and env', detail: /repeats the secret/, why: 'i14a: validation messages echo secrets' },
+  { family: 'frames', detail: /no pixel limit/, why: 'i14b: decoders get a pixel limit sized for cameras' },
+];
