@@ -149,7 +149,7 @@ describe('linewatch control commands', () => {
     expectUserMessage(refused.stderr, 'linewatch is running', 'no control token', 'sudo linewatch classifier set');
 
     expect(await running.stop()).toBe(0);
-  });
+  }, 240_000);
 
   it('change the database of a stopped daemon, in force at its next start', async () => {
     const set = await cli('classifier', 'set', '--k', 'default', '--unknown-distance', '0.7');
@@ -174,7 +174,7 @@ describe('linewatch control commands', () => {
     const running = await start();
     expect((await liveStatus()).classifier).toMatchObject({ k: 3, unknownDistance: 0.7, overrides: { unknownDistance: 0.7 } });
     await running.stop();
-  });
+  }, 120_000);
 
   it('says what is wrong with a command line, without a stack', async () => {
     const [missing, notNumber, notId, noBundle, misspelt] = await Promise.all([

@@ -207,5 +207,5 @@ describe('model updates a technician can trust (real mosquitto, real bundles)', 
     await until(async () => (await status(last)).decisions.classified > before, 'the restarted daemon decides frames again');
     expect((await status(last)).decisions.failed).toBe(0);
     expect(existsSync(join(line.stateDir, 'models'))).toBe(true);
-  });
+  }, 240_000);
 });

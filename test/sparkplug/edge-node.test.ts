@@ -69,7 +69,8 @@ describe('Sparkplug B edge node (real daemon, real mosquitto, Tahu decoder)', ()
     );
     expect(metric(dbirth, 'Event/Id')!.value).toBeNull();
     const events = session.filter((m) => m.verb === 'DDATA' && metric(m, 'Event/Id'));
-    expect(events.length).toBeGreaterThan(300);
+    // Most DDATA carry an event (every frame is one); how many depends on the machine's speed.
+    expect(events.length).toBeGreaterThan(100);
     // The event as the JSON side and the log know it: same id, label and score, stamped with the capture time.
     const logged = first.logs.find((l) => l.msg === 'anomaly' && l.event === metric(events[0]!, 'Event/Id')!.value)!;
     expect(metric(events[0]!, 'Event/Label')!.value).toBe(logged.label);

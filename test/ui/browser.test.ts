@@ -290,10 +290,11 @@ describe('the technician web UI in a browser', () => {
 
   it('limits failed logins per client and account', async () => {
     const attempt = () => fetch(`${url}/ui/login`, { method: 'POST', redirect: 'manual', body: new URLSearchParams({ name: 'nobody', password: 'guess-guess' }) });
-    // Five failures a minute from one address (the first test made one already), then 429 even for the right password.
-    const statuses = [];
-    for (let i = 0; i < 5; i++) statuses.push((await attempt()).status);
-    expect(statuses).toEqual([401, 401, 401, 401, 429]);
+    // Five failures a minute from one address, then 429 even for the right password. The first
+    // test made one failure already, which still counts unless that test took over a minute.
+    const statuses: number[] = [];
+    while (statuses.length < 7 && statuses.at(-1) !== 429) statuses.push((await attempt()).status);
+    expect([[401, 401, 401, 401, 429], [401, 401, 401, 401, 401, 429]]).toContainEqual(statuses);
     const refused = await fetch(`${url}/ui/login`, { method: 'POST', redirect: 'manual', body: new URLSearchParams({ name: 'tech', password: passwords.tech }) });
     expect(refused.status).toBe(429);
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
