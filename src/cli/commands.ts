@@ -558,9 +558,16 @@ function describeReferences(r: { total: number; references: ReferenceInfo[] }): 
     `${r.total} references match${r.references.length < r.total ? ` (showing ${r.references.length})` : ''}`,
     ...r.references.map(
       (x) =>
-        `  #${x.id}  ${x.label}  ${x.source}${x.confidence === null ? '' : ` ${x.confidence}`}  ${when(x.createdAt)}  ${x.device ?? '-'}  ${x.labeledBy ? `labeled by ${x.labeledBy}` : x.source === 'auto' ? (x.confirmedAt ? 'confirmed' : 'unconfirmed') : ''}  ${x.origin}`,
+        `  #${x.id}  ${x.label}  ${x.source}${x.confidence === null ? '' : ` ${x.confidence}`}  ${when(x.createdAt)}  ${x.device ?? '-'}  ${whoAdded(x)}  ${x.origin}`,
     ),
   ].join('\n');
+}
+
+/** Who made a reference what it is: the person who labeled it, else whether self-training's admission (here or on its peer) stands. */
+function whoAdded(x: ReferenceInfo): string {
+  if (x.labeledBy) return `labeled by ${x.labeledBy}`;
+  if (x.source === 'auto') return x.confirmedAt ? 'confirmed' : 'unconfirmed';
+  return x.source === 'peer' ? 'admitted by its device' : '';
 }
 
 const MODEL_USAGE = 'linewatch model push <bundle-folder-or-archive> [--force] | model list | model activate <key> | model rollback';

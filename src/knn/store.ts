@@ -10,7 +10,7 @@ const sources: readonly ReferenceSource[] = ['human', 'auto', 'peer'];
 export interface Provenance {
   /** The model whose vector the reference was added with (add()'s modelKey). */
   modelKey: string | null;
-  /** The device that added it: `site/line/camera`, or a peer's device id. */
+  /** The device that added it: its fleet device id (`sync.deviceId`, else the MQTT client id), or the peer's. */
   device: string | null;
   /** What admitted an automatic reference: its frame, score and the neighbours that agreed (JSON). */
   decision: string | null;
@@ -74,6 +74,11 @@ export interface ReferenceFilter {
   createdAfter?: number;
   /** Only automatic references not confirmed yet (true) or confirmed (false). */
   unconfirmed?: boolean;
+  /**
+   * Only references self-training admitted, here or on a peer (true: `auto`, and `peer` ones no
+   * person labeled), or only the others (false): the caps and a person's label treat them alike.
+   */
+  automatic?: boolean;
 }
 
 export interface ReferenceListOptions extends ReferenceFilter {
@@ -146,7 +151,8 @@ const schema = [
 const infoColumns = 'id, label, source, origin, created_at, confidence, model_key, device, decision, labeled_by, confirmed_at';
 const filterSql = `(@label IS NULL OR label = @label) AND (@source IS NULL OR source = @source)
   AND (@before IS NULL OR created_at < @before) AND (@after IS NULL OR created_at > @after)
-  AND (@unconfirmed IS NULL OR (source = 'auto' AND (confirmed_at IS NULL) = @unconfirmed))`;
+  AND (@unconfirmed IS NULL OR (source = 'auto' AND (confirmed_at IS NULL) = @unconfirmed))
+  AND (@automatic IS NULL OR (source = 'auto' OR (source = 'peer' AND labeled_by IS NULL)) = @automatic)`;
 
 interface ReferenceRow {
   id: number;
@@ -195,7 +201,7 @@ export class ReferenceStore {
 
   constructor(
     readonly db: Db,
-    /** The device new references are recorded as added on (`site/line/camera`), unless they name one. */
+    /** The device new references are recorded as added on (its fleet device id), unless they name one. */
     readonly device: string | null = null,
   ) {
     migrate(db, 'knn', schema);
@@ -495,6 +501,11 @@ export class ReferenceStore {
   }
 }
 
+/** Admitted by self-training, here or on a peer (a peer reference no person labeled); `filterSql`'s `automatic` says the same. */
+export function isAutomatic(reference: Pick<Reference, 'source' | 'labeledBy'>): boolean {
+  return reference.source === 'auto' || (reference.source === 'peer' && reference.labeledBy === null);
+}
+
 function checkReference(reference: NewReference): void {
   if (!reference.label) throw new UserError('a reference needs a label', 'name the folder or pass --label');
   if (!sources.includes(reference.source)) throw new TypeError(`unknown reference source ${String(reference.source)}`);
@@ -521,6 +532,7 @@ function filterParams(f: ReferenceFilter): Record<string, unknown> {
     before: f.createdBefore ?? null,
     after: f.createdAfter ?? null,
     unconfirmed: f.unconfirmed === undefined ? null : f.unconfirmed ? 1 : 0,
+    automatic: f.automatic === undefined ? null : f.automatic ? 1 : 0,
   };
 }
 

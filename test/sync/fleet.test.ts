@@ -191,7 +191,7 @@ function unitVector(seed: number): Float32Array {
 /** A reference as device `device` would share it (tiny-test@1, the model the daemons run). */
 function shared(device: string, localId: number, image: Buffer | null, overrides: { modelKey?: string; vector?: Float32Array } = {}) {
   const address = { site, modelKey: overrides.modelKey ?? 'tiny-test@1', device, localId };
-  const payload = encodeShared({ ...address, label: 'dent', provenance: { source: 'human', origin: 'event:x', createdAt: Date.now(), confidence: null }, vector: overrides.vector ?? unitVector(localId), image });
+  const payload = encodeShared({ ...address, label: 'dent', provenance: { source: 'human', origin: 'event:x', createdAt: Date.now(), confidence: null, modelKey: 'tiny-test@1', decision: null, labeledBy: 'ui:anna' }, vector: overrides.vector ?? unitVector(localId), image });
   return { topic: fleetTopic(address), payload };
 }
 
@@ -217,7 +217,7 @@ describe('fleet messages from a hostile or broken peer (real mosquitto, real dae
     // The topic says cam-z published it (the ACL would have checked that); the payload claims cam-a.
     await publish(...variant(6, { device: deviceOf('cam-a') }));
     await publish(...variant(7, { image: Buffer.from('not an image at all').toString('base64') }));
-    await publish(variant(8, {})[0], '{"schema": "linewatch/fleet-ref/1", ');
+    await publish(variant(8, {})[0], '{"schema": "linewatch/fleet-ref/2", ');
     // Then two good ones: one with this model's vector, one from another model, re-embedded from its image.
     await publish(good.topic, good.payload);
     const reembedded = shared('intruder', 9, image, { modelKey: 'other-model@9', vector: Float32Array.from({ length: 4 }, () => 0.5) });
