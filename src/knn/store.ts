@@ -148,6 +148,15 @@ const schema = [
    );`,
 ];
 
+/**
+ * How long the change journal keeps a change: a month of what changed, for a person to read. The
+ * listeners are told within a turn of the event loop, and the fleet sync compares the store
+ * itself, so nothing in linewatch reads older rows.
+ */
+const journalKeepMs = 30 * 86_400_000;
+/** The journal is pruned when the store opens, and after a change at most this often. */
+const journalPruneEveryMs = 3_600_000;
+
 const infoColumns = 'id, label, source, origin, created_at, confidence, model_key, device, decision, labeled_by, confirmed_at';
 const filterSql = `(@label IS NULL OR label = @label) AND (@source IS NULL OR source = @source)
   AND (@before IS NULL OR created_at < @before) AND (@after IS NULL OR created_at > @after)
@@ -198,6 +207,7 @@ export class ReferenceStore {
   /** The last change handed to the listeners. */
   private notifiedSeq: number;
   private notifying = false;
+  private journalPrunedAt = 0;
 
   constructor(
     readonly db: Db,
@@ -211,6 +221,7 @@ export class ReferenceStore {
     );
     this.journal = db.prepare('INSERT INTO knn_reference_changes (reference_id, change, label, source, origin, at) VALUES (?, ?, ?, ?, ?, ?)');
     this.notifiedSeq = this.lastChange();
+    this.pruneJournal();
     this.upsertVector = db.prepare(
       'INSERT INTO knn_vectors (model_key, reference_id, vector) VALUES (?, ?, ?) ON CONFLICT (model_key, reference_id) DO UPDATE SET vector = excluded.vector',
     );
@@ -318,7 +329,20 @@ export class ReferenceStore {
     return (this.db.prepare('SELECT max(seq) FROM knn_reference_changes').pluck().get() as number | null) ?? 0;
   }
 
+  /**
+   * Drops journal entries older than a month (relative to `now`), but never one the listeners
+   * have not been told yet, nor the newest (lastChange() stays where it was); returns how many.
+   */
+  pruneJournal(now = Date.now()): number {
+    this.journalPrunedAt = now;
+    const told = this.listeners.size === 0 ? Number.MAX_SAFE_INTEGER : this.notifiedSeq;
+    return this.db
+      .prepare('DELETE FROM knn_reference_changes WHERE at < ? AND seq <= ? AND seq < (SELECT max(seq) FROM knn_reference_changes)')
+      .run(now - journalKeepMs, told).changes;
+  }
+
   private announce(): void {
+    if (Date.now() - this.journalPrunedAt >= journalPruneEveryMs) this.pruneJournal();
     if (this.notifying || this.listeners.size === 0) return;
     this.notifying = true;
     setImmediate(() => {
