@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { addCount, createLogger, errorText, setLogFormat, setLogLevel, UserError, type Logger } from '../common/index.js';
 import { loadConfig, type Config } from '../config/index.js';
-import { readToken } from '../control/index.js';
+import { labeledBy, readToken } from '../control/index.js';
 import { databasePath, deviceName, runService, tokenPath, type DaemonStatus } from '../daemon/index.js';
 import { binary, confusionMatrix, OverrideStore, perLabel, precisionRecallCurve, ReferenceStore, type ClassifierOverrides, type ReferenceInfo, type ClassifierSettings, type GateResult, type Sample } from '../knn/index.js';
 import { embedImages, enroll, listLabeledImages, ModelManager, type EnrollResult, type LabeledImage, type ModelHistoryEntry, type ModelVersion, type PushResult } from '../models/index.js';
@@ -12,7 +12,7 @@ import { openDatabase } from '../storage/index.js';
 import { defaultDriftRuns, packageRoot, renderText, runBench, runDriftExperiment, type DriftReport } from '../bench/index.js';
 import { generateKeyPair, packBundle, signBundle } from '../inference/index.js';
 import { renderEvalChart, renderLineCharts } from './chart.js';
-import { askDaemon, callDaemon, daemonUrl, pushModel, type DaemonAnswer } from './client.js';
+import { askDaemon, callDaemon, daemonUrl, osUser, pushModel, type DaemonAnswer } from './client.js';
 import { userCommand } from './user.js';
 
 export interface CommandContext {
@@ -117,7 +117,7 @@ async function enrollLive(config: Config, images: LabeledImage[]): Promise<Enrol
 async function enrollOffline(config: Config, log: Logger, images: LabeledImage[]): Promise<Enrolled> {
   const { model, store, close } = await openModel(config, log);
   try {
-    const { ids: _ids, ...result } = await enroll(images, model, store, { labeledBy: 'cli', log });
+    const { ids: _ids, ...result } = await enroll(images, model, store, { labeledBy: labeledBy('cli', osUser()), log });
     return { result, references: { total: store.count(), byLabel: Object.fromEntries(store.countByLabel()) }, model: model.key, where: { running: false, database: databasePath(config) } };
   } finally {
     await close();

@@ -129,7 +129,7 @@ export class Daemon {
           port: config.http.port,
           token: ensureToken(tokenPath(config)),
           maxBodyBytes: config.control.maxPayloadBytes,
-          routes: [...httpRoutes({ api: this.api, images: this.images, metrics: this.metrics, health }), ...(this.ui?.routes ?? [])],
+          routes: [...httpRoutes({ api: this.api, images: this.images, metrics: this.metrics, health, ...(this.ui ? { sessionUser: this.ui.sessionUser } : {}) }), ...(this.ui?.routes ?? [])],
           ...(this.ui ? { authorize: this.ui.authorize } : {}),
           log: log.child('http'),
         });
