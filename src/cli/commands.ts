@@ -9,7 +9,7 @@ import { binary, confusionMatrix, OverrideStore, perLabel, precisionRecallCurve,
 import { embedImages, enroll, listLabeledImages, ModelManager, type EnrollResult, type LabeledImage, type ModelHistoryEntry, type ModelVersion, type PushResult } from '../models/index.js';
 import { Outbox } from '../events/index.js';
 import { openDatabase } from '../storage/index.js';
-import { defaultDriftRuns, packageRoot, renderText, runBench, runDriftExperiment, type DriftReport } from '../bench/index.js';
+import { defaultDriftRuns, packageRoot, renderText, runBench, runDriftExperiment, type DriftReport, type DriftRunSpec } from '../bench/index.js';
 import { generateKeyPair, packBundle, signBundle } from '../inference/index.js';
 import { renderEvalChart, renderLineCharts } from './chart.js';
 import { askDaemon, callDaemon, daemonUrl, osUser, pushModel, type DaemonAnswer } from './client.js';
@@ -362,14 +362,15 @@ const experiment: Command = async (ctx) => {
 };
 
 function driftChart(report: DriftReport): Promise<Buffer> {
-  const series = (poisoned: boolean) => report.runs.filter((r) => r.spec.poison === poisoned).map((r) => ({ name: r.name, values: r.f1 }));
+  const series = (poison: DriftRunSpec['poison']) => report.runs.filter((r) => r.spec.poison === poison).map((r) => ({ name: r.name, values: r.f1 }));
   return renderLineCharts({
     title: `Drift experiment: F1 per ${report.windowFrames} frames (${report.framesPerHour} frames = 1 h), drift over the second half`,
     xLabel: `window of ${report.windowFrames} frames`,
     yLabel: 'F1 (anomaly)',
     panels: [
       { title: 'Lighting drift', series: series(false) },
-      { title: `Poisoned: ${report.mislabeled} mislabeled references + a burst`, series: series(true) },
+      { title: `Poisoned: ${report.mislabeled} mislabeled references + a burst`, series: series('spares') },
+      { title: `Poisoned: all ${report.mislabeledAll} references of a label mislabeled + a burst`, series: series('all') },
     ],
   });
 }
