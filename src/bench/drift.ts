@@ -17,10 +17,12 @@ export interface DriftRunSpec {
   /** False alarms on drifted good items a technician labels `good` (the first ones seen after the drift starts). */
   technicianLabels: number;
   /**
-   * Poisoned: the reference images of `poisonLabel` not taken as its references are labeled `good`
-   * by mistake, and a burst of items of that label runs through the line before the drift.
+   * Poisoned: reference images of `poisonLabel` are labeled `good` by mistake, the spares not taken
+   * as its references (`spares`) or all of them (`all`: the label has no references of its own, so
+   * each of its items has human `good` neighbours), and a burst of items of that label runs through
+   * the line before the drift.
    */
-  poison: boolean;
+  poison: false | 'spares' | 'all';
   /** Learning settings beyond the defaults (the caps lifted, say). */
   settings: Partial<LearningSettings>;
 }
@@ -64,8 +66,9 @@ export interface DriftRunResult {
 export interface DriftReport {
   model: string;
   humanReferences: Record<string, number>;
-  /** Reference images of `poisonLabel` labeled `good` in the poisoned runs. */
+  /** Reference images of `poisonLabel` labeled `good` in the poisoned runs (`spares`, and `all`). */
   mislabeled: number;
+  mislabeledAll: number;
   frames: number;
   windowFrames: number;
   framesPerHour: number;
@@ -82,6 +85,8 @@ interface StreamItem {
   drifted: boolean;
 }
 
+const noCaps: Partial<LearningSettings> = { perLabelPerHour: 1_000_000, perLabelTotal: 1_000_000, maxAutoShare: 1 };
+
 /** Admission by the nearest neighbour alone: no agreement, no radius, no margin (only the caps and the human neighbour). */
 const loosePolicy: Partial<LearningSettings> = { neighbours: 1, radiusShare: 1, radiusPercentile: 100, marginRatio: 1 };
 
@@ -90,17 +95,16 @@ export const defaultDriftRuns: DriftRunSpec[] = [
   { name: 'learning on', learning: true, technicianLabels: 0, poison: false, settings: {} },
   { name: 'learning on + 5 labels', learning: true, technicianLabels: 5, poison: false, settings: {} },
   { name: 'learning off + 5 labels', learning: false, technicianLabels: 5, poison: false, settings: {} },
-  { name: 'poisoned, off', learning: false, technicianLabels: 0, poison: true, settings: {} },
-  { name: 'poisoned, on', learning: true, technicianLabels: 0, poison: true, settings: {} },
+  { name: 'poisoned, off', learning: false, technicianLabels: 0, poison: 'spares', settings: {} },
+  { name: 'poisoned, on', learning: true, technicianLabels: 0, poison: 'spares', settings: {} },
   // The policy alone refuses the poison (see docs/learning.md); with it loosened, the caps are what is left.
-  { name: 'poisoned, loose policy, caps', learning: true, technicianLabels: 0, poison: true, settings: loosePolicy },
-  {
-    name: 'poisoned, loose policy, no caps',
-    learning: true,
-    technicianLabels: 0,
-    poison: true,
-    settings: { ...loosePolicy, perLabelPerHour: 1_000_000, perLabelTotal: 1_000_000, maxAutoShare: 1 },
-  },
+  { name: 'poisoned, loose policy, caps', learning: true, technicianLabels: 0, poison: 'spares', settings: loosePolicy },
+  { name: 'poisoned, loose policy, no caps', learning: true, technicianLabels: 0, poison: 'spares', settings: { ...loosePolicy, ...noCaps } },
+  // Every item of the label has human neighbours that say `good`: the human-neighbour rule holds, the caps are the guard.
+  { name: 'label mislabeled, off', learning: false, technicianLabels: 0, poison: 'all', settings: {} },
+  { name: 'label mislabeled, on', learning: true, technicianLabels: 0, poison: 'all', settings: {} },
+  { name: 'label mislabeled, loose policy, caps', learning: true, technicianLabels: 0, poison: 'all', settings: { ...loosePolicy, neighbours: 5 } },
+  { name: 'label mislabeled, loose policy, no caps', learning: true, technicianLabels: 0, poison: 'all', settings: { ...loosePolicy, neighbours: 5, ...noCaps } },
 ];
 
 /**
@@ -114,6 +118,11 @@ export async function runDriftExperiment(options: DriftOptions, progress: (line:
   const references = await listLabeledImages(options.references);
   const humans = pickHumans(references, options);
   const mislabeled = references.filter((r) => r.label === options.poisonLabel && !humans.includes(r)).map((r) => ({ ...r, label: 'good' }));
+  const poisoned = {
+    none: humans,
+    spares: [...humans, ...mislabeled],
+    all: [...humans.map((h) => (h.label === options.poisonLabel ? { ...h, label: 'good' } : h)), ...mislabeled],
+  };
   const stream = await makeStream(await listLabeledImages(options.stream), options);
   const poison = await makePoison(stream, options);
   const defaults = configSchema.parse({}).learning;
@@ -122,7 +131,7 @@ export async function runDriftExperiment(options: DriftOptions, progress: (line:
   const vectors = new Map<string, Float32Array>();
   for (const spec of options.runs) {
     progress(`${spec.name}: ${stream.length + (spec.poison ? poison.length : 0)} frames`);
-    runs.push(await runOnce(spec, options, spec.poison ? [...humans, ...mislabeled] : humans, spec.poison ? withPoison(stream, poison) : stream, vectors, log));
+    runs.push(await runOnce(spec, options, poisoned[spec.poison || 'none'], spec.poison ? withPoison(stream, poison) : stream, vectors, log));
   }
   const byLabel: Record<string, number> = {};
   for (const h of humans) byLabel[h.label] = (byLabel[h.label] ?? 0) + 1;
@@ -130,6 +139,7 @@ export async function runDriftExperiment(options: DriftOptions, progress: (line:
     model: options.model,
     humanReferences: byLabel,
     mislabeled: mislabeled.length,
+    mislabeledAll: references.filter((r) => r.label === options.poisonLabel).length,
     frames: stream.length,
     windowFrames: options.windowFrames,
     framesPerHour: options.framesPerHour,

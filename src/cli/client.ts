@@ -1,4 +1,5 @@
 import { request } from 'node:http';
+import { userInfo } from 'node:os';
 import { createLogger, errorText, UserError } from '../common/index.js';
 import type { Config } from '../config/index.js';
 import { readToken, type Reply } from '../control/index.js';
@@ -41,7 +42,21 @@ export function askDaemon(config: Config, name: string, params: unknown): Promis
 
 async function answerOrOffline(config: Config, reply: Reply | undefined, name: string, params: unknown): Promise<DaemonAnswer> {
   if (reply) return { running: true, reply };
-  return { running: false, reply: await withOfflineControl(config, createLogger('control'), (api) => api.call(name, params, 'cli')) };
+  return { running: false, reply: await withOfflineControl(config, createLogger('control'), (api) => api.call(name, params, 'cli', osUser())) };
+}
+
+/** The OS user running the CLI: a label's `labeledBy` names them (`cli:<user>`); undefined when the system has no name for it. */
+export function osUser(): string | undefined {
+  try {
+    return userInfo().username || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function userHeader(): Record<string, string> {
+  const user = osUser();
+  return user ? { 'x-linewatch-user': user } : {};
 }
 
 async function send(config: Config, path: string, body: Buffer, type: string, timeoutMs: number): Promise<Reply | undefined> {
@@ -57,7 +72,7 @@ async function send(config: Config, path: string, body: Buffer, type: string, ti
     if (!(err instanceof UserError)) throw err;
     tokenProblem = err;
   }
-  const answer = await post(url, body, { 'content-type': type, 'x-linewatch-client': 'cli', ...(token ? { authorization: `Bearer ${token}` } : {}) }, timeoutMs);
+  const answer = await post(url, body, { 'content-type': type, 'x-linewatch-client': 'cli', ...userHeader(), ...(token ? { authorization: `Bearer ${token}` } : {}) }, timeoutMs);
   if (answer === 'refused') return undefined;
   if (answer.status === 401 && tokenProblem) {
     throw new UserError(`linewatch is running, but this user cannot use its control token: ${tokenProblem.message}`, `run as root or as the service user: sudo linewatch ${process.argv.slice(2).join(' ')}`);

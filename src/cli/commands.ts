@@ -3,16 +3,16 @@ import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { addCount, createLogger, errorText, readRegularFile, setLogFormat, setLogLevel, UserError, type Logger } from '../common/index.js';
 import { loadConfig, type Config } from '../config/index.js';
-import { readToken } from '../control/index.js';
+import { labeledBy, readToken } from '../control/index.js';
 import { databasePath, deviceName, runService, tokenPath, type DaemonStatus } from '../daemon/index.js';
 import { binary, confusionMatrix, OverrideStore, perLabel, precisionRecallCurve, ReferenceStore, type ClassifierOverrides, type ReferenceInfo, type ClassifierSettings, type GateResult, type Sample } from '../knn/index.js';
 import { embedImages, enroll, listLabeledImages, ModelManager, readImageFile, type EnrollResult, type LabeledImage, type ModelHistoryEntry, type ModelVersion, type PushResult } from '../models/index.js';
 import { Outbox } from '../events/index.js';
 import { openDatabase } from '../storage/index.js';
-import { defaultDriftRuns, packageRoot, renderText, runBench, runDriftExperiment, type DriftReport } from '../bench/index.js';
+import { defaultDriftRuns, packageRoot, renderText, runBench, runDriftExperiment, type DriftReport, type DriftRunSpec } from '../bench/index.js';
 import { generateKeyPair, packBundle, signBundle } from '../inference/index.js';
 import { renderEvalChart, renderLineCharts } from './chart.js';
-import { askDaemon, callDaemon, daemonUrl, pushModel, type DaemonAnswer } from './client.js';
+import { askDaemon, callDaemon, daemonUrl, osUser, pushModel, type DaemonAnswer } from './client.js';
 import { userCommand } from './user.js';
 
 export interface CommandContext {
@@ -117,7 +117,7 @@ async function enrollLive(config: Config, images: LabeledImage[]): Promise<Enrol
 async function enrollOffline(config: Config, log: Logger, images: LabeledImage[]): Promise<Enrolled> {
   const { model, store, close } = await openModel(config, log);
   try {
-    const { ids: _ids, ...result } = await enroll(images, model, store, { labeledBy: 'cli', log });
+    const { ids: _ids, ...result } = await enroll(images, model, store, { labeledBy: labeledBy('cli', osUser()), log });
     return { result, references: { total: store.count(), byLabel: Object.fromEntries(store.countByLabel()) }, model: model.key, where: { running: false, database: databasePath(config) } };
   } finally {
     await close();
@@ -362,14 +362,15 @@ const experiment: Command = async (ctx) => {
 };
 
 function driftChart(report: DriftReport): Promise<Buffer> {
-  const series = (poisoned: boolean) => report.runs.filter((r) => r.spec.poison === poisoned).map((r) => ({ name: r.name, values: r.f1 }));
+  const series = (poison: DriftRunSpec['poison']) => report.runs.filter((r) => r.spec.poison === poison).map((r) => ({ name: r.name, values: r.f1 }));
   return renderLineCharts({
     title: `Drift experiment: F1 per ${report.windowFrames} frames (${report.framesPerHour} frames = 1 h), drift over the second half`,
     xLabel: `window of ${report.windowFrames} frames`,
     yLabel: 'F1 (anomaly)',
     panels: [
       { title: 'Lighting drift', series: series(false) },
-      { title: `Poisoned: ${report.mislabeled} mislabeled references + a burst`, series: series(true) },
+      { title: `Poisoned: ${report.mislabeled} mislabeled references + a burst`, series: series('spares') },
+      { title: `Poisoned: all ${report.mislabeledAll} references of a label mislabeled + a burst`, series: series('all') },
     ],
   });
 }
@@ -558,9 +559,16 @@ function describeReferences(r: { total: number; references: ReferenceInfo[] }): 
     `${r.total} references match${r.references.length < r.total ? ` (showing ${r.references.length})` : ''}`,
     ...r.references.map(
       (x) =>
-        `  #${x.id}  ${x.label}  ${x.source}${x.confidence === null ? '' : ` ${x.confidence}`}  ${when(x.createdAt)}  ${x.device ?? '-'}  ${x.labeledBy ? `labeled by ${x.labeledBy}` : x.source === 'auto' ? (x.confirmedAt ? 'confirmed' : 'unconfirmed') : ''}  ${x.origin}`,
+        `  #${x.id}  ${x.label}  ${x.source}${x.confidence === null ? '' : ` ${x.confidence}`}  ${when(x.createdAt)}  ${x.device ?? '-'}  ${whoAdded(x)}  ${x.origin}`,
     ),
   ].join('\n');
+}
+
+/** Who made a reference what it is: the person who labeled it, else whether self-training's admission (here or on its peer) stands. */
+function whoAdded(x: ReferenceInfo): string {
+  if (x.labeledBy) return `labeled by ${x.labeledBy}`;
+  if (x.source === 'auto') return x.confirmedAt ? 'confirmed' : 'unconfirmed';
+  return x.source === 'peer' ? 'admitted by its device' : '';
 }
 
 const MODEL_USAGE = 'linewatch model push <bundle-folder-or-archive> [--force] | model list | model activate <key> | model rollback';

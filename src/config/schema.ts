@@ -136,9 +136,9 @@ export const configSchema = z.strictObject({
     minHumanReferences: int(2, 100_000).default(5),
     /** Admitted per label per hour at most. */
     perLabelPerHour: int(0, 1_000_000).default(30),
-    /** Automatic references per label at most. */
+    /** Automatic references per label at most (and per label from peers, with fleet sync). */
     perLabelTotal: int(0, 10_000_000).default(500),
-    /** Share of a label's references that may be automatic. */
+    /** Share of a label's references that may be automatic: its own and its peers' together. */
     maxAutoShare: decimal(0, 1).default(0.8),
     /** An automatic reference not confirmed within this many hours is removed. */
     expireAfterH: decimal(0.01, 24 * 365).default(24),

@@ -7,6 +7,11 @@ export const REPLY_SCHEMA = 'linewatch/reply/1';
 /** Who asked: logged with every change, and recorded in the model history. */
 export type Via = 'http' | 'mqtt' | 'cli' | 'inbox' | 'ui' | 'sparkplug';
 
+/** Who gave a label, as a reference records it: the channel, and the person when it is known (`ui:anna`, `cli:root`). */
+export function labeledBy(via: Via, user?: string): string {
+  return user ? `${via}:${user}` : via;
+}
+
 export interface Command<P = any> {
   name: string;
   /** One line for `linewatch help`-style listings and the HTTP 404 answer. */
@@ -14,7 +19,8 @@ export interface Command<P = any> {
   /** Changes something (needs the token over HTTP). */
   write: boolean;
   params: z.ZodType<P>;
-  run(params: P, via: Via): unknown;
+  /** `user`: the person asking, when the channel knows one (the web UI's session, the CLI's OS user). */
+  run(params: P, via: Via, user?: string): unknown;
 }
 
 export type Reply =
@@ -22,7 +28,7 @@ export type Reply =
   | { schema: typeof REPLY_SCHEMA; ok: false; error: { code: string; message: string; hint?: string; details?: unknown } };
 
 /** Defines a command with its parameters' schema (the type of `run`'s params follows from it). */
-export function command<S extends z.ZodType>(definition: { name: string; summary: string; write: boolean; params: S; run(params: z.output<S>, via: Via): unknown }): Command<z.output<S>> {
+export function command<S extends z.ZodType>(definition: { name: string; summary: string; write: boolean; params: S; run(params: z.output<S>, via: Via, user?: string): unknown }): Command<z.output<S>> {
   return definition as unknown as Command<z.output<S>>;
 }
 
@@ -49,7 +55,7 @@ export class ControlApi {
   }
 
   /** Runs a command; every failure, expected or not, becomes an error reply. */
-  async call(name: string, params: unknown, via: Via): Promise<Reply> {
+  async call(name: string, params: unknown, via: Via, user?: string): Promise<Reply> {
     const found = this.commands.get(name);
     if (!found) {
       return failure(new RequestError('unknown_command', `unknown command "${name}"`, `commands: ${this.names.join(', ')}`, 404));
@@ -60,8 +66,8 @@ export class ControlApi {
       return failure(new RequestError('bad_parameters', `${name}: ${problems.join('; ')}`, 'see docs/control.md for the parameters of each command'));
     }
     try {
-      const result = await found.run(parsed.data, via);
-      if (found.write) this.log.info('command', { command: name, via });
+      const result = await found.run(parsed.data, via, user);
+      if (found.write) this.log.info('command', { command: name, via, ...(user ? { user } : {}) });
       return { schema: REPLY_SCHEMA, ok: true, result: result ?? null };
     } catch (err) {
       if (!isUserError(err)) this.log.error('command failed', { command: name, via, error: err instanceof Error ? err.stack : errorText(err) });

@@ -4,7 +4,7 @@ import { labelSchema as label, RequestError } from '../common/index.js';
 import type { AnomalyImages } from '../events/index.js';
 import type { OverrideStore, ReferenceFilter, ReferenceStore } from '../knn/index.js';
 import { embedItem, enroll, type ModelManager } from '../models/index.js';
-import { command, type Command } from './api.js';
+import { command, labeledBy, type Command } from './api.js';
 
 /** What the commands act on: the daemon's modules, handed over by the composition root. */
 export interface ControlTarget {
@@ -81,11 +81,11 @@ export function controlCommands(target: ControlTarget): Command[] {
       summary: 'add an image (base64) as a reference with a label',
       write: true,
       params: z.strictObject({ label, image: base64('image'), name: z.string().min(1).max(4096).optional() }),
-      run: async ({ label, image, name }, via) => {
+      run: async ({ label, image, name }, via, user) => {
         // Its name (a file path, as `linewatch enroll` gives it) or else its digest names it:
         // enrolling the same image twice adds it once, through the daemon or into its database alike.
         const origin = name ?? `upload:${createHash('sha256').update(image).digest('hex').slice(0, 16)}`;
-        const result = await enroll([{ path: origin, label, data: image }], models.active, store, { labeledBy: via });
+        const result = await enroll([{ path: origin, label, data: image }], models.active, store, { labeledBy: labeledBy(via, user) });
         const skipped = result.skipped[0];
         if (skipped) throw new RequestError('bad_image', `the image cannot be used: ${skipped.reason}`, 'send a JPEG or PNG of the item');
         return { added: result.added, alreadyEnrolled: result.alreadyEnrolled, referenceIds: result.ids, model: models.active.key };
@@ -97,7 +97,7 @@ export function controlCommands(target: ControlTarget): Command[] {
       summary: "make an anomaly's item a human reference with this label, at once",
       write: true,
       params: z.strictObject({ event: eventId, label }),
-      run: async ({ event, label }, via) => {
+      run: async ({ event, label }, via, user) => {
         const kept = images.get(event);
         if (!kept) {
           throw new RequestError('unknown_event', `no image is kept for event ${event}`, 'check the id; images of old events are removed by retention (images.*)', 404);
@@ -109,7 +109,7 @@ export function controlCommands(target: ControlTarget): Command[] {
         const replaced = store.idsOfOrigin(origin);
         const referenceId = store.db.transaction(() => {
           store.removeMany(replaced);
-          return store.add({ label, source: 'human', origin, thumbnail: kept.image, labeledBy: via }, model.key, vector);
+          return store.add({ label, source: 'human', origin, thumbnail: kept.image, labeledBy: labeledBy(via, user) }, model.key, vector);
         })();
         for (const id of replaced) model.index.remove(id);
         model.index.add(referenceId, vector);

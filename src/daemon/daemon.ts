@@ -133,7 +133,7 @@ export class Daemon {
           port: config.http.port,
           token: ensureToken(tokenPath(config)),
           maxBodyBytes: config.control.maxPayloadBytes,
-          routes: [...httpRoutes({ api: this.api, images: this.images, metrics: this.metrics, health }), ...(this.ui?.routes ?? [])],
+          routes: [...httpRoutes({ api: this.api, images: this.images, metrics: this.metrics, health, ...(this.ui ? { sessionUser: this.ui.sessionUser } : {}) }), ...(this.ui?.routes ?? [])],
           ...(this.ui ? { authorize: this.ui.authorize } : {}),
           log: log.child('http'),
         });
@@ -341,11 +341,11 @@ export class Daemon {
 /** The fleet sync's settings; the device id defaults to the MQTT client id, the identity the broker's ACL knows. */
 function fleetSettings(config: Config): FleetSettings {
   const s = config.sync;
-  const deviceId = s.deviceId ?? config.mqtt.clientId ?? defaultClientId(config);
+  const deviceId = deviceName(config);
   if (!/^[^/+#]+$/.test(deviceId)) {
     throw new UserError(`the fleet device id "${deviceId}" cannot be an MQTT topic level`, 'set sync.deviceId (or mqtt.clientId) to a name without "/", "+" or "#"');
   }
-  return { site: config.site, deviceId, trustedSites: s.trustedSites, share: s.share, maxPeerReferences: s.maxPeerReferences, maxMessageBytes: s.maxMessageBytes, tombstoneDays: s.tombstoneDays };
+  return { site: config.site, deviceId, trustedSites: s.trustedSites, share: s.share, maxPeerReferences: s.maxPeerReferences, automatic: { perLabelTotal: config.learning.perLabelTotal, maxAutoShare: config.learning.maxAutoShare }, maxMessageBytes: s.maxMessageBytes, tombstoneDays: s.tombstoneDays };
 }
 
 /** The room that lets delivered events be deleted on a full disk (docs/operations.md, "Disk full"). */
@@ -360,9 +360,13 @@ function diskReserve(db: Db, config: Config, log: Logger): DiskReserve {
   return reserve;
 }
 
-/** The device in provenance and in the fleet: `site/line/camera`. */
+/**
+ * The device, one name for both the references' provenance and the fleet: `sync.deviceId`, else the
+ * MQTT client id (`linewatch-<site>-<line>-<camera>` by default), the identity the broker's ACL knows.
+ * A peer reference then names the same device on every device that holds it.
+ */
 export function deviceName(config: Config): string {
-  return `${config.site}/${config.line}/${config.camera}`;
+  return config.sync.deviceId ?? config.mqtt.clientId ?? defaultClientId(config);
 }
 
 /**

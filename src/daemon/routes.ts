@@ -11,7 +11,14 @@ const answer = (reply: Reply): HttpAnswer => json(replyStatus(reply), reply);
  * The HTTP face of the daemon: health and metrics for monitors, anomaly images, and the control
  * API (the same commands as MQTT and the CLI). Reads are open on loopback; writes need the token.
  */
-export function httpRoutes(parts: { api: ControlApi; images: AnomalyImages; metrics: DaemonMetrics; health: () => Health }): HttpRoute[] {
+export function httpRoutes(parts: {
+  api: ControlApi;
+  images: AnomalyImages;
+  metrics: DaemonMetrics;
+  health: () => Health;
+  /** The web UI's logged-in user a request comes from (null: the open UI), when the UI is on. */
+  sessionUser?: (req: HttpRequest) => string | null;
+}): HttpRoute[] {
   const { api, images, metrics } = parts;
   return [
     { method: 'GET', path: '/status', access: 'read', handle: async () => {
@@ -45,7 +52,8 @@ export function httpRoutes(parts: { api: ControlApi; images: AnomalyImages; metr
           return answer(failure(new RequestError('bad_json', `the request body is not JSON: ${(err as Error).message}`, 'send a JSON object, e.g. {"threshold": 0.6}')));
         }
       }
-      return answer(await api.call(name, params, via(req)));
+      const asking = via(req);
+      return answer(await api.call(name, params, asking, userOf(req, asking, parts.sessionUser)));
     } },
   ];
 }
@@ -54,6 +62,16 @@ export function httpRoutes(parts: { api: ControlApi; images: AnomalyImages; metr
 function via(req: HttpRequest): Via {
   const client = req.headers['x-linewatch-client'];
   return client === 'cli' || client === 'ui' ? client : 'http';
+}
+
+/**
+ * The person behind a request: the web UI's session user (from the server's own session, never a
+ * header), or the OS user the CLI names (it holds the token, which already allows everything).
+ */
+function userOf(req: HttpRequest, asking: Via, sessionUser?: (req: HttpRequest) => string | null): string | undefined {
+  if (asking === 'ui') return sessionUser?.(req) ?? undefined;
+  const named = req.headers['x-linewatch-user'];
+  return asking === 'cli' && typeof named === 'string' && /^[\w.@-]{1,64}$/.test(named) ? named : undefined;
 }
 
 function isTrue(value: string | null): boolean {

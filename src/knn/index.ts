@@ -1,5 +1,6 @@
 export {
   ReferenceStore,
+  isAutomatic,
   type NewReference,
   type Provenance,
   type Reference,

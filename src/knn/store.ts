@@ -10,7 +10,7 @@ const sources: readonly ReferenceSource[] = ['human', 'auto', 'peer'];
 export interface Provenance {
   /** The model whose vector the reference was added with (add()'s modelKey). */
   modelKey: string | null;
-  /** The device that added it: `site/line/camera`, or a peer's device id. */
+  /** The device that added it: its fleet device id (`sync.deviceId`, else the MQTT client id), or the peer's. */
   device: string | null;
   /** What admitted an automatic reference: its frame, score and the neighbours that agreed (JSON). */
   decision: string | null;
@@ -74,6 +74,11 @@ export interface ReferenceFilter {
   createdAfter?: number;
   /** Only automatic references not confirmed yet (true) or confirmed (false). */
   unconfirmed?: boolean;
+  /**
+   * Only references self-training admitted, here or on a peer (true: `auto`, and `peer` ones no
+   * person labeled), or only the others (false): the caps and a person's label treat them alike.
+   */
+  automatic?: boolean;
 }
 
 export interface ReferenceListOptions extends ReferenceFilter {
@@ -143,10 +148,20 @@ const schema = [
    );`,
 ];
 
+/**
+ * How long the change journal keeps a change: a month of what changed, for a person to read. The
+ * listeners are told within a turn of the event loop, and the fleet sync compares the store
+ * itself, so nothing in linewatch reads older rows.
+ */
+const journalKeepMs = 30 * 86_400_000;
+/** The journal is pruned when the store opens, and after a change at most this often. */
+const journalPruneEveryMs = 3_600_000;
+
 const infoColumns = 'id, label, source, origin, created_at, confidence, model_key, device, decision, labeled_by, confirmed_at';
 const filterSql = `(@label IS NULL OR label = @label) AND (@source IS NULL OR source = @source)
   AND (@before IS NULL OR created_at < @before) AND (@after IS NULL OR created_at > @after)
-  AND (@unconfirmed IS NULL OR (source = 'auto' AND (confirmed_at IS NULL) = @unconfirmed))`;
+  AND (@unconfirmed IS NULL OR (source = 'auto' AND (confirmed_at IS NULL) = @unconfirmed))
+  AND (@automatic IS NULL OR (source = 'auto' OR (source = 'peer' AND labeled_by IS NULL)) = @automatic)`;
 
 interface ReferenceRow {
   id: number;
@@ -192,10 +207,11 @@ export class ReferenceStore {
   /** The last change handed to the listeners. */
   private notifiedSeq: number;
   private notifying = false;
+  private journalPrunedAt = 0;
 
   constructor(
     readonly db: Db,
-    /** The device new references are recorded as added on (`site/line/camera`), unless they name one. */
+    /** The device new references are recorded as added on (its fleet device id), unless they name one. */
     readonly device: string | null = null,
   ) {
     migrate(db, 'knn', schema);
@@ -205,6 +221,7 @@ export class ReferenceStore {
     );
     this.journal = db.prepare('INSERT INTO knn_reference_changes (reference_id, change, label, source, origin, at) VALUES (?, ?, ?, ?, ?, ?)');
     this.notifiedSeq = this.lastChange();
+    this.pruneJournal();
     this.upsertVector = db.prepare(
       'INSERT INTO knn_vectors (model_key, reference_id, vector) VALUES (?, ?, ?) ON CONFLICT (model_key, reference_id) DO UPDATE SET vector = excluded.vector',
     );
@@ -312,7 +329,20 @@ export class ReferenceStore {
     return (this.db.prepare('SELECT max(seq) FROM knn_reference_changes').pluck().get() as number | null) ?? 0;
   }
 
+  /**
+   * Drops journal entries older than a month (relative to `now`), but never one the listeners
+   * have not been told yet, nor the newest (lastChange() stays where it was); returns how many.
+   */
+  pruneJournal(now = Date.now()): number {
+    this.journalPrunedAt = now;
+    const told = this.listeners.size === 0 ? Number.MAX_SAFE_INTEGER : this.notifiedSeq;
+    return this.db
+      .prepare('DELETE FROM knn_reference_changes WHERE at < ? AND seq <= ? AND seq < (SELECT max(seq) FROM knn_reference_changes)')
+      .run(now - journalKeepMs, told).changes;
+  }
+
   private announce(): void {
+    if (Date.now() - this.journalPrunedAt >= journalPruneEveryMs) this.pruneJournal();
     if (this.notifying || this.listeners.size === 0) return;
     this.notifying = true;
     setImmediate(() => {
@@ -495,6 +525,11 @@ export class ReferenceStore {
   }
 }
 
+/** Admitted by self-training, here or on a peer (a peer reference no person labeled); `filterSql`'s `automatic` says the same. */
+export function isAutomatic(reference: Pick<Reference, 'source' | 'labeledBy'>): boolean {
+  return reference.source === 'auto' || (reference.source === 'peer' && reference.labeledBy === null);
+}
+
 function checkReference(reference: NewReference): void {
   if (!reference.label) throw new UserError('a reference needs a label', 'name the folder or pass --label');
   if (!sources.includes(reference.source)) throw new TypeError(`unknown reference source ${String(reference.source)}`);
@@ -521,6 +556,7 @@ function filterParams(f: ReferenceFilter): Record<string, unknown> {
     before: f.createdBefore ?? null,
     after: f.createdAfter ?? null,
     unconfirmed: f.unconfirmed === undefined ? null : f.unconfirmed ? 1 : 0,
+    automatic: f.automatic === undefined ? null : f.automatic ? 1 : 0,
   };
 }
 

@@ -1,6 +1,6 @@
 import { errorText, type Logger } from '../common/index.js';
 import type { Config } from '../config/index.js';
-import type { DecisionNeighbour, ReferenceChange, ReferenceStore } from '../knn/index.js';
+import { isAutomatic, type DecisionNeighbour, type ReferenceChange, type ReferenceStore } from '../knn/index.js';
 import { referenceThumbnail, type ModelRuntime } from '../models/index.js';
 import type { DecidedFrame } from '../pipeline/index.js';
 import { HourCounts } from './hour-counts.js';
@@ -172,7 +172,8 @@ export class Learning {
     const auto = this.store.countWhere({ label, source: 'auto' });
     if (auto >= s.perLabelTotal) return 'total_cap';
     if (this.store.countWhere({ label, source: 'auto', createdAfter: now - 3_600_000 }) >= s.perLabelPerHour) return 'hourly_cap';
-    if ((auto + 1) / (this.store.countWhere({ label }) + 1) > s.maxAutoShare) return 'share_cap';
+    // The share counts the peers' automatic references too: together they must not outweigh the people's.
+    if ((this.store.countWhere({ label, automatic: true }) + 1) / (this.store.countWhere({ label }) + 1) > s.maxAutoShare) return 'share_cap';
     let image: Buffer;
     try {
       image = await referenceThumbnail(frame.data, model);
@@ -216,7 +217,9 @@ export class Learning {
 
   /**
    * A person's label (a human reference, or a peer's reference a person labeled) contradicts the
-   * automatic references of another label among its `learning.neighbours` nearest: they go. Those of its own label are confirmed.
+   * automatic references of another label among its `learning.neighbours` nearest: they go, this
+   * device's own (the sync publishes their tombstones) and the copies of peers' (their devices
+   * remove the originals when the label reaches them). Those of its own label are confirmed.
    */
   private onChanges(changes: readonly ReferenceChange[]): void {
     if (changes.some((c) => c.source === 'human')) this.radii.clear();
@@ -237,9 +240,11 @@ export class Learning {
     const packed = this.store.loadVectors(model.key, model.index.dimension, [change.referenceId]);
     if (packed.ids.length === 0) return;
     const found = model.index.search(packed.data, this.settings.neighbours + 1).filter((f) => f.referenceId !== change.referenceId);
-    const sources = this.store.sourcesOf(found.map((f) => f.referenceId));
     const labels = this.store.labelsOf(found.map((f) => f.referenceId));
-    const auto = found.filter((f) => sources.get(f.referenceId) === 'auto');
+    const auto = found.filter((f) => {
+      const reference = this.store.get(f.referenceId);
+      return reference !== undefined && isAutomatic(reference);
+    });
     const contradicted = auto.filter((f) => labels.get(f.referenceId) !== change.label).map((f) => f.referenceId);
     this.store.confirm(auto.filter((f) => labels.get(f.referenceId) === change.label).map((f) => f.referenceId), this.now());
     if (contradicted.length === 0) return;

@@ -17,6 +17,8 @@ export interface FleetSettings {
   /** Which of its own references it shares. */
   share: readonly ('human' | 'auto')[];
   maxPeerReferences: number;
+  /** learning's caps, which peers' automatic references stay within as this device's own do. */
+  automatic: { perLabelTotal: number; maxAutoShare: number };
   maxMessageBytes: number;
   /** Lifetime of a retained tombstone at the broker (MQTT 5 message expiry). */
   tombstoneDays: number;
@@ -230,8 +232,9 @@ export class FleetSync {
     // Not embedded for this model yet (added while another one was in force): the re-embedding after the swap brings it.
     if (vector.length === 0) return null;
     const image = reference.thumbnail && (await thumbnail(reference.thumbnail, { longestSide: thumbnailSide(model) }).catch(() => null));
-    const { source, origin, createdAt, confidence, label } = reference;
-    const message: SharedReference = { ...address, label, provenance: { source: source as 'human' | 'auto', origin, createdAt, confidence }, vector, image };
+    const { source, origin, createdAt, confidence, label, decision, labeledBy } = reference;
+    const provenance = { source: source as 'human' | 'auto', origin, createdAt, confidence, modelKey: reference.modelKey, decision, labeledBy };
+    const message: SharedReference = { ...address, label, provenance, vector, image };
     return encodeShared(message);
   }
 
@@ -307,6 +310,8 @@ export class FleetSync {
       return;
     }
     if (this.peers >= this.settings.maxPeerReferences) return this.refuse('cap', topic, `${this.peers} peer references, sync.maxPeerReferences`);
+    const full = message.provenance.source === 'auto' && this.automaticCapReached(message.label);
+    if (full) return this.refuse('cap', topic, full);
     const model = this.models.active;
     let image: Buffer | null = null;
     if (message.image) {
@@ -333,8 +338,11 @@ export class FleetSync {
       return;
     }
     const referenceId = this.db.transaction(() => {
+      const { provenance } = message;
+      // A person labeled it unless its device admitted it; a version 1 message does not say who.
+      const labeledBy = provenance.source === 'human' ? (provenance.labeledBy ?? 'unknown') : null;
       const added = this.store.add(
-        { label: message.label, source: 'peer', origin: `peer:${id}`, confidence: message.provenance.confidence, thumbnail: image, createdAt: message.provenance.createdAt },
+        { label: message.label, source: 'peer', origin: `peer:${id}`, confidence: provenance.confidence, thumbnail: image, createdAt: provenance.createdAt, device: message.device, decision: provenance.decision, labeledBy },
         model.key,
         vector,
       );
@@ -345,6 +353,21 @@ export class FleetSync {
     this.peers++;
     this.counts.imported++;
     this.lastImportAt = Date.now();
+  }
+
+  /**
+   * Why a peer's automatic reference of `label` would take this device past learning's caps, or
+   * null: peers' automatic references per label stay within learning.perLabelTotal, and all
+   * automatic ones, its own and peers', within learning.maxAutoShare of the label's references.
+   */
+  private automaticCapReached(label: string): string | null {
+    const { perLabelTotal, maxAutoShare } = this.settings.automatic;
+    const fromPeers = this.store.countWhere({ label, source: 'peer', automatic: true });
+    if (fromPeers >= perLabelTotal) return `${fromPeers} automatic peer references of "${label}", learning.perLabelTotal`;
+    const automatic = this.store.countWhere({ label, automatic: true });
+    const all = this.store.countWhere({ label });
+    if ((automatic + 1) / (all + 1) > maxAutoShare) return `${automatic} of the ${all} references of "${label}" are automatic, learning.maxAutoShare`;
+    return null;
   }
 
   private refuse(reason: Refusal, topic: string, detail: string): void {

@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import type { FleetAddress } from './topics.js';
 
-export const FLEET_SCHEMA = 'linewatch/fleet-ref/1';
+/** Version 2 adds the full provenance (model key, the admitting decision, who labeled it); version 1 messages are still read. */
+export const FLEET_SCHEMA = 'linewatch/fleet-ref/2';
+const FLEET_SCHEMA_1 = 'linewatch/fleet-ref/1';
 
 /** Why a fleet message was not imported; status counts each. */
 export type Refusal =
@@ -18,7 +20,10 @@ export type Refusal =
   | 'cap'
   | 'busy';
 
-/** Where a shared reference came from, as its own device knows it. */
+/**
+ * Where a shared reference came from, as its own device knows it. The device is the message's
+ * (its topic level, which the broker's ACL binds to the publisher), so it is not repeated here.
+ */
 export interface Provenance {
   source: 'human' | 'auto';
   /** The reference's origin on its device: an image path, `event:<id>`, ... */
@@ -26,6 +31,12 @@ export interface Provenance {
   /** ms since epoch. */
   createdAt: number;
   confidence: number | null;
+  /** The model it was added with on its device (the message's modelKey is the vector's); null when not known. */
+  modelKey: string | null;
+  /** What admitted an automatic reference (JSON); null for a human one. */
+  decision: string | null;
+  /** Who labeled a human reference (`ui:<user>`, `cli`, `mqtt`, `enroll`, ...); null for an automatic one. */
+  labeledBy: string | null;
 }
 
 export interface SharedReference extends FleetAddress {
@@ -41,7 +52,7 @@ export type FleetMessage = ({ kind: 'live' } & SharedReference) | ({ kind: 'dele
 // Strict base64 (Buffer.from skips bad characters without a word).
 const base64 = z.string().regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, 'base64');
 const common = {
-  schema: z.literal(FLEET_SCHEMA),
+  schema: z.enum([FLEET_SCHEMA, FLEET_SCHEMA_1]),
   site: z.string().min(1).max(200),
   device: z.string().min(1).max(200),
   localId: z.number().int().positive(),
@@ -55,6 +66,10 @@ const live = z.strictObject({
     origin: z.string().max(4096),
     createdAt: z.number().int().nonnegative(),
     confidence: z.number().min(0).max(1).nullable(),
+    // Absent in version 1.
+    modelKey: z.string().min(1).max(300).nullable().default(null),
+    decision: z.string().max(16_384).nullable().default(null),
+    labeledBy: z.string().min(1).max(200).nullable().default(null),
   }),
   vector: z.string().min(1),
   image: base64.min(1).nullable(),

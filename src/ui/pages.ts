@@ -110,6 +110,9 @@ export interface ReferenceRow {
   origin: string;
   createdAt: number;
   confidence: number | null;
+  /** The device that added it, and who labeled it (a person's references). */
+  device: string | null;
+  labeledBy: string | null;
 }
 
 export function referencesPage(
@@ -132,7 +135,7 @@ ${can(viewer)
   : ''}
 <ul class="references">${data.references.map(
       (r) => html`<li data-reference="${r.id}"><label>${can(viewer) ? html`<input type="checkbox" class="pick" value="${r.id}">` : ''}<img src="${thumbnail(r.id)}" alt="reference ${r.id}" loading="lazy"></label>
-<p><strong>${r.label}</strong> #${r.id}</p><p class="note">${r.source}${r.confidence !== null ? html` (${fixed(r.confidence, 2)})` : ''} · ${time(r.createdAt)}</p><p class="note origin" title="${r.origin}">${r.origin}</p></li>`,
+<p><strong>${r.label}</strong> #${r.id}</p><p class="note">${r.source}${r.confidence !== null ? html` (${fixed(r.confidence, 2)})` : ''} · ${time(r.createdAt)}</p><p class="note origin" title="${r.origin}">${r.origin}</p><p class="note who">${r.labeledBy ? html`labeled by ${r.labeledBy}` : ''}${r.device ? html` on ${r.device}` : ''}</p></li>`,
     )}</ul>
 <p class="pager">${data.offset > 0 ? html`<a href="${query(Math.max(0, data.offset - data.pageSize))}">newer</a> ` : ''}${data.references.length === data.pageSize ? html`<a href="${query(data.offset + data.pageSize)}">older</a>` : ''}</p>`,
   );

@@ -141,6 +141,9 @@ export class WebUi {
     return 'allow';
   }
 
+  /** The logged-in user a request comes from (null: the open UI), for the provenance of what they label. */
+  readonly sessionUser = (req: Omit<HttpRequest, 'body'>): string | null => this.sessionOf(req)?.user ?? null;
+
   /** The session the cookie names; the open one only while the UI is still open. */
   private sessionOf(req: Omit<HttpRequest, 'body'>): Session | undefined {
     const session = this.sessions.get(cookieOf(req));

@@ -3,6 +3,7 @@
  * kill -9, inspected and pruned with the CLI, and removed when a person labels the item otherwise.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { repoRoot, runCommand, runLinewatch, tempDir, writeConfig } from '../helpers/daemon.js';
@@ -57,7 +58,7 @@ it('admits within the caps, keeps admissions across kill -9, lists, exports and 
   for (const r of before.references) perLabel.set(r.label, (perLabel.get(r.label) ?? 0) + 1);
   expect(Math.max(...perLabel.values())).toBe(3);
   for (const r of before.references) {
-    expect(r).toMatchObject({ source: 'auto', device: 'plant/l1/c1', modelKey: 'fmnist-triplet@1.0.0' });
+    expect(r).toMatchObject({ source: 'auto', device: 'linewatch-plant-l1-c1', modelKey: 'fmnist-triplet@1.0.0' });
     expect(r.origin).toMatch(/^frame:\d{6}-\w+\.jpg#\d+$/);
     expect(JSON.parse(r.decision).neighbours.some((n: { source: string }) => n.source === 'human')).toBe(true);
   }
@@ -81,7 +82,7 @@ it('admits within the caps, keeps admissions across kill -9, lists, exports and 
   await until(async () => !(await autos()).references.some((r) => r.id === victim.id), `auto reference ${victim.id} is removed by the contradicting label`);
   expect((await status()).learning.lastHour.conflicts).toBeGreaterThanOrEqual(1);
   const human = ((await cli('references', 'list', '--label', 'bag', '--source', 'human', '--newer-than', '1')).result as Listed).references;
-  expect(human.filter((r) => r.origin.endsWith('relabeled.png'))).toEqual([expect.objectContaining({ labeledBy: 'cli', device: 'plant/l1/c1' })]);
+  expect(human.filter((r) => r.origin.endsWith('relabeled.png'))).toEqual([expect.objectContaining({ labeledBy: `cli:${userInfo().username}`, device: 'linewatch-plant-l1-c1' })]);
 
   // Prune the rest by source; the daemon searches without them at once.
   const listed = (await autos()).references.map((r) => r.id);

@@ -176,4 +176,29 @@ describe('ReferenceStore', () => {
     await new Promise((resolve) => setImmediate(resolve));
     expect(heard).toHaveLength(2);
   });
+
+  it('prunes the journal past a month, when the store opens and after changes, but never an untold change nor the newest', async () => {
+    const day = 86_400_000;
+    const ids = [1, 2, 3].map((i) => store.add({ label: 'good', source: 'human', origin: `o${i}` }, model, unit([1, i])));
+    store.remove(ids[0]!);
+    const newest = store.lastChange();
+    expect(store.pruneJournal(Date.now() + 29 * day)).toBe(0);
+    expect(store.pruneJournal(Date.now() + 31 * day)).toBe(3);
+    expect(store.changesSince(0).map((c) => c.seq)).toEqual([newest]);
+    expect(store.lastChange()).toBe(newest);
+
+    // A listener has not been told of these yet: they stay until it has.
+    const heard: number[] = [];
+    store.onChange((changes) => heard.push(...changes.map((c) => c.seq)));
+    store.add({ label: 'good', source: 'human', origin: 'o4' }, model, unit([1, 4]));
+    store.remove(ids[1]!);
+    expect(store.pruneJournal(Date.now() + 31 * day)).toBe(1);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(heard).toEqual([newest + 1, newest + 2]);
+
+    // Old entries a daemon left behind go when the store opens.
+    db.prepare('UPDATE knn_reference_changes SET at = at - ?').run(31 * day);
+    new ReferenceStore(db);
+    expect(store.changesSince(0).map((c) => c.seq)).toEqual([newest + 2]);
+  });
 });

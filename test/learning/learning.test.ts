@@ -70,6 +70,13 @@ describe('learning: admission and its guards', () => {
     return ids;
   }
 
+  /** Peer references as the fleet sync imports them: labeledBy set when a person labeled them on their device, null when it admitted them. */
+  function addPeer(label: string, labeledBy: string | null, vectors: Float32Array[]): number[] {
+    const ids = store.addMany(models.active.key, vectors.map((vector, i) => ({ reference: { label, source: 'peer', origin: `peer:cam-z/${label}-${i}`, device: 'cam-z', labeledBy }, vector })));
+    models.active.index.addMany(ids.map((referenceId, i) => ({ referenceId, vector: vectors[i]! })));
+    return ids;
+  }
+
   /** Hands one decided frame (decided by the real classifier) to learning and waits for its verdict. */
   async function offer(vector: Float32Array): Promise<void> {
     const model = models.active;
@@ -146,6 +153,18 @@ describe('learning: admission and its guards', () => {
     expect(refused()).toMatchObject({ share_cap: 1 });
   });
 
+  it("counts peers' automatic references in the share cap, not their labeled ones", async () => {
+    learning.configure(settings({ maxAutoShare: 3 / 14 }));
+    addPeer('good', 'ui:anna', [near(0, { 2: 0.5 }), near(0, { 2: 0.52 }), near(0, { 2: 0.54 })]);
+    await offer(between(0, 1));
+    expect(autos()).toBe(1);
+    // 1 automatic of 14 good so far; three more a peer admitted make the next one the 5th of 18 (> 3/14).
+    addPeer('good', null, [near(0, { 3: 0.5 }), near(0, { 3: 0.52 }), near(0, { 3: 0.54 })]);
+    await offer(between(2, 3));
+    expect(autos()).toBe(1);
+    expect(refused()).toEqual({ share_cap: 1 });
+  });
+
   it('expires automatic references never confirmed; those a person confirmed stay', async () => {
     learning.configure(settings({ expireAfterH: 2 }));
     await offer(between(0, 1));
@@ -178,5 +197,23 @@ describe('learning: admission and its guards', () => {
     expect(store.get(kept!.id)).toBeDefined();
     expect(models.active.index.search(packed.data, 5).map((n) => n.referenceId)).not.toContain(contradicted!.id);
     expect(learning.status()).toMatchObject({ lastHour: { conflicts: 1 }, total: { conflicts: 1 } });
+  });
+
+  it("a peer's reference a person labeled removes contradicting automatic ones, its own and peers' copies; a peer's automatic one removes none", async () => {
+    await offer(between(6, 7));
+    const [own] = store.list({ source: 'auto' });
+    const item = store.loadVectors(models.active.key, dimension, [own!.id]).data;
+    const [peerAuto] = addPeer('good', null, [unit(Array.from(item, (x, d) => x + (d === 2 ? 0.001 : 0)))]);
+    // Another peer's self-training calls the same item a dent: no person said so, nothing goes.
+    addPeer('dent', null, [unit(Array.from(item))]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(store.get(own!.id)).toBeDefined();
+    expect(store.get(peerAuto!)).toBeDefined();
+    // A person on a peer labeled it a dent.
+    addPeer('dent', 'ui:anna', [unit(Array.from(item, (x, d) => x + (d === 3 ? 0.001 : 0)))]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(store.get(own!.id)).toBeUndefined();
+    expect(store.get(peerAuto!)).toBeUndefined();
+    expect(learning.status().total.conflicts).toBe(2);
   });
 });

@@ -25,8 +25,8 @@ interface Device {
   token: string;
 }
 
-/** A daemon of plant-1/line-3 with fleet sync on, replaying scratch items (threshold 0: every frame is an anomaly to label). */
-async function startDevice(camera: string, brokerUrl: string, sync: Record<string, unknown> = {}, dir = tempDir()): Promise<Device> {
+/** A daemon of plant-1/line-3 with fleet sync on, replaying scratch items (threshold 0: every frame is an anomaly to label); `overrides` replace whole sections. */
+async function startDevice(camera: string, brokerUrl: string, sync: Record<string, unknown> = {}, dir = tempDir(), overrides: Record<string, unknown> = {}): Promise<Device> {
   const images = await makeLabeledImages(join(dir, 'images'), 2);
   const config = writeConfig(dir, {
     site,
@@ -41,6 +41,7 @@ async function startDevice(camera: string, brokerUrl: string, sync: Record<strin
     sync: { enabled: true, ...sync },
     http: { port: 0 },
     log: { format: 'json' },
+    ...overrides,
   });
   return launch({ camera, dir, config });
 }
@@ -170,6 +171,72 @@ describe('fleet sync of references (real mosquitto, real daemons)', () => {
   }, 240_000);
 });
 
+/** Reads a device's database beside the running daemon. */
+function query<T>(device: Device, sql: string, ...params: unknown[]): T[] {
+  const db = new Database(join(device.dir, 'state/linewatch.db'), { readonly: true });
+  try {
+    return db.prepare(sql).all(...params) as T[];
+  } finally {
+    db.close();
+  }
+}
+
+/** Per label, the references self-training admitted that a device holds: its own (`auto`) and its peers' (`peer`, no person labeled them). */
+function automaticPerLabel(device: Device, source: 'auto' | 'peer'): Record<string, number> {
+  const rows = query<{ label: string; n: number }>(device, "SELECT label, count(*) AS n FROM knn_references WHERE source = ? AND (source = 'auto' OR labeled_by IS NULL) GROUP BY label", source);
+  return Object.fromEntries(rows.map((r) => [r.label, r.n]));
+}
+
+describe('fleet sync with self-training (real mosquitto, real daemons, the sample line)', () => {
+  it("shares automatic references with their provenance within each device's caps, and a person's contradicting label on one device removes them on all", async () => {
+    const broker = await startMosquitto();
+    cleanups.push(() => broker.stop());
+    const sampleLine = (fps: number) => ({
+      model: join(repoRoot, 'models/default-fp32'),
+      capture: { source: 'replay', replay: { folder: join(repoRoot, 'samples/line/frames'), fps, loop: true } },
+      knn: {},
+    });
+    // B learns (3 a label an hour); A only labels; C keeps at most 1 automatic peer reference a label.
+    const b = await startDevice('cam-b', broker.url, {}, tempDir(), { ...sampleLine(100), enroll: { folder: join(repoRoot, 'samples/line/references') }, learning: { enabled: true, perLabelPerHour: 3 } });
+    const a = await startDevice('cam-a', broker.url, {}, tempDir(), { ...sampleLine(2), enroll: {} });
+    const c = await startDevice('cam-c', broker.url, {}, tempDir(), { ...sampleLine(2), enroll: {}, learning: { perLabelTotal: 1 } });
+    const all = [a, b, c];
+
+    // B admits until its hourly cap refuses; A imports all of them, C one a label and refuses the rest.
+    const learned = async () => ((await status(b)) as unknown as { learning: { lastHour: { refused: Record<string, number> } } }).learning.lastHour.refused;
+    await until(async () => ((await learned())['hourly_cap'] ?? 0) > 0, 'B refuses admissions for its hourly cap', 120_000);
+    const admitted = automaticPerLabel(b, 'auto');
+    expect(Math.max(...Object.values(admitted))).toBe(3);
+    await syncReaches(c, (s) => (s.refused['cap'] ?? 0) > 0, 'C refuses automatic peer references past its learning.perLabelTotal');
+    await until(() => JSON.stringify(automaticPerLabel(a, 'peer')) === JSON.stringify(automaticPerLabel(b, 'auto')), "A holds B's automatic references");
+    for (const n of Object.values(automaticPerLabel(c, 'peer'))) expect(n).toBe(1);
+    for (const n of Object.values(automaticPerLabel(b, 'auto'))) expect(n).toBeLessThanOrEqual(3);
+
+    // Provenance travels: B's automatic references on C name B, the model, and what admitted them.
+    const onC = query<{ origin: string; device: string; decision: string; model_key: string; label: string }>(c, "SELECT * FROM knn_references WHERE source = 'peer' AND labeled_by IS NULL AND label = 'good'");
+    expect(onC).toHaveLength(1);
+    const victim = onC[0]!.origin.replace(/^peer:/, '');
+    const victimId = Number(victim.split('/')[1]);
+    const original = query<{ thumbnail: Buffer; decision: string; created_at: number; confidence: number; model_key: string; device: string }>(b, 'SELECT * FROM knn_references WHERE id = ?', victimId)[0]!;
+    expect(onC[0]).toMatchObject({ device: deviceOf('cam-b'), decision: original.decision, model_key: original.model_key });
+    expect(original.device).toBe(deviceOf('cam-b'));
+    expect(JSON.parse(onC[0]!.decision).neighbours.length).toBeGreaterThan(0);
+
+    // A person on A enrolls that item as a bag: B removes its automatic reference, and its tombstone
+    // takes it off A and C.
+    await control(a, 'enroll', { label: 'bag', image: original.thumbnail.toString('base64'), name: 'relabeled.png' });
+    const gone = () => query(b, 'SELECT 1 FROM knn_references WHERE id = ?', victimId).length === 0 && [a, c].every((d) => held(d).deleted.includes(victim));
+    await converged(all, gone, `B removes ${victim} and A and C apply its tombstone`);
+    expect(query(c, 'SELECT 1 FROM knn_references WHERE origin = ?', `peer:${victim}`)).toEqual([]);
+    expect(((await status(b)) as unknown as { learning: { total: { conflicts: number } } }).learning.total.conflicts).toBeGreaterThanOrEqual(1);
+    // The label on B says where it came from and who gave it.
+    const label = query<{ device: string; labeled_by: string }>(b, "SELECT device, labeled_by FROM knn_references WHERE source = 'peer' AND label = 'bag' AND origin LIKE ?", `peer:${deviceOf('cam-a')}/%`);
+    expect(label).toEqual([{ device: deviceOf('cam-a'), labeled_by: 'http' }]);
+    for (const n of Object.values(automaticPerLabel(c, 'peer'))) expect(n).toBeLessThanOrEqual(1);
+    for (const n of Object.values(automaticPerLabel(b, 'auto'))) expect(n).toBeLessThanOrEqual(3);
+  }, 300_000);
+});
+
 /** A peer as a raw MQTT client: what it publishes is whatever a test makes of it. */
 async function peer(url: string) {
   const client = connect(url, { protocolVersion: 5, reconnectPeriod: 0 });
@@ -191,7 +258,7 @@ function unitVector(seed: number): Float32Array {
 /** A reference as device `device` would share it (tiny-test@1, the model the daemons run). */
 function shared(device: string, localId: number, image: Buffer | null, overrides: { modelKey?: string; vector?: Float32Array } = {}) {
   const address = { site, modelKey: overrides.modelKey ?? 'tiny-test@1', device, localId };
-  const payload = encodeShared({ ...address, label: 'dent', provenance: { source: 'human', origin: 'event:x', createdAt: Date.now(), confidence: null }, vector: overrides.vector ?? unitVector(localId), image });
+  const payload = encodeShared({ ...address, label: 'dent', provenance: { source: 'human', origin: 'event:x', createdAt: Date.now(), confidence: null, modelKey: 'tiny-test@1', decision: null, labeledBy: 'ui:anna' }, vector: overrides.vector ?? unitVector(localId), image });
   return { topic: fleetTopic(address), payload };
 }
 
@@ -217,7 +284,7 @@ describe('fleet messages from a hostile or broken peer (real mosquitto, real dae
     // The topic says cam-z published it (the ACL would have checked that); the payload claims cam-a.
     await publish(...variant(6, { device: deviceOf('cam-a') }));
     await publish(...variant(7, { image: Buffer.from('not an image at all').toString('base64') }));
-    await publish(variant(8, {})[0], '{"schema": "linewatch/fleet-ref/1", ');
+    await publish(variant(8, {})[0], '{"schema": "linewatch/fleet-ref/2", ');
     // Then two good ones: one with this model's vector, one from another model, re-embedded from its image.
     await publish(good.topic, good.payload);
     const reembedded = shared('intruder', 9, image, { modelKey: 'other-model@9', vector: Float32Array.from({ length: 4 }, () => 0.5) });

@@ -203,6 +203,8 @@ describe('the technician web UI in a browser', () => {
     expect(Number(await page.textContent('#reference-total'))).toBe(before + 1);
     expect(await page.textContent('li[data-reference] .origin')).toBe(`event:${eventId}`);
     expect(await page.textContent('li[data-reference] strong')).toBe('good');
+    // Provenance names the person logged in, not only the web UI.
+    expect(await page.textContent('li[data-reference] .who')).toMatch(/^labeled by ui:tech on /);
     await shot(page, 'references');
     await context.close();
   });
