@@ -16,6 +16,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { canConnect, freePort } from '../../dist/bench/broker.js';
+import { suspendProcess } from './processes.js';
 
 export { freePort };
 
@@ -117,13 +118,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     freeze: async () => {
       const pid = broker?.pid;
       if (pid === undefined) throw new Error('freeze(): the broker is not running');
-      process.kill(pid, 'SIGSTOP');
-      const deadline = Date.now() + 10_000;
-      // The state field of /proc/<pid>/stat (after the parenthesised name) is T once stopped.
-      while (!/\) T /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) {
-        if (Date.now() > deadline) throw new Error(`mosquitto (pid ${pid}) did not stop within 10 s of SIGSTOP`);
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
+      await suspendProcess(pid, 'mosquitto');
     },
     kill: () => end('SIGKILL'),
   };

@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { open, unlink } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { makeLabeledImages, repoRoot, runLinewatch, tempDir, tinyModel, writeConfig, type RunningLinewatch } from '../helpers/daemon.js';
+import { killIfStillSuspended, suspendProcess } from '../helpers/processes.js';
 import { baseUrl, count, get, makeFrames, startNotifyListener, until } from './helpers.js';
 
 const stallingModel = join(repoRoot, 'test/fixtures/tiny-model-stalls');
@@ -17,6 +17,17 @@ afterEach(async () => {
 function track(run: RunningLinewatch): RunningLinewatch {
   cleanups.push(() => run.stop('SIGKILL'));
   return run;
+}
+
+const gstLaunch = 'gst-launch-1.0';
+
+/** Stops the daemon's camera process (SIGSTOP) and returns its PID. */
+async function suspendCamera(daemonPid: number): Promise<number> {
+  const pids = execFileSync('pgrep', ['-P', String(daemonPid), '-x', gstLaunch], { encoding: 'utf8' }).trim().split('\n');
+  expect(pids).toHaveLength(1);
+  const pid = Number(pids[0]);
+  await suspendProcess(pid, gstLaunch);
+  return pid;
 }
 
 async function baseConfig(dir: string, capture: Record<string, unknown>): Promise<Record<string, unknown>> {
@@ -36,28 +47,30 @@ async function baseConfig(dir: string, capture: Record<string, unknown>): Promis
 }
 
 describe('systemd notify and watchdog (real NOTIFY_SOCKET)', () => {
-  it('says READY=1 once frames arrive, pings WATCHDOG=1 while frames are decided, stops pinging while the source is wedged, and resumes', async () => {
+  it('says READY=1 once frames arrive, pings WATCHDOG=1 while frames are decided, stops pinging while the camera is wedged, and resumes', async () => {
+    // A real GStreamer camera, wedged by SIGSTOP on its gst-launch process: it stays alive and
+    // delivers nothing, as a hung camera driver does. The supervisor's answer (SIGTERM at the
+    // stall, SIGKILL 2 s later, then a restart after restartInitialMs) resumes it; restartInitialMs
+    // keeps that restart well after the checks on the wedged daemon.
     const dir = tempDir();
-    const frames = await makeFrames(join(dir, 'frames'), 40);
-    // A FIFO sorts after the frames: reading it blocks like a camera that stops delivering,
-    // until the test writes a frame into it.
-    const fifo = join(frames, 'frame-999.png');
-    execFileSync('mkfifo', [fifo]);
     const notify = await startNotifyListener(dir);
     cleanups.push(() => notify.close());
-    const config = writeConfig(dir, await baseConfig(dir, { source: 'replay', replay: { folder: frames, fps: 20, loop: true } }));
+    const camera = { source: 'gstreamer', gstreamer: { preset: 'test', width: 32, height: 32, fps: 20 }, restartInitialMs: 15_000 };
+    const config = writeConfig(dir, await baseConfig(dir, camera));
     const daemon = track(runLinewatch(['run', '--config', config], { NOTIFY_SOCKET: notify.path, WATCHDOG_USEC: '1000000' }));
     const running = await daemon.waitForLog((l) => l.msg === 'running');
     const url = baseUrl(running);
 
     await notify.waitFor((m) => count(m, 'READY=1') === 1, 30_000, 'READY=1');
-    await notify.waitFor((m) => count(m, 'WATCHDOG=1') >= 2, 30_000, 'watchdog pings while frames flow');
+    await notify.waitFor((m) => count(m, 'WATCHDOG=1') >= 2, 30_000, 'watchdog pings while frames are decided');
     // The daemon's own PID sent them (not a helper process), so the unit keeps NotifyAccess=main.
     expect(new Set(notify.senders)).toEqual(new Set([daemon.child.pid]));
     const ready = notify.messages.find((m) => m.includes('READY=1'))!;
     expect(ready).toMatch(/STATUS=running: tiny-test on cpu/);
 
-    // Every frame replayed, then the source blocks on the FIFO: health fails, and pings stop.
+    const camProcess = await suspendCamera(daemon.child.pid!);
+    // Should the test fail before the supervisor kills it, a stopped orphan would stay behind.
+    cleanups.push(() => killIfStillSuspended(camProcess, gstLaunch));
     await until(async () => (await get(`${url}/healthz`)).status === 503, '/healthz reports frames not flowing');
     const health = JSON.parse((await get(`${url}/healthz`)).body) as { ok: boolean; failing: string[] };
     expect(health.ok).toBe(false);
@@ -68,13 +81,9 @@ describe('systemd notify and watchdog (real NOTIFY_SOCKET)', () => {
     expect(count(notify.messages, 'WATCHDOG=1')).toBe(pingsWhenWedged);
     expect(daemon.child.exitCode).toBeNull();
 
-    // Unwedge: hand the blocked read one frame and take the FIFO away, so the replay loops over
-    // the plain frames from now on. Decisions resume, and so do the pings.
-    const writer = await open(fifo, 'w');
-    await unlink(fifo);
-    await writer.writeFile(readFileSync(join(frames, 'frame-001.png')));
-    await writer.close();
-    await notify.waitFor((m) => count(m, 'WATCHDOG=1') > pingsWhenWedged, 30_000, 'pings after the source delivers again');
+    // The supervisor replaces the wedged camera process; decisions resume, and so do the pings.
+    await daemon.waitForLog((l) => l.msg === 'capture stalled, restarting');
+    await notify.waitFor((m) => count(m, 'WATCHDOG=1') > pingsWhenWedged, 60_000, 'pings after the restarted camera delivers');
     expect(await daemon.stop()).toBe(0);
     expect(notify.messages.at(-1)).toBe('STOPPING=1');
   });
