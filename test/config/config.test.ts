@@ -181,6 +181,12 @@ describe('config', () => {
     const envErr = failure(() => loadConfig({ path: configFile(''), env: { LINEWATCH_MQTT_URL: `broker://u:${secret}@[bad`, LINEWATCH_MQTT_PASSWORD: secret, LINEWATCH_HTTP_PORT: 'x' } }));
     expect(envErr.message).toContain('u:***@[bad');
     expect(envErr.message).not.toContain(secret);
+    // A URL without its scheme, and URLs that only fail to parse (a port past 65535, an open bracket).
+    for (const url of [`operator:${secret}@broker`, `mqtt://u:${secret}@broker:99999`, `mqtt://u:${secret}@[::1`]) {
+      const err = failure(() => loadConfig({ path: configFile(''), env: { LINEWATCH_MQTT_URL: url } }));
+      expect(err.message).toContain(`mqtt.url: a URL such as mqtt://host:1883 or mqtts://host:8883 (got "${url.replace(secret, '***')}", from LINEWATCH_MQTT_URL)`);
+      expect(err.message).not.toContain(secret);
+    }
     const shape = failure(() => loadConfig({ path: configFile(`mqtt: [{password: ${secret}}, "mqtt://u:${secret}@h"]\n`), env: {} }));
     expect(shape.message).toMatch(/^ {2}- mqtt: /m);
     expect(shape.message).not.toContain(secret);
