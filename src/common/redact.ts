@@ -6,10 +6,11 @@ const SECRET_KEY = /password|token$|secret/i;
 
 /**
  * Text with the password of any URL user-info in it masked (`mqtt://user:***@host`), read as text
- * rather than parsed: a URL too broken to parse, quoted in a config error, still carries it.
+ * rather than parsed: a URL too broken to parse, quoted in a config error, still carries it, and
+ * one without its scheme (`user:pass@host`) too.
  */
 export function redactUrl(text: string): string {
-  return text.replace(/(\/\/[^/@\s:]*):[^/\s]*@/g, '$1:***@');
+  return text.replace(/(^|\/\/|[\s"'=(<[{,])([^/@\s:"']*):[^/\s]*@/g, '$1$2:***@');
 }
 
 /**

@@ -1,5 +1,5 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
-import YAML from 'yaml';
+import YAML, { isScalar, LineCounter } from 'yaml';
 import type { z } from 'zod';
 import { errorText, HIDDEN, isMissingFile, readRegularFileSync, redactSecrets, UserError } from '../common/index.js';
 import { configSchema, type Config } from './schema.js';
@@ -102,19 +102,7 @@ function readYaml(path: string): Record<string, unknown> {
     if (!isMissingFile(err)) throw new ConfigError((err as UserError).message, (err as UserError).hint);
     throw new ConfigError(`no configuration file at ${path}`, `copy config/example.yml to ${DEFAULT_CONFIG_PATH}, or pass --config FILE (or set LINEWATCH_CONFIG)`);
   }
-  const doc = YAML.parseDocument(text, { prettyErrors: true });
-  if (doc.errors.length > 0) {
-    // Only the first line: the rest quotes the file's text, which may hold the broker password.
-    const message = doc.errors[0]!.message.split('\n')[0]!.replace(/:$/, '');
-    throw new ConfigError(`${path} is not valid YAML: ${message}`, 'fix the YAML syntax at the line shown');
-  }
-  let value: unknown;
-  try {
-    value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
-  } catch (err) {
-    // yaml refuses a document whose aliases would expand without bound (a "billion laughs").
-    throw new ConfigError(`${path} uses more YAML aliases (*name) than a configuration needs (${errorText(err)})`, `write the values out, or use at most ${MAX_ALIAS_COUNT} aliases`);
-  }
+  const value = parseYaml(text, path);
   if (value === null || value === undefined) return {};
   if (typeof value !== 'object' || Array.isArray(value)) {
     throw new ConfigError(`${path} must hold a YAML mapping of keys (site:, capture:, mqtt: ...)`, 'see config/example.yml');
@@ -151,19 +139,72 @@ function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Map<str
   return fromEnv;
 }
 
+/** A variable's value as YAML (numbers, lists); as the text itself when it is not plain YAML, so the message quotes what was set. */
 function parseEnvValue(value: string): unknown {
   try {
-    return YAML.parse(value);
+    return parseYaml(value, 'the value');
   } catch {
     return value;
   }
+}
+
+/**
+ * Parses YAML without letting it print: the yaml package writes its warnings (an unknown tag, a
+ * collection used as a key) to stderr, where they read like a crash. Every error and warning
+ * becomes a ConfigError naming only where it is: the text may hold the broker password.
+ */
+function parseYaml(text: string, what: string): unknown {
+  const lineCounter = new LineCounter();
+  // uniqueKeys off: yaml checks each key against every earlier one (50,000 keys took minutes); keys are checked below instead.
+  const doc = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: false, logLevel: 'silent', lineCounter });
+  const problem = doc.errors[0] ?? doc.warnings[0];
+  if (problem) {
+    const message = problem.message.split('\n')[0]!.replace(/:$/, '');
+    throw new ConfigError(`${what} is not valid YAML: ${message}`, 'fix the YAML syntax at the line shown');
+  }
+  const repeated = repeatedKey(doc);
+  if (repeated) {
+    const { line, col } = lineCounter.linePos(repeated.offset);
+    throw new ConfigError(`${what} is not valid YAML: the key "${repeated.key}" appears twice in one mapping, at line ${line}, column ${col}`, 'keep one of the two (the second would silently replace the first)');
+  }
+  try {
+    return doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (err) {
+    // yaml refuses a document whose aliases would expand without bound (a "billion laughs").
+    throw new ConfigError(`${what} uses more YAML aliases (*name) than a configuration needs (${errorText(err)})`, `write the values out, or use at most ${MAX_ALIAS_COUNT} aliases`);
+  }
+}
+
+/** The first key a mapping repeats: one Set per mapping, so linear in the size of the document. */
+function repeatedKey(doc: YAML.Document): { key: string; offset: number } | undefined {
+  let found: { key: string; offset: number } | undefined;
+  YAML.visit(doc, {
+    Map(_, map) {
+      const seen = new Set<string>();
+      for (const pair of map.items) {
+        // Keys that are collections become "[object Object]"-like text in JS; the schema refuses them by name.
+        if (!isScalar(pair.key)) continue;
+        const key = String(pair.key.value);
+        if (seen.has(key)) {
+          found = { key: key.slice(0, 100), offset: pair.key.range?.[0] ?? 0 };
+          return YAML.visit.BREAK;
+        }
+        seen.add(key);
+      }
+      return undefined;
+    },
+  });
+  return found;
 }
 
 function describeIssue(issue: z.core.$ZodIssue, raw: Record<string, unknown>, fromEnv: Map<string, string>): string {
   const path = issue.path.map(String);
   if (issue.code === 'unrecognized_keys') {
     const where = path.length ? `${path.join('.')}.` : '';
-    return `unknown key ${issue.keys.map((k) => where + k).join(', ')} (misspelt? docs/configuration.md lists every key)`;
+    // Listed up to a point: a file of 50,000 made-up keys should not become a message as long.
+    const listed = issue.keys.slice(0, 20).map((k) => shown(where + k).replace(/^"|"$/g, ''));
+    const more = issue.keys.length > listed.length ? ` and ${issue.keys.length - listed.length} more` : '';
+    return `unknown key ${listed.join(', ')}${more} (misspelt? docs/configuration.md lists every key)`;
   }
   const key = path.join('.') || '(top level)';
   const value = path.reduce<unknown>((obj, k) => (obj && typeof obj === 'object' ? (obj as Record<string, unknown>)[k] : undefined), raw);

@@ -36,6 +36,7 @@ const name = z
   .string()
   .max(64, 'at most 64 characters (it becomes an MQTT topic level)')
   .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, dot, dash or underscore (it becomes an MQTT topic level)');
+const brokerUrl = 'a URL such as mqtt://host:1883 or mqtts://host:8883';
 const side = int(1, 16384);
 const fps = int(1, 1000);
 
@@ -148,7 +149,8 @@ export const configSchema = z.strictObject({
     enabled: z.boolean().default(true),
     /** What linewatch speaks: its own JSON topics, Sparkplug B 3.0 (SCADA), or both. */
     profile: z.enum(['json', 'sparkplug', 'both']).default('json'),
-    url: text(2048).regex(/^(mqtts?|wss?|tcp|ssl):\/\//, 'a URL such as mqtt://host:1883 or mqtts://host:8883').default('mqtt://localhost:1883'),
+    // Parsed here, not first at connect: a port past 65535 or a broken host is a config error.
+    url: text(2048).regex(/^(mqtts?|wss?|tcp|ssl):\/\//, brokerUrl).refine((url) => URL.canParse(url), brokerUrl).default('mqtt://localhost:1883'),
     /** MQTT strings hold at most 65535 bytes: 8192 characters fit whatever their UTF-8 length. */
     username: z.string().max(8192, 'at most 8192 characters').nullable().default(null),
     password: z.string().max(8192, 'at most 8192 characters').nullable().default(null),

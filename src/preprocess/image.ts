@@ -1,6 +1,6 @@
 import sharp, { type Sharp } from 'sharp';
 import { UserError } from '../common/index.js';
-import { readImageHeader } from './size.js';
+import { isJpegOrPng, readImageHeader } from './size.js';
 
 // A daemon decodes a new frame forever: sharp's operation cache would only grow and never hit.
 sharp.cache(false);
@@ -54,6 +54,9 @@ export function checkRoi(roi: Roi): void {
 export function open(image: Buffer, roi: Roi | undefined, limits: ImageLimits = imageLimitDefaults): Sharp {
   if (image.length > limits.maxBytes) {
     throw new ImageError(`the image is ${image.length} bytes, more than capture.maxFrameBytes (${limits.maxBytes})`);
+  }
+  if (!isJpegOrPng(image)) {
+    throw new ImageError(`it is neither a JPEG nor a PNG (it begins ${JSON.stringify(image.subarray(0, 8).toString('latin1'))})`);
   }
   // failOn 'warning' (the default, made explicit): a truncated JPEG decodes partly grey, which
   // would look like a defect; refusing it is better than classifying it.

@@ -8,6 +8,16 @@ export interface ImageHeader {
 const pngSignature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 /**
+ * Cameras give JPEG (MJPEG, jpegenc) and the replay, enroll and classify paths take .jpg/.png. Every
+ * other loader sharp has (SVG through librsvg, TIFF, GIF, WebP, HEIF) is only a way in for a hostile
+ * file, so it is refused by its first bytes before sharp sees it. Checked per call rather than with
+ * sharp.block(), which is process-wide and would also stop the eval chart (rendered from SVG).
+ */
+export function isJpegOrPng(image: Buffer): boolean {
+  return (image.length >= 3 && image[0] === 0xff && image[1] === 0xd8 && image[2] === 0xff) || image.subarray(0, 8).equals(pngSignature);
+}
+
+/**
  * Reads a JPEG's frame header (SOFn) or a PNG's IHDR. A few bytes read where sharp would cost a
  * call through libuv's pool (about 1.5 ms here): the daemon asks this for every anomaly it keeps.
  */

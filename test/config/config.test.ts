@@ -181,6 +181,12 @@ describe('config', () => {
     const envErr = failure(() => loadConfig({ path: configFile(''), env: { LINEWATCH_MQTT_URL: `broker://u:${secret}@[bad`, LINEWATCH_MQTT_PASSWORD: secret, LINEWATCH_HTTP_PORT: 'x' } }));
     expect(envErr.message).toContain('u:***@[bad');
     expect(envErr.message).not.toContain(secret);
+    // A URL without its scheme, and URLs that only fail to parse (a port past 65535, an open bracket).
+    for (const url of [`operator:${secret}@broker`, `mqtt://u:${secret}@broker:99999`, `mqtt://u:${secret}@[::1`]) {
+      const err = failure(() => loadConfig({ path: configFile(''), env: { LINEWATCH_MQTT_URL: url } }));
+      expect(err.message).toContain(`mqtt.url: a URL such as mqtt://host:1883 or mqtts://host:8883 (got "${url.replace(secret, '***')}", from LINEWATCH_MQTT_URL)`);
+      expect(err.message).not.toContain(secret);
+    }
     const shape = failure(() => loadConfig({ path: configFile(`mqtt: [{password: ${secret}}, "mqtt://u:${secret}@h"]\n`), env: {} }));
     expect(shape.message).toMatch(/^ {2}- mqtt: /m);
     expect(shape.message).not.toContain(secret);
@@ -201,6 +207,41 @@ describe('config', () => {
     // A few aliases are fine (the error is then about the keys, not the aliases).
     const few = failure(() => loadConfig({ path: configFile('a: &a 3\nb: *a\n'), env: {} }));
     expect(few.message).toContain('unknown key a, b');
+  });
+
+  it('refuses a key written twice in one mapping, naming it and its line, also among 50,000 keys', () => {
+    const twice = failure(() => loadConfig({ path: configFile('site: a\nmqtt:\n  url: mqtt://a:1883\n  url: mqtt://b:1883\n'), env: {} }));
+    expect(twice.message).toMatch(/is not valid YAML: the key "url" appears twice in one mapping, at line 4, column 3$/);
+    expect(twice.hint).toContain('keep one of the two');
+    // The same key in two mappings is no repeat.
+    const { config } = loadConfig({ path: configFile('capture:\n  replay:\n    folder: /a\nenroll:\n  folder: /b\n'), env: {} });
+    expect([config.capture.replay.folder, config.enroll.folder]).toEqual(['/a', '/b']);
+    // Checked in one pass: the yaml package's own check compares every pair (50,000 keys took minutes).
+    const keys = Array.from({ length: 50_000 }, (_, i) => `k${i}: ${i}`);
+    const many = failure(() => loadConfig({ path: configFile(keys.join('\n')), env: {} }));
+    expect(many.message).toContain('unknown key k0, k1, k2');
+    expect(many.message).toContain('k19 and 49980 more (misspelt?');
+    const repeatedLast = failure(() => loadConfig({ path: configFile([...keys, 'k7: 0'].join('\n')), env: {} }));
+    expect(repeatedLast.message).toContain('the key "k7" appears twice in one mapping, at line 50001, column 1');
+  }, 120_000);
+
+  it('turns YAML warnings into messages instead of printing them: an unknown tag in a file or a variable', async () => {
+    const printed: string[] = [];
+    const onWarning = (warning: Error) => printed.push(warning.message);
+    process.on('warning', onWarning);
+    try {
+      const file = failure(() => loadConfig({ path: configFile('site: !custom x\n'), env: {} }));
+      expect(file.message).toMatch(/is not valid YAML: Unresolved tag: !custom at line 1, column 7$/);
+      // A variable that is not plain YAML is taken as the text it is, so the message quotes what was set.
+      const env = failure(() => loadConfig({ path: configFile(''), env: { LINEWATCH_CAPTURE_QUEUE_SIZE: '!custom 5', LINEWATCH_KNN_K: '!!js/function "f"' } }));
+      expect(env.message).toContain('capture.queueSize: a whole number from 1 to 1000 (got "!custom 5", from LINEWATCH_CAPTURE_QUEUE_SIZE)');
+      expect(env.message).toContain('(got "!!js/function \\"f\\"", from LINEWATCH_KNN_K)');
+      // Warnings are emitted on the next tick.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(printed).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 
   it('documents every key in docs/configuration.md', () => {

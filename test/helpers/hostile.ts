@@ -31,7 +31,7 @@ function pngChunk(type: string, data: Buffer): Buffer {
 }
 
 /** node:zlib has crc32 only from Node 22.2; PNG chunks need it on Node 20 too. */
-function crc32(data: Buffer): number {
+export function crc32(data: Buffer): number {
   let crc = 0xffffffff;
   for (const byte of data) {
     crc ^= byte;

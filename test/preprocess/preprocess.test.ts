@@ -84,7 +84,7 @@ describe('Preprocessor', () => {
     const pre = new Preprocessor(graySpec);
     const out = pre.createTensor();
     await expect(pre.toTensor(Buffer.from('definitely not an image'), out)).rejects.toThrow(ImageError);
-    await expect(pre.toTensor(Buffer.from('definitely not an image'), out)).rejects.toThrow(/cannot decode image: .*unsupported image format/);
+    await expect(pre.toTensor(Buffer.from('definitely not an image'), out)).rejects.toThrow('cannot decode image: it is neither a JPEG nor a PNG (it begins "definite")');
     const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#808080' } }).jpeg().toBuffer();
     await expect(pre.toTensor(jpeg.subarray(0, jpeg.length / 2), out)).rejects.toThrow(ImageError);
   });
@@ -116,6 +116,19 @@ describe('image limits', () => {
     expect((error as ImageError).message).toBe('cannot decode image: the image is 16000x16000 pixels, more than capture.maxFramePixels (50000000)');
     await expect(thumbnail(bomb)).rejects.toThrow(/16000x16000 pixels, more than capture.maxFramePixels/);
     expect(imageLimitDefaults.maxPixels).toBe(50_000_000);
+  });
+
+  it('refuses every format but JPEG and PNG before decoding, SVG of any size included', async () => {
+    const pre = new Preprocessor(graySpec, undefined, { maxBytes: imageLimitDefaults.maxBytes, maxPixels: 1_000_000_000 });
+    const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="12000" height="12000"><rect width="100%" height="100%"/></svg>');
+    await expect(pre.toTensor(svg, pre.createTensor())).rejects.toThrow('cannot decode image: it is neither a JPEG nor a PNG (it begins "<svg xml")');
+    await expect(thumbnail(svg)).rejects.toThrow(/neither a JPEG nor a PNG/);
+    const gray = sharp({ create: { width: 8, height: 8, channels: 3, background: '#808080' } });
+    for (const other of [await gray.clone().webp().toBuffer(), await gray.clone().gif().toBuffer(), await gray.clone().tiff().toBuffer()]) {
+      await expect(pre.toTensor(other, pre.createTensor())).rejects.toThrow(/neither a JPEG nor a PNG/);
+    }
+    await pre.toTensor(await gray.clone().jpeg().toBuffer(), pre.createTensor());
+    await pre.toTensor(await gray.clone().png().toBuffer(), pre.createTensor());
   });
 
   it('takes an image of exactly maxPixels and refuses one pixel more, and larger encoded images than maxBytes', async () => {

@@ -2,13 +2,14 @@
  * Corrupt and hostile frames fed in process to what a camera frame meets first: the header reader,
  * the preprocessor (sharp decode, ROI, resize, tensor) and the thumbnail of a kept anomaly. Each
  * must decode or end in an ImageError/RoiError; a bomb (far more pixels than any camera) must be
- * refused, not decoded.
+ * refused, not decoded. Formats other than JPEG and PNG are among the inputs: they must be refused.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { Preprocessor, readImageHeader, thumbnail } from '../../dist/preprocess/index.js';
 import { tinyModel } from '../helpers/daemon.js';
+import { crc32, pngBomb } from '../helpers/hostile.js';
 import type { Draw } from './draw.js';
 import { Defect, type Tally } from './tally.js';
 
@@ -30,18 +31,6 @@ async function seedImages(): Promise<Buffer[]> {
   seeds = await Promise.all([image().png().toBuffer(), image().jpeg().toBuffer(), image().jpeg({ progressive: true }).toBuffer(), image().webp().toBuffer(), image().gif().toBuffer(), image().tiff().toBuffer(), image().grayscale().png().toBuffer()]);
   seeds.push(Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="64" height="48"><rect width="64" height="48" fill="#888"/></svg>'));
   return seeds;
-}
-
-const crcTable = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-
-function crc32(data: Buffer): number {
-  let c = 0xffffffff;
-  for (const byte of data) c = crcTable[(c ^ byte) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
 }
 
 /** A PNG whose IHDR claims width x height (with a right CRC, so only the size is wrong). */
@@ -74,7 +63,9 @@ export async function frameInput(draw: Draw): Promise<FrameInput> {
   const all = await seedImages();
   const seed = draw.pick(all);
   const [png, jpeg] = [all[0]!, all[1]!];
-  const big = () => draw.int(20_000, 2 ** 31 - 1);
+  // From just past the camera-sized limit (50 MP: 7,072 a side) up, both below sharp's own limit
+  // (16,383 a side) and far beyond it.
+  const big = (max: number) => draw.int(7_100, draw.pick([16_383, max]));
   const kinds: (() => FrameInput)[] = [
     () => ({ kind: 'truncated', data: draw.truncate(seed) }),
     () => ({ kind: 'flipped bytes', data: draw.flip(seed, draw.int(1, 32)) }),
@@ -83,9 +74,14 @@ export async function frameInput(draw: Draw): Promise<FrameInput> {
     () => ({ kind: 'magic then garbage', data: Buffer.concat([draw.pick(magics), draw.bytes(draw.int(0, 4096))]) }),
     () => ({ kind: 'garbage around', data: Buffer.concat([draw.bytes(draw.int(0, 64)), seed, draw.bytes(draw.int(0, 64))]) }),
     () => ({ kind: 'two images', data: Buffer.concat([seed, draw.pick(all)]) }),
-    () => ({ kind: 'png claiming huge size', data: pngClaiming(png, big(), big()), bomb: true }),
+    () => ({ kind: 'png claiming huge size', data: pngClaiming(png, big(2 ** 31 - 1), big(2 ** 31 - 1)), bomb: true }),
+    () => {
+      // A real one, that decodes: only the pixel limit stops it (a size that only claims fails to decode anyway).
+      const side = draw.int(7_100, 16_383);
+      return { kind: `png bomb of ${side}x${side}`, data: pngBomb(side, side), bomb: true };
+    },
     () => ({ kind: 'png claiming zero size', data: pngClaiming(png, draw.int(0, 1) * 64, 0) }),
-    () => ({ kind: 'jpeg claiming huge size', data: jpegClaiming(jpeg, draw.int(20_000, 65_535), draw.int(20_000, 65_535)), bomb: true }),
+    () => ({ kind: 'jpeg claiming huge size', data: jpegClaiming(jpeg, big(65_535), big(65_535)), bomb: true }),
     () => ({ kind: 'jpeg claiming zero size', data: jpegClaiming(jpeg, 0, draw.int(0, 48)) }),
     () => {
       // Sides from below sharp's own limit (16383 x 16383 pixels) to far past it.

@@ -130,6 +130,12 @@ export class Line {
     return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
   }
 
+  /** The daemon's V8 heap in use, in bytes (prom-client's default gauge on /metrics): tells a leak in JS from native growth. */
+  async heapUsed(): Promise<number> {
+    const res = await fetch(`${this.base}/metrics`, { signal: AbortSignal.timeout(10_000) });
+    return Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(await res.text())?.[1] ?? NaN);
+  }
+
   /** Whether the daemon's MQTT session is connected (commands reach it only then). */
   async connected(): Promise<boolean> {
     const res = await fetch(`${this.base}/status`, { signal: AbortSignal.timeout(10_000) });

@@ -54,6 +54,9 @@ describe(`reliability (${plan.soak ? 'soak' : 'quick'})`, () => {
     await line.outage(plan.outageEvents);
     let outages = 1;
     const rss = [line.rss()];
+    // RSS and V8 heap over time: a plateau is warm-up (page cache, heap sizing), a steady climb a leak.
+    const started = Date.now();
+    const samples = [{ at: 0, rss: rss[0]!, heap: await line.heapUsed() }];
     const decidedBefore = await line.decided();
     const runUntil = Date.now() + plan.runMs;
     let nextBounce = Date.now() + plan.bounceEveryMs;
@@ -70,7 +73,9 @@ describe(`reliability (${plan.soak ? 'soak' : 'quick'})`, () => {
         nextBounce = Date.now() + plan.bounceEveryMs;
       }
       rss.push(line.rss());
+      if (Date.now() - started - samples.at(-1)!.at >= 60_000) samples.push({ at: Date.now() - started, rss: rss.at(-1)!, heap: await line.heapUsed() });
     } while (Date.now() < runUntil);
+    samples.push({ at: Date.now() - started, rss: line.rss(), heap: await line.heapUsed() });
     const daemon = line.daemon!;
     expect(daemon.child.exitCode, 'the daemon is still running after the fuzz').toBeNull();
     const decidedAfter = await line.decided();
@@ -87,6 +92,7 @@ describe(`reliability (${plan.soak ? 'soak' : 'quick'})`, () => {
       ['**lost events**', `${account.lost.length}`],
       ['integrity_check at the end', line.integrity()],
       ['daemon RSS start / end / max (MB)', `${Math.round(rss[0]! / MB)} / ${Math.round(rss[rss.length - 1]! / MB)} / ${Math.round(Math.max(...rss) / MB)}`],
+      ['daemon RSS / V8 heap used (MB) by minute', samples.map((s) => `${Math.round(s.at / 60_000)}: ${Math.round(s.rss / MB)}/${Math.round(s.heap / MB)}`).join(', ')],
     );
     expect(account.lost.slice(0, 10), `seed ${seed}: logged event ids neither received nor in the outbox`).toEqual([]);
     expect(line.integrity()).toBe('ok');
