@@ -112,6 +112,8 @@ export class MqttSession {
   private stopping = false;
   private stopped: Promise<void> | null = null;
   private failures = 0;
+  /** Connections in a row that the broker dropped soon after they were made (see onClose). */
+  private quickDrops = 0;
   private connections = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private lastError: string | null = null;
@@ -381,11 +383,16 @@ export class MqttSession {
     if (link.connectedAt != null) {
       this.log.warn('lost the connection to the MQTT broker', { url: this.safeUrl });
       if (!this.lastError) this.setError(`lost the connection to the MQTT broker at ${this.safeUrl}`);
-      // Only a connection that held for a while resets the backoff. One dropped soon after it
-      // was made backs off like a refusal: two devices sharing a clientId (mosquitto closes the
-      // older one without a word) must not throw each other off every few seconds.
-      if (Date.now() - link.connectedAt >= this.settings.refusedReconnectMaxMs) this.failures = 0;
-      else link.refused = true;
+      // Only a connection that held for a while resets the backoff. Connections dropped soon after
+      // they were made, twice in a row, back off like a refusal: two devices sharing a clientId
+      // (mosquitto closes the older one without a word) must not throw each other off every few
+      // seconds. One such drop is a broker that went down: it is retried at the short pace.
+      if (Date.now() - link.connectedAt >= this.settings.refusedReconnectMaxMs) {
+        this.failures = 0;
+        this.quickDrops = 0;
+      } else if (++this.quickDrops >= 2) {
+        link.refused = true;
+      }
     }
     const maxMs = link.refused ? this.settings.refusedReconnectMaxMs : this.settings.reconnectMaxMs;
     const delay = reconnectDelay(this.failures++, this.settings.reconnectMinMs, maxMs, Math.random());

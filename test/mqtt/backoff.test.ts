@@ -56,6 +56,22 @@ describe('MQTT reconnect backoff on a real session', () => {
     expect(await waitAfterSixFailures(broker.url)).toBeGreaterThanOrEqual(480);
   });
 
+  it('retries at the short pace when the broker goes down soon after the session connected (an outage, not a clash)', async () => {
+    const broker = await startMosquitto();
+    cleanups.push(() => broker.stop());
+    await broker.stop();
+    // An outage first, so the failure count is high when the session connects again (it is reset
+    // only by a connection that holds): the drop that follows must not turn it into the long cap.
+    const dropped = session(broker.url);
+    await until(() => dropped.status().reconnects >= 8, 'eight attempts while the broker is down', 20_000);
+    await broker.restart();
+    await until(() => dropped.status().connected, 'the session connected', 20_000);
+    await broker.stop();
+    await until(() => !dropped.status().connected && dropped.status().reconnectDelayMs !== null, 'the wait after the drop', 20_000);
+    // 40 ms ±25% at most (the long cap would be 10 ms doubled eight times: 2.56 s).
+    expect(dropped.status().reconnectDelayMs).toBeLessThanOrEqual(50);
+  });
+
   it('backs off to the long cap when the broker keeps dropping it soon after connecting (another client with its clientId)', async () => {
     const broker = await startMosquitto();
     cleanups.push(() => broker.stop());
