@@ -41,9 +41,8 @@ function session(url: string): MqttSession {
   return created;
 }
 
-const record = (outbox: Outbox, seq: number, stream?: string) => outbox.transaction(() => outbox.append(createAnomalyEvent(decision(seq)), stream));
-
-it('stop() returns once every event is acknowledged and deleted, not at the deadline', async () => {
+/** A real broker, and a drain of a fresh outbox on a session connected to it. */
+async function connectedDrain() {
   const broker = await startMosquitto();
   cleanups.push(() => broker.stop());
   const outbox = new Outbox(db);
@@ -53,6 +52,13 @@ it('stop() returns once every event is acknowledged and deleted, not at the dead
   drain.start();
   mqtt.start();
   await mqtt.whenReady(Date.now() + 5_000);
+  return { broker, outbox, mqtt, lines, drain };
+}
+
+const record = (outbox: Outbox, seq: number, stream?: string) => outbox.transaction(() => outbox.append(createAnomalyEvent(decision(seq)), stream));
+
+it('stop() returns once every event is acknowledged and deleted, not at the deadline', async () => {
+  const { outbox, lines, drain } = await connectedDrain();
   for (let i = 0; i < 40; i++) record(outbox, i);
   // Half the deadline is a generous bound on a busy machine, and still tells "done" from "timed out".
   const started = Date.now();
@@ -95,14 +101,7 @@ it('drains only its own stream, on <root><stream>', async () => {
 });
 
 it('events in flight when the connection drops go again on the next connection, and are no refusal', async () => {
-  const broker = await startMosquitto();
-  cleanups.push(() => broker.stop());
-  const outbox = new Outbox(db);
-  const mqtt = session(broker.url);
-  const drain = new OutboxDrain(outbox, mqtt, { topicRoot: root, logger: recorder().log });
-  drain.start();
-  mqtt.start();
-  await mqtt.whenReady(Date.now() + 5_000);
+  const { broker, outbox, mqtt, drain } = await connectedDrain();
   // A frozen broker reads nothing: the events are published and wait for a PUBACK that never
   // comes. Killed, it drops the connection with all five in flight.
   await broker.freeze();
@@ -119,15 +118,7 @@ it('events in flight when the connection drops go again on the next connection, 
 });
 
 it('keeps delivered events it could not delete, says so, and sends them again on the next connection', async () => {
-  const broker = await startMosquitto();
-  cleanups.push(() => broker.stop());
-  const outbox = new Outbox(db);
-  const mqtt = session(broker.url);
-  const { log, lines } = recorder();
-  const drain = new OutboxDrain(outbox, mqtt, { topicRoot: root, logger: log });
-  drain.start();
-  mqtt.start();
-  await mqtt.whenReady(Date.now() + 5_000);
+  const { broker, outbox, mqtt, lines, drain } = await connectedDrain();
   // Writes fail once the event is stored, so the delete after its PUBACK does.
   record(outbox, 1);
   db.pragma('query_only = 1');
