@@ -118,7 +118,7 @@ it('events in flight when the connection drops go again on the next connection, 
 });
 
 it('keeps delivered events it could not delete, says so, and sends them again on the next connection', async () => {
-  const { broker, outbox, mqtt, lines, drain } = await connectedDrain();
+  const { broker, outbox, lines, drain } = await connectedDrain();
   // Writes fail once the event is stored, so the delete after its PUBACK does.
   record(outbox, 1);
   db.pragma('query_only = 1');
