@@ -14,7 +14,6 @@ const uninterruptibleGraceMs = 1500;
 export async function runService(config: Config, log: Logger, reloadConfig: () => Config): Promise<number> {
   // Whatever umask the shell gave us, what the daemon and its libraries write stays private (0750/0640).
   restrictUmask();
-  warnIfOpen(config.stateDir, log);
   const notifier = SystemdNotifier.fromEnvironment(log);
   let daemon: Daemon | null = null;
   let reloading: Promise<void> = Promise.resolve();
@@ -41,6 +40,8 @@ export async function runService(config: Config, log: Logger, reloadConfig: () =
   };
   // With a handler installed Node no longer exits on the signal: finish the job, then exit.
   process.on('SIGTERM', onStop).on('SIGINT', onStop);
+  // Only now that a stop is handled: a supervisor may stop us as soon as it reads the first line.
+  warnIfOpen(config.stateDir, log);
   let watchdog: Watchdog | null = null;
   try {
     try {
