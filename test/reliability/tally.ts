@@ -61,6 +61,10 @@ export class Tally {
    * refusal (a clear error), a Defect or any other error a failure; past `deadlineMs` it is a hang.
    */
   async probe(family: string, input: string, run: () => Promise<'accepted' | 'refused'>, deadlineMs: number): Promise<void> {
+    // In-process families are synchronous work awaited through microtasks, which never let the
+    // event loop poll: over a minute of them starves vitest's worker RPC ("Timeout calling
+    // onTaskUpdate", a failed run although every test passed). One macrotask per input lets it in.
+    await new Promise((resolve) => setImmediate(resolve));
     const row = this.row(family);
     row.tried++;
     const rssBefore = process.memoryUsage().rss;
