@@ -88,8 +88,8 @@ fi
 # --- system packages ---
 # A compiler and Python build the native modules (better-sqlite3, hnswlib-node, unix-dgram);
 # GStreamer runs USB cameras; rpicam-vid the Pi camera. JetPack brings the Jetson's own GStreamer
-# elements (nvarguscamerasrc) and CUDA/TensorRT.
-packages=(build-essential python3 gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
+# elements (nvarguscamerasrc) and CUDA/TensorRT. jemalloc is the daemon's allocator (the unit preloads it).
+packages=(build-essential python3 libjemalloc2 gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 [ "$platform" = pi ] && packages+=(rpicam-apps)
 missing=()
 for p in "${packages[@]}"; do
