@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from . import eval as knn
-from .data import FASHION_CLASSES, GOOD, load_labeled, load_unlabeled, prepare_sample
+from .data import FASHION_CLASSES, GOOD, load_labeled, prepare_sample
 from .export import export_int8, export_onnx, quantize_int8, write_bundle
+from .inputs import check_draws, fit_label_sizes, label_mismatch, load_inputs
 from .model import Embedder
 from .report import write_report
 from .sign import key_id, sign_bundle
@@ -76,6 +77,16 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def counts(flag: str, text: str) -> list:
+    try:
+        values = [int(n) for n in text.split(',')]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        sys.exit(f'{flag} {text}: give whole numbers of at least 1, comma-separated (e.g. 200,500)')
+    return values
+
+
 def resolve_paths(args):
     """Fill the defaults of the sample line or of a plant's own folders, and refuse mixtures."""
     own = [args.unlabeled, args.labeled, args.test]
@@ -102,8 +113,8 @@ def resolve_paths(args):
         args.report = args.report or args.out / 'report'
         args.references_out = args.references_out or args.out / 'references'
         args.parity_test = args.parity_test or args.test
-    args.label_sizes = [int(n) for n in args.label_sizes.split(',')]
-    args.triplet_steps = [int(n) for n in args.triplet_steps.split(',')]
+    args.label_sizes = counts('--label-sizes', args.label_sizes)
+    args.triplet_steps = counts('--triplet-steps', args.triplet_steps)
     if args.bundle_labels not in args.label_sizes:
         sys.exit('--bundle-labels must be one of --label-sizes')
     if args.sign_key:
@@ -181,20 +192,27 @@ def main(argv=None):
                                 args.samples_dir, args.product, args.defects.split(','), args.anomaly_rate,
                                 args.seed)
         log(f'sample line prepared: {counts}')
-    unlabeled = load_unlabeled(args.unlabeled, args.size)
-    pool_x, pool_y, pool_paths = load_labeled(args.labeled, args.size)
-    test_x, test_y, _ = load_labeled(args.test, args.size)
-    pool_y, test_y = np.asarray(pool_y), np.asarray(test_y)
+    unlabeled, (pool_x, pool_y, pool_paths), (test_x, test_y) = load_inputs(args, FOLDS)
     if args.smoke:
         unlabeled = unlabeled[rng.permutation(len(unlabeled))[:300]]
         keep = rng.permutation(len(pool_x))[:300]
         pool_x, pool_y, pool_paths = pool_x[keep], pool_y[keep], [pool_paths[i] for i in keep]
         keep = rng.permutation(len(test_x))[:300]
+        if args.sample:  # a defect kind absent from the test folder, the normal case on a line, run in CI
+            keep = keep[test_y[keep] != args.defects.split(',')[-1]]
         test_x, test_y = test_x[keep], test_y[keep]
-    if good not in set(pool_y):
-        sys.exit(f'no "{good}" subfolder under {args.labeled}')
-    if max(args.label_sizes) > len(pool_x):
-        sys.exit(f'--label-sizes {max(args.label_sizes)} exceeds the {len(pool_x)} labeled images')
+    notes = fit_label_sizes(args, len(pool_x))
+    mismatch = label_mismatch(pool_y, test_y, good)
+    if mismatch['missingFromTest']:
+        notes.append(f"labels with no test images (no recall figure): {', '.join(mismatch['missingFromTest'])}")
+    if mismatch['newInTest']:
+        notes.append(f"test labels never labeled for training (found only as unlike every reference): "
+                     f"{', '.join(mismatch['newInTest'])}")
+    # Nested random draws without replacement: the first n of one permutation of the labeled pool.
+    order = rng.permutation(len(pool_x))
+    check_draws(order, pool_y, args.label_sizes, good)
+    for note in notes:
+        log(note)
     stages.done('data')
 
     # Labeled images are also unlabeled images: the autoencoder pretrains on both (never on test).
@@ -209,8 +227,6 @@ def main(argv=None):
     stages.done('autoencoder')
     pool_f, test_f = embed(encoder, normalise(pool_x)), embed(encoder, normalise(test_x))
 
-    # Nested random draws without replacement: the first n of one permutation of the labeled pool.
-    order = rng.permutation(len(pool_x))
     results, projections = [], {}
     for n in args.label_sizes:
         sel = order[:n]
@@ -336,8 +352,9 @@ def main(argv=None):
         'data': {'unlabeled': len(unlabeled), 'labeledPool': len(pool_x), 'test': len(test_x),
                  'testAnomalies': int((test_y != good).sum()), 'goodLabel': good,
                  'product': args.product if args.sample else good,
-                 'defectLabels': sorted(set(pool_y) - {good}), 'inputMean': mean, 'inputStd': std,
+                 'defectLabels': sorted(set(pool_y) - {good}), 'testLabels': mismatch, 'inputMean': mean, 'inputStd': std,
                  'folders': {k: shown(getattr(args, k)) for k in ('unlabeled', 'labeled', 'test')}},
+        'notes': notes,
         'results': results,
         'targets': {
             'labels200VsSupervised': {

@@ -66,6 +66,8 @@ def batch_hard_triplet_loss(emb: torch.Tensor, labels: torch.Tensor, margin: flo
     hardest_pos = dist.masked_fill(~pos, float('-inf')).max(1).values
     hardest_neg = dist.masked_fill(same, float('inf')).min(1).values
     valid = pos.any(1) & (~same).any(1)
+    if not valid.any():  # one label only (a fold without defects): nothing to learn, and mean() would be NaN
+        return emb.sum() * 0
     hardest_pos, hardest_neg = hardest_pos[valid], hardest_neg[valid]
     return F.relu((hardest_pos - hardest_neg) / (hardest_neg.mean() + eps) + margin).mean()
 
