@@ -146,6 +146,15 @@ def stratified_folds(labels: np.ndarray, seed: int) -> np.ndarray:
     return fold
 
 
+def one_answer(pred_bad: np.ndarray, good: str):
+    """Why a model's decisions on the test folder are degenerate (the same for every item), or None."""
+    if not pred_bad.any():
+        return f'calls every test item "{good}"'
+    if pred_bad.all():
+        return 'calls every test item an anomaly'
+    return None
+
+
 def project(proj, features: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return proj(torch.from_numpy(features)).numpy()
@@ -265,6 +274,7 @@ def main(argv=None):
     row = {'model': 'supervised', 'labels': len(pool_x), 'decision': 'argmax != good; score 1 - p(good)'}
     row.update(knn.metrics(test_y != good, pred != good, score))
     row['recallByLabel'] = {lab: float((pred[test_y == lab] != good).mean()) for lab in sorted(set(test_y)) if lab != good}
+    row['degenerate'] = one_answer(pred != good, good)
     results.append(row)
     stages.done('supervised')
 
@@ -359,7 +369,10 @@ def main(argv=None):
         'targets': {
             'labels200VsSupervised': {
                 'text': f'fine-tuned+kNN with {args.bundle_labels} labels F1 within 0.02 of supervised on {len(pool_x)} labels',
-                'met': ft['f1'] >= sup['f1'] - 0.02, 'detail': f"{ft['f1']:.3f} vs {sup['f1']:.3f}"},
+                # A baseline that gives one answer to everything is no yardstick: beating it means nothing.
+                'met': None if sup['degenerate'] else ft['f1'] >= sup['f1'] - 0.02,
+                'detail': f"{ft['f1']:.3f} vs {sup['f1']:.3f}"
+                          + (f"; the supervised baseline {sup['degenerate']}, so it is no yardstick" if sup['degenerate'] else '')},
             'int8VsFp32': {'text': f"INT8 F1 within 0.01 of FP32 ({q['model']})",
                            'met': abs(q['f1'] - ft['f1']) <= 0.01, 'detail': f"{q['f1']:.3f} vs {ft['f1']:.3f}"}},
         'paritySet': {'references': shown(args.references_out), 'test': shown(args.parity_test),
@@ -393,7 +406,8 @@ def main(argv=None):
             'retrained per fold); unknownDistance = largest nearest-reference distance of a good training query; '
             'k in {1,3,5,7,9} and threshold in 0.05..0.95 maximise out-of-fold F1.',
             f'Supervised: the same ResNet18-like encoder + linear head, from scratch, on all {len(pool_x)} labels '
-            f'(good + each defect label), {args.supervised_epochs} epochs, flips and +-2 px shifts, cross-entropy.'],
+            f'(good + each defect label), {args.supervised_epochs} epochs, flips and +-2 px shifts, cross-entropy '
+            'with class weights inverse to the class counts.'],
         'timing': {'totalSeconds': time.time() - stages.start, 'stages': stages.seconds},
     }
     write_report(args.report, report)

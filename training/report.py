@@ -49,7 +49,8 @@ def _markdown(r: dict) -> str:
                      + ' | '.join(_fmt(row['recallByLabel'].get(d, '-')) for d in defects) + ' |')
     lines += ['', '## Targets', '']
     for t in r['targets'].values():
-        lines.append(f"- {t['text']}: {'met' if t['met'] else 'NOT met'} ({t['detail']})")
+        verdict = 'not judged' if t['met'] is None else 'met' if t['met'] else 'NOT met'
+        lines.append(f"- {t['text']}: {verdict} ({t['detail']})")
     lines += ['', '## Parity set (references + parity test folder, bundle classifier settings)', '',
               f"References: `{r['paritySet']['references']}`; queries: `{r['paritySet']['test']}`.", '',
               '| bundle | embeddings from | precision | recall | F1 | AUROC |', '| --- | --- | ---: | ---: | ---: | ---: |']
