@@ -35,6 +35,8 @@ def _markdown(r: dict) -> str:
              f"test split {r['data']['test']} images ({r['data']['testAnomalies']} anomalies), never used for "
              f"training, calibration or enrollment. Anomaly = positive class. Command: `{r['command']}`.", '']
     lines += [f'- {note}' for note in r['notes']] + ([''] if r['notes'] else [])
+    lines += [f"Exported bundle: {r['bundle']['model']} on {r['bundle']['labels']} labels, chosen by "
+              f"{r['bundle']['why']}.", '']
     lines += ['## Anomaly vs good on the test split', '',
               '| model | labels | kNN references | classifier | precision | recall | F1 | AUROC |',
               '| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |']
