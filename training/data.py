@@ -25,9 +25,10 @@ class ImageProblem(Exception):
 
 def read_gray(path: Path, size: int) -> np.ndarray:
     """Decode one JPEG or PNG to uint8 gray at size x size, as the daemon's preprocessing does:
-    alpha dropped, colour turned gray with Pillow's luma (src/preprocess/tensor.ts uses the same
-    integer formula). Sample images are already 28x28 8-bit gray PNGs, so their pixels are exactly
-    what sharp hands to the daemon. Raises ImageProblem for what the daemon would refuse."""
+    alpha dropped, resized, colour turned gray with Pillow's luma (src/preprocess/tensor.ts uses
+    the same integer formula). Images at the model size give exactly the daemon's pixels; resized
+    ones differ by a fraction of a grey level on average (two lanczos3 implementations). Raises
+    ImageProblem for what the daemon would refuse."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise ImageProblem('are not .png, .jpg or .jpeg files', 'move them out of the folder (hidden files are ignored)')
     try:
@@ -40,11 +41,11 @@ def read_gray(path: Path, size: int) -> np.ndarray:
         raise ImageProblem(f'are {img.format} images; the daemon reads only JPEG and PNG', 'convert them to PNG')
     if img.mode == 'CMYK':
         raise ImageProblem('are CMYK images; the daemon reads gray and RGB only', 'convert them to RGB or gray')
-    if img.mode != 'L':
-        img = img.convert('L')
+    # The daemon's order: alpha dropped, resized with sharp's default kernel (lanczos3), then luma.
+    img = img.convert('L' if img.mode in ('1', 'L', 'LA', 'I', 'I;16', 'F') else 'RGB')
     if img.size != (size, size):
-        img = img.resize((size, size), Image.BILINEAR)
-    return np.asarray(img, dtype=np.uint8)
+        img = img.resize((size, size), Image.LANCZOS)
+    return np.asarray(img.convert('L'), dtype=np.uint8)
 
 
 def list_files(folder: Path) -> list:

@@ -375,7 +375,7 @@ def main(argv=None):
         'data': {'unlabeled': len(unlabeled), 'labeledPool': len(pool_x), 'test': len(test_x),
                  'testAnomalies': int((test_y != good).sum()), 'goodLabel': good,
                  'product': args.product if args.sample else good,
-                 'defectLabels': sorted(set(pool_y) - {good}), 'testLabels': mismatch, 'inputMean': mean, 'inputStd': std,
+                 'defectLabels': sorted(set(pool_y) - {good}), 'labelSizes': args.label_sizes, 'testLabels': mismatch, 'inputMean': mean, 'inputStd': std,
                  'folders': {k: shown(getattr(args, k)) for k in ('unlabeled', 'labeled', 'test')}},
         'notes': notes,
         'bundle': {'model': chosen, 'labels': args.bundle_labels, 'why': why},
