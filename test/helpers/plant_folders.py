@@ -1,7 +1,7 @@
 """Small generated image folders laid out as a plant gives them to training.pipeline, for the tests
 of test/training/own-folders.test.ts.
 
-    /usr/bin/python3 test/training/plant_folders.py OUT '{"labeled": {"good": 80, "scratch": 6}, "test": {...}}'
+    /usr/bin/python3 test/helpers/plant_folders.py OUT '{"labeled": {"good": 80, "scratch": 6}, "test": {...}}'
 
 Writes OUT/unlabeled/, OUT/labeled/<label>/ and OUT/test/<label>/ with that many images per label.
 The product is a bright disc; each defect label draws its own mark on it. Images come in mixed
