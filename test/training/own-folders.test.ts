@@ -61,7 +61,18 @@ describe('training pipeline on a plant\'s own folders', () => {
     expect(run.stderr).not.toContain('.DS_Store');
     expect(run.stdout, 'training started before the inputs were checked').not.toContain('epoch');
     expect(existsSync(out)).toBe(false);
-  });
+  }, 120_000);
+
+  it('refuses, before training, a label size whose draw cannot hold both good and defect images', async () => {
+    const dir = plantFolders({ labeled: { good: 40, scratch: 2, hole: 2 }, test: { good: 5, scratch: 2 } });
+    // One labeled image is either one good image or no good image at all.
+    const run = await runPipeline([...ownFolderArgs(dir), '--out', join(dir, 'out'), '--label-sizes', '1,44', '--bundle-labels', '44', ...quick]);
+    expect(run.status, run.stderr).toBe(1);
+    expect(run.stderr).not.toContain('Traceback');
+    expect(run.stderr).toMatch(/the 1 labeled images drawn for --label-sizes 1 hold .*\n {2}fix: drop 1 from --label-sizes/);
+    expect(run.stderr).toContain('1 problem(s) with the inputs; nothing was trained');
+    expect(run.stdout, 'training started before the draws were checked').not.toContain('epoch');
+  }, 120_000);
 
   it('reads gray and colour images of any size as the daemon does', async () => {
     const dir = plantFolders({ test: { good: 8, scratch: 4 } });
@@ -94,7 +105,7 @@ describe('training pipeline on a plant\'s own folders', () => {
       }
     }
     expect(modelSize).toBeGreaterThan(0);
-  });
+  }, 120_000);
 
   it('trains on a tiny, imbalanced labeled folder whose test folder lacks some defect labels and has a new one', async () => {
     // The issue's case in small: a few images per defect label, fewer labeled images than the
