@@ -18,7 +18,7 @@ export interface PipelineRun {
  * `python -m training.pipeline ARGS`, run to its end (or killed after timeoutMs). Asynchronous:
  * a minute-long spawnSync would block the test worker's messages to vitest, which then fails the run.
  */
-export function runPipeline(args: string[], timeoutMs = 240_000): Promise<PipelineRun> {
+export function runPipeline(args: string[], timeoutMs = 600_000): Promise<PipelineRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(python, ['-m', 'training.pipeline', ...args], { cwd: repoRoot, timeout: timeoutMs });
     let stdout = '';

@@ -151,7 +151,7 @@ describe('training pipeline on a plant\'s own folders', () => {
       expect(Math.abs(figures.f1 - report.parity[bundle]!.f1), `${bundle} F1: daemon vs report`).toBeLessThanOrEqual(0.01);
       expect(Math.abs(figures.auroc - report.parity[bundle]!.auroc), `${bundle} AUROC: daemon vs report`).toBeLessThanOrEqual(0.01);
     }
-  }, 300_000);
+  }, 900_000);
 
   it('with one defect label in the test folder, does not call a target met against a supervised baseline that gives one answer', async () => {
     const dir = plantFolders({ labeled: { good: 30, scratch: 4, hole: 3 }, test: { good: 12, scratch: 4 }, unlabeled: { good: 20 } });
@@ -167,5 +167,5 @@ describe('training pipeline on a plant\'s own folders', () => {
     expect(target.met).toBeNull();
     expect(target.detail).toContain('the supervised baseline calls every test item "good", so it is no yardstick');
     expect(readFileSync(join(out, 'report', 'report.md'), 'utf8')).toMatch(/within 0\.02 of supervised .*: not judged/);
-  }, 300_000);
+  }, 900_000);
 });
