@@ -77,7 +77,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def counts(flag: str, text: str) -> list:
+def whole_numbers(flag: str, text: str) -> list:
     try:
         values = [int(n) for n in text.split(',')]
     except ValueError:
@@ -113,8 +113,8 @@ def resolve_paths(args):
         args.report = args.report or args.out / 'report'
         args.references_out = args.references_out or args.out / 'references'
         args.parity_test = args.parity_test or args.test
-    args.label_sizes = counts('--label-sizes', args.label_sizes)
-    args.triplet_steps = counts('--triplet-steps', args.triplet_steps)
+    args.label_sizes = whole_numbers('--label-sizes', args.label_sizes)
+    args.triplet_steps = whole_numbers('--triplet-steps', args.triplet_steps)
     if args.bundle_labels not in args.label_sizes:
         sys.exit('--bundle-labels must be one of --label-sizes')
     if args.sign_key:
@@ -368,14 +368,15 @@ def main(argv=None):
     stages.done('parity')
 
     by = {(r['model'], r['labels']): r for r in results}
-    ft, sup, q = by[(chosen, args.bundle_labels)], by[('supervised', len(pool_x))], q_row
+    bundle_row, sup, q = by[(chosen, args.bundle_labels)], by[('supervised', len(pool_x))], q_row
     report = {
         'command': ' '.join(['/usr/bin/python3 -m training.pipeline'] + [shlex.quote(a) for a in (argv or sys.argv[1:])]),
         'seed': args.seed, 'smoke': args.smoke,
         'data': {'unlabeled': len(unlabeled), 'labeledPool': len(pool_x), 'test': len(test_x),
                  'testAnomalies': int((test_y != good).sum()), 'goodLabel': good,
                  'product': args.product if args.sample else good,
-                 'defectLabels': sorted(set(pool_y) - {good}), 'labelSizes': args.label_sizes, 'testLabels': mismatch, 'inputMean': mean, 'inputStd': std,
+                 'defectLabels': sorted(set(pool_y) - {good}), 'labelSizes': args.label_sizes,
+                 'testLabels': mismatch, 'inputMean': mean, 'inputStd': std,
                  'folders': {k: shown(getattr(args, k)) for k in ('unlabeled', 'labeled', 'test')}},
         'notes': notes,
         'bundle': {'model': chosen, 'labels': args.bundle_labels, 'why': why},
@@ -384,11 +385,11 @@ def main(argv=None):
             'labels200VsSupervised': {
                 'text': f'{chosen} (the bundle) with {args.bundle_labels} labels F1 within 0.02 of supervised on {len(pool_x)} labels',
                 # A baseline that gives one answer to everything is no yardstick: beating it means nothing.
-                'met': None if sup['degenerate'] else ft['f1'] >= sup['f1'] - 0.02,
-                'detail': f"{ft['f1']:.3f} vs {sup['f1']:.3f}"
+                'met': None if sup['degenerate'] else bundle_row['f1'] >= sup['f1'] - 0.02,
+                'detail': f"{bundle_row['f1']:.3f} vs {sup['f1']:.3f}"
                           + (f"; the supervised baseline {sup['degenerate']}, so it is no yardstick" if sup['degenerate'] else '')},
             'int8VsFp32': {'text': f"INT8 F1 within 0.01 of FP32 ({q['model']})",
-                           'met': abs(q['f1'] - ft['f1']) <= 0.01, 'detail': f"{q['f1']:.3f} vs {ft['f1']:.3f}"}},
+                           'met': abs(q['f1'] - bundle_row['f1']) <= 0.01, 'detail': f"{q['f1']:.3f} vs {bundle_row['f1']:.3f}"}},
         'paritySet': {'references': shown(args.references_out), 'test': shown(args.parity_test),
                       'referenceCount': len(pr_x), 'testCount': len(pt_x)},
         'parity': parity,
@@ -426,7 +427,7 @@ def main(argv=None):
     }
     write_report(args.report, report)
     log(f'wrote {args.out}/default-fp32, {args.out}/default-int8, {args.report}; '
-        f'F1 {chosen} {ft["f1"]:.3f}, supervised {sup["f1"]:.3f}, int8 {q["f1"]:.3f}')
+        f'F1 {chosen} {bundle_row["f1"]:.3f}, supervised {sup["f1"]:.3f}, int8 {q["f1"]:.3f}')
 
 
 if __name__ == '__main__':
