@@ -15,37 +15,74 @@ IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg'}
 GOOD = 'good'
 
 
+class ImageProblem(Exception):
+    """A file the pipeline cannot use as an image: what is wrong with it, and the fix."""
+
+    def __init__(self, reason: str, fix: str):
+        super().__init__(reason)
+        self.reason, self.fix = reason, fix
+
+
 def read_gray(path: Path, size: int) -> np.ndarray:
-    """Decode one image to uint8 gray at size x size. Sample images are already 28x28 8-bit gray
-    PNGs, so no conversion happens and the pixels equal what sharp hands to the daemon."""
-    img = Image.open(path)
-    if img.mode != 'L':
-        img = img.convert('L')
+    """Decode one JPEG or PNG to uint8 gray at size x size, as the daemon's preprocessing does:
+    alpha dropped, resized, colour turned gray with Pillow's luma (src/preprocess/tensor.ts uses
+    the same integer formula). Images at the model size give exactly the daemon's pixels; resized
+    ones differ by a fraction of a grey level on average (two lanczos3 implementations). Raises
+    ImageProblem for what the daemon would refuse."""
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ImageProblem('are not .png, .jpg or .jpeg files', 'move them out of the folder (hidden files are ignored)')
+    try:
+        img = Image.open(path)
+        img.load()  # decode now: a truncated file fails here, not in the middle of training
+    except (OSError, SyntaxError, ValueError):
+        raise ImageProblem('cannot be decoded (corrupt or truncated)',
+                           'replace them with good copies, or delete them') from None
+    if img.format not in ('PNG', 'JPEG'):
+        raise ImageProblem(f'are {img.format} images; the daemon reads only JPEG and PNG', 'convert them to PNG')
+    if img.mode == 'CMYK':
+        raise ImageProblem('are CMYK images; the daemon reads gray and RGB only', 'convert them to RGB or gray')
+    # The daemon's order: alpha dropped, resized with sharp's default kernel (lanczos3), then luma.
+    img = img.convert('L' if img.mode in ('1', 'L', 'LA', 'I', 'I;16', 'F') else 'RGB')
     if img.size != (size, size):
-        img = img.resize((size, size), Image.BILINEAR)
-    return np.asarray(img, dtype=np.uint8)
+        img = img.resize((size, size), Image.LANCZOS)
+    return np.asarray(img.convert('L'), dtype=np.uint8)
 
 
-def list_images(folder: Path) -> list:
-    return sorted(p for p in Path(folder).rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
+def list_files(folder: Path) -> list:
+    """Every file under folder, any depth, except hidden ones (.DS_Store and the like)."""
+    return sorted(p for p in Path(folder).rglob('*')
+                  if p.is_file() and not any(part.startswith('.') for part in p.relative_to(folder).parts))
 
 
-def load_unlabeled(folder: Path, size: int) -> np.ndarray:
-    paths = list_images(folder)
-    return np.stack([read_gray(p, size) for p in paths]) if paths else np.zeros((0, size, size), np.uint8)
+def read_images(paths: list, size: int, problems: list):
+    """The usable images of paths and their paths; the others are appended to problems as
+    (path, ImageProblem) and left out."""
+    images, kept = [], []
+    for p in paths:
+        try:
+            images.append(read_gray(p, size))
+            kept.append(p)
+        except ImageProblem as err:
+            problems.append((p, err))
+    return (np.stack(images) if images else np.zeros((0, size, size), np.uint8)), kept
 
 
-def load_labeled(folder: Path, size: int):
+def load_labeled(folder: Path, size: int, problems: list = None):
     """A labeled folder holds one subfolder per label (good/, sandal/, ...); returns images,
-    label names and file paths, sorted so every run sees the same order."""
-    paths, labels = [], []
-    for sub in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
-        for p in list_images(sub):
+    label names and file paths, sorted so every run sees the same order. Unusable files are
+    appended to problems as (path, ImageProblem); without that list, the first one stops the run."""
+    found = [] if problems is None else problems
+    paths = []
+    for p in list_files(folder):
+        if len(p.relative_to(folder).parts) == 1:
+            found.append((p, ImageProblem('lie directly in the folder, outside a label subfolder',
+                                          'move them into the subfolder of their label')))
+        else:
             paths.append(p)
-            labels.append(sub.name)
-    if not paths:
-        raise SystemExit(f'no labeled images under {folder} (expected <label>/*.png subfolders)')
-    return np.stack([read_gray(p, size) for p in paths]), labels, paths
+    x, kept = read_images(paths, size, found)
+    if problems is None and found:
+        raise SystemExit(f'{found[0][0]}: {found[0][1].reason}; {found[0][1].fix}')
+    return x, [p.relative_to(folder).parts[0] for p in kept], kept
 
 
 def save_png(img: np.ndarray, path: Path):

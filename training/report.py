@@ -33,22 +33,26 @@ def _markdown(r: dict) -> str:
     lines = ['# linewatch training report', '',
              f"Task: product `{r['data']['product']}` (label `{r['data']['goodLabel']}`), anomalies {', '.join(r['data']['defectLabels'])}; "
              f"test split {r['data']['test']} images ({r['data']['testAnomalies']} anomalies), never used for "
-             f"training, calibration or enrollment. Anomaly = positive class. Command: `{r['command']}`.", '',
-             '## Anomaly vs good on the test split', '',
-             '| model | labels | kNN references | classifier | precision | recall | F1 | AUROC |',
-             '| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |']
+             f"training, calibration or enrollment. Anomaly = positive class. Command: `{r['command']}`.", '']
+    lines += [f'- {note}' for note in r['notes']] + ([''] if r['notes'] else [])
+    lines += [f"Exported bundle: {r['bundle']['model']} on {r['bundle']['labels']} labels, chosen by "
+              f"{r['bundle']['why']}.", '']
+    lines += ['## Anomaly vs good on the test split', '',
+              '| model | labels | kNN references | classifier | precision | recall | F1 | AUROC |',
+              '| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |']
     for row in r['results']:
         lines.append(f"| {row['model']} | {row['labels']} | {row.get('references', '-')} | {_settings(row)} | "
                      + ' | '.join(_fmt(row[m]) for m in METRICS) + ' |')
-    lines += ['', 'Recall per defect label:', '', '| model | labels | '
-              + ' | '.join(r['data']['defectLabels']) + ' |',
-              '| --- | ---: |' + ' ---: |' * len(r['data']['defectLabels'])]
+    defects = r['data']['defectLabels'] + r['data']['testLabels']['newInTest']
+    lines += ['', 'Recall per defect label (- where the test folder has none of that label):', '',
+              '| model | labels | ' + ' | '.join(defects) + ' |', '| --- | ---: |' + ' ---: |' * len(defects)]
     for row in r['results']:
         lines.append(f"| {row['model']} | {row['labels']} | "
-                     + ' | '.join(_fmt(row['recallByLabel'][d]) for d in r['data']['defectLabels']) + ' |')
+                     + ' | '.join(_fmt(row['recallByLabel'].get(d, '-')) for d in defects) + ' |')
     lines += ['', '## Targets', '']
     for t in r['targets'].values():
-        lines.append(f"- {t['text']}: {'met' if t['met'] else 'NOT met'} ({t['detail']})")
+        verdict = 'not judged' if t['met'] is None else 'met' if t['met'] else 'NOT met'
+        lines.append(f"- {t['text']}: {verdict} ({t['detail']})")
     lines += ['', '## Parity set (references + parity test folder, bundle classifier settings)', '',
               f"References: `{r['paritySet']['references']}`; queries: `{r['paritySet']['test']}`.", '',
               '| bundle | embeddings from | precision | recall | F1 | AUROC |', '| --- | --- | ---: | ---: | ---: | ---: |']

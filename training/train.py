@@ -66,6 +66,8 @@ def batch_hard_triplet_loss(emb: torch.Tensor, labels: torch.Tensor, margin: flo
     hardest_pos = dist.masked_fill(~pos, float('-inf')).max(1).values
     hardest_neg = dist.masked_fill(same, float('inf')).min(1).values
     valid = pos.any(1) & (~same).any(1)
+    if not valid.any():  # one label only (a fold without defects): nothing to learn, and mean() would be NaN
+        return emb.sum() * 0
     hardest_pos, hardest_neg = hardest_pos[valid], hardest_neg[valid]
     return F.relu((hardest_pos - hardest_neg) / (hardest_neg.mean() + eps) + margin).mean()
 
@@ -102,13 +104,16 @@ def _augment(x: torch.Tensor) -> torch.Tensor:
 def train_supervised(x: torch.Tensor, labels: list, epochs: int, seed: int, batch: int = 128,
                      lr: float = 2e-3):
     """Supervised baseline from scratch on every label of the labeled split (cross-entropy over
-    good + each defect label). Returns the model and its class names."""
+    good + each defect label). Each class weighs in inversely to its count, so a labeled folder
+    of mostly good items does not teach it to call everything good. Returns the model and its
+    class names."""
     torch.manual_seed(seed)
     np.random.seed(seed)
     names = sorted(set(labels))
     y = torch.tensor([names.index(lab) for lab in labels])
+    weight = len(y) / (len(names) * torch.bincount(y, minlength=len(names)).float())
     model = Classifier(len(names))
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=5e-4)
     _fit([model], opt, len(x), epochs, batch, lr,
-         lambda idx: F.cross_entropy(model(_augment(x[idx])), y[idx]), 'supervised', 'loss')
+         lambda idx: F.cross_entropy(model(_augment(x[idx])), y[idx], weight=weight), 'supervised', 'loss')
     return model.eval(), names
