@@ -22,6 +22,13 @@ def _settings(row):
     return f"k={s['k']} t={s['threshold']} u={s['unknownDistance']}{steps}"
 
 
+def _distinct(row):
+    """How many thresholds the score offers: its distinct values out of fold and on the test split."""
+    if 'distinctScores' not in row:
+        return '-'
+    return f"{row.get('calibrationDistinctScores', '-')} / {row['distinctScores']}"
+
+
 def write_report(folder: Path, report: dict):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / 'report.json').write_text(json.dumps(report, indent=2) + '\n')
@@ -35,11 +42,12 @@ def _markdown(r: dict) -> str:
              f"test split {r['data']['test']} images ({r['data']['testAnomalies']} anomalies), never used for "
              f"training, calibration or enrollment. Anomaly = positive class. Command: `{r['command']}`.", '',
              '## Anomaly vs good on the test split', '',
-             '| model | labels | kNN references | classifier | precision | recall | F1 | AUROC |',
-             '| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |']
+             '| model | labels | kNN references | classifier | precision | recall | F1 | AUROC '
+             '| distinct scores (calibration / test) |',
+             '| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |']
     for row in r['results']:
         lines.append(f"| {row['model']} | {row['labels']} | {row.get('references', '-')} | {_settings(row)} | "
-                     + ' | '.join(_fmt(row[m]) for m in METRICS) + ' |')
+                     + ' | '.join(_fmt(row[m]) for m in METRICS) + f' | {_distinct(row)} |')
     lines += ['', 'Recall per defect label:', '', '| model | labels | '
               + ' | '.join(r['data']['defectLabels']) + ' |',
               '| --- | ---: |' + ' ---: |' * len(r['data']['defectLabels'])]
