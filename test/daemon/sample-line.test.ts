@@ -93,7 +93,7 @@ describe('the threshold on the shipped bundle', () => {
     expect(high!.precision).toBeGreaterThan(middle!.precision);
     // A score that took two values (0 and 1) gave a curve of two points and a threshold that did nothing.
     expect(evaluations[0]!.precisionRecall.length, 'points of the precision-recall curve').toBeGreaterThan(100);
-  });
+  }, 300_000);
 });
 
 function imageNames(dir: string): string[] {
