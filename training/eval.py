@@ -4,7 +4,9 @@ import numpy as np
 
 WEIGHT_EPS = 1e-6
 K_CHOICES = (1, 3, 5, 7, 9)
-THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.951, 0.05))
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.01, 0.9951, 0.01))
+# Settings whose out-of-fold scores take fewer values leave the threshold nothing to tune.
+MIN_DISTINCT_SCORES = 20
 
 
 def l2_normalise(v: np.ndarray) -> np.ndarray:
@@ -22,9 +24,14 @@ def neighbours(queries: np.ndarray, refs: np.ndarray, k: int):
 
 def knn_scores(dist: np.ndarray, labels: np.ndarray, unknown_distance: float, good_label: str) -> np.ndarray:
     """Anomaly score of each query from its k nearest distances and their labels (nearest first):
-    weighted non-good share with w = 1/(d + 1e-6); 1 when the nearest is beyond unknownDistance."""
-    w = 1.0 / (dist.astype(np.float64) + WEIGHT_EPS)
-    score = (w * (labels != good_label)).sum(1) / w.sum(1)
+    the nearest defect's share of the weights w = 1/(d + 1e-6) of the nearest good and the nearest
+    defect reference, each side's distance at most unknownDistance (a side absent from the k nearest
+    stands there); 1 when the nearest is beyond unknownDistance."""
+    dist = dist.astype(np.float64)
+    good = labels == good_label
+    good_side = np.minimum(np.where(good, dist, np.inf).min(1), unknown_distance) + WEIGHT_EPS
+    defect_side = np.minimum(np.where(good, np.inf, dist).min(1), unknown_distance) + WEIGHT_EPS
+    score = good_side / (good_side + defect_side)
     score[dist[:, 0] > unknown_distance] = 1.0
     return score
 
@@ -70,6 +77,8 @@ def evaluate_knn(queries, query_labels, refs, ref_labels, settings: dict) -> dic
     is_bad = query_labels != settings['goodLabel']
     pred = score >= settings['threshold']
     out = metrics(is_bad, pred, score)
+    # The precision-recall curve has one point per distinct score.
+    out['distinctScores'] = len(np.unique(score))
     out['recallByLabel'] = {lab: float(pred[query_labels == lab].mean())
                             for lab in sorted(set(query_labels)) if lab != settings['goodLabel']}
     return out
@@ -79,9 +88,10 @@ def calibrate(oof: list, good_label: str):
     """Choose classifier settings from out-of-fold queries on training labels only.
     oof: list of (query vectors, query labels, reference vectors, reference labels), one per fold.
     unknownDistance: the largest nearest-reference distance any good training query had, so no
-    good training item would have been called unknown; k and threshold: best out-of-fold F1,
-    ties broken towards k = 5 and threshold = 0.5 (the documented defaults).
-    Returns (settings, out-of-fold F1)."""
+    good training item would have been called unknown; k and threshold: best out-of-fold F1 among
+    the k whose scores take at least MIN_DISTINCT_SCORES values, ties broken towards k = 5 and
+    threshold = 0.5 (the documented defaults).
+    Returns (settings, out-of-fold F1, number of distinct out-of-fold scores of those settings)."""
     max_k = min(max(K_CHOICES), min(len(r) for _, _, r, _ in oof))
     folds = []
     for q, ql, r, rl in oof:
@@ -90,12 +100,21 @@ def calibrate(oof: list, good_label: str):
     dist_all = np.concatenate([f[0] for f in folds])
     y = np.concatenate([f[2] for f in folds])
     unknown = round(float(dist_all[~y, 0].max()), 4)
-    best = None
+    best, most = None, 0
     for k in (k for k in K_CHOICES if k <= max_k):
         score = np.concatenate([knn_scores(d[:, :k], lab[:, :k], unknown, good_label) for d, lab, _ in folds])
+        distinct = len(np.unique(score))
+        most = max(most, distinct)
+        if distinct < MIN_DISTINCT_SCORES:
+            continue
         for t in THRESHOLDS:
             f1 = metrics(y, score >= t, score)['f1'] if y.any() else 0.0
             key = (round(f1, 6), -abs(k - 5), -abs(t - 0.5))
             if best is None or key > best[0]:
-                best = (key, k, t)
-    return {'k': best[1], 'threshold': best[2], 'unknownDistance': unknown, 'goodLabel': good_label}, best[0][0]
+                best = (key, k, t, distinct)
+    if best is None:
+        # A user's too-small labeled folder: say so, without a stack trace.
+        raise SystemExit(f'the out-of-fold scores take at most {most} distinct values, fewer than '
+                         f'{MIN_DISTINCT_SCORES}: label more images (each label in several) to calibrate the threshold')
+    settings = {'k': best[1], 'threshold': best[2], 'unknownDistance': unknown, 'goodLabel': good_label}
+    return settings, best[0][0], best[3]

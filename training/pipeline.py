@@ -168,9 +168,11 @@ def project(proj, features: np.ndarray) -> np.ndarray:
         return proj(torch.from_numpy(features)).numpy()
 
 
-def knn_row(model, n, settings, cal_f1, queries, query_labels, refs, ref_labels):
-    row = {'model': model, 'labels': n, 'references': len(refs), 'classifier': settings,
-           'calibrationF1': cal_f1}
+def knn_row(model, n, settings, calibration, queries, query_labels, refs, ref_labels):
+    """calibration: (out-of-fold F1, distinct out-of-fold scores) from eval.calibrate, or None."""
+    row = {'model': model, 'labels': n, 'references': len(refs), 'classifier': settings}
+    if calibration:
+        row['calibrationF1'], row['calibrationDistinctScores'] = calibration
     row.update(knn.evaluate_knn(queries, query_labels, refs, ref_labels, settings))
     return row
 
@@ -250,9 +252,9 @@ def main(argv=None):
         feats, labels = pool_f[sel], pool_y[sel]
         fold = stratified_folds(labels, args.seed)
         oof = [(feats[fold == f], labels[fold == f], feats[fold != f], labels[fold != f]) for f in range(FOLDS)]
-        settings, cal_f1 = knn.calibrate(oof, good)
-        results.append(knn_row('autoencoder+kNN', n, settings, cal_f1, test_f, test_y, feats, labels))
-        candidates[n] = {'autoencoder+kNN': (None, settings, cal_f1)}
+        settings, *calibration = knn.calibrate(oof, good)
+        results.append(knn_row('autoencoder+kNN', n, settings, calibration, test_f, test_y, feats, labels))
+        candidates[n] = {'autoencoder+kNN': (None, settings, calibration[0])}
         # Out-of-fold calibration of the fine-tuned model: each fold's projection never saw its
         # queries. A few labels are overfitted quickly, so the training length is chosen the same way.
         best = None
@@ -262,14 +264,14 @@ def main(argv=None):
                 proj = train_projection(feats[fold != f], list(labels[fold != f]), steps, args.seed)
                 oof.append((project(proj, feats[fold == f]), labels[fold == f],
                             project(proj, feats[fold != f]), labels[fold != f]))
-            settings, cal_f1 = knn.calibrate(oof, good)
-            log(f'{n} labels, {steps} steps: out-of-fold F1 {cal_f1:.3f}')
-            if best is None or cal_f1 > best[1]:
-                best = (settings, cal_f1, steps)
-        settings, cal_f1, steps = best
+            settings, *calibration = knn.calibrate(oof, good)
+            log(f'{n} labels, {steps} steps: out-of-fold F1 {calibration[0]:.3f}')
+            if best is None or calibration[0] > best[1][0]:
+                best = (settings, calibration, steps)
+        settings, calibration, steps = best
         proj = train_projection(feats, list(labels), steps, args.seed)
-        candidates[n]['fine-tuned+kNN'] = (proj, settings, cal_f1)
-        results.append(knn_row('fine-tuned+kNN', n, settings, cal_f1, project(proj, test_f), test_y,
+        candidates[n]['fine-tuned+kNN'] = (proj, settings, calibration[0])
+        results.append(knn_row('fine-tuned+kNN', n, settings, calibration, project(proj, test_f), test_y,
                                project(proj, feats), labels))
         results[-1]['tripletSteps'] = steps
         log(f"{n} labels: autoencoder F1 {results[-2]['f1']:.3f}, fine-tuned F1 {results[-1]['f1']:.3f}")
@@ -326,10 +328,8 @@ def main(argv=None):
     if ort_emb is not None:
         q_rows['onnxruntime-node'] = ort_emb
     for runtime, emb in q_rows.items():
-        row = knn_row(f'{chosen} INT8 ({runtime})', args.bundle_labels, settings, None,
-                      emb[len(ref_x):], test_y, emb[:len(ref_x)], ref_y)
-        row.pop('calibrationF1')
-        results.append(row)
+        results.append(knn_row(f'{chosen} INT8 ({runtime})', args.bundle_labels, settings, None,
+                               emb[len(ref_x):], test_y, emb[:len(ref_x)], ref_y))
     q_row = results[-1]
 
     # The bundle's references as image files (the demo enrolls them), copied byte for byte.
@@ -415,11 +415,14 @@ def main(argv=None):
             f'Adam (lr 1e-3, batches of up to 256) for {args.triplet_steps} steps, whichever gives the best '
             'out-of-fold F1 (longer training overfits a few hundred labels); n labels drawn at random '
             'without replacement (nested draws of one permutation).',
-            'kNN: the docs/architecture.md classifier (cosine distance on L2-normalised vectors, weights '
-            '1/(d+1e-6), unknownDistance, threshold); references = the n labeled samples.',
+            'kNN: the docs/architecture.md classifier (cosine distance on L2-normalised vectors; score = the '
+            'nearest defect\'s share of the weights 1/(d+1e-6) of the nearest good and nearest defect reference '
+            'among the k nearest, each at most unknownDistance; 1 beyond unknownDistance; anomaly when score >= '
+            'threshold); references = the n labeled samples.',
             f'Calibration on training labels only: {FOLDS}-fold out-of-fold scores within the n labels (projection '
             'retrained per fold); unknownDistance = largest nearest-reference distance of a good training query; '
-            'k in {1,3,5,7,9} and threshold in 0.05..0.95 maximise out-of-fold F1.',
+            f'k in {{1,3,5,7,9}} and threshold in 0.01..0.99 maximise out-of-fold F1, among the k whose '
+            f'out-of-fold scores take at least {knn.MIN_DISTINCT_SCORES} distinct values.',
             f'Supervised: the same ResNet18-like encoder + linear head, from scratch, on all {len(pool_x)} labels '
             f'(good + each defect label), {args.supervised_epochs} epochs, flips and +-2 px shifts, cross-entropy '
             'with class weights inverse to the class counts.'],

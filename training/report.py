@@ -22,6 +22,13 @@ def _settings(row):
     return f"k={s['k']} t={s['threshold']} u={s['unknownDistance']}{steps}"
 
 
+def _distinct(row):
+    """How many thresholds the score offers: its distinct values out of fold and on the test split."""
+    if 'distinctScores' not in row:
+        return '-'
+    return f"{row.get('calibrationDistinctScores', '-')} / {row['distinctScores']}"
+
+
 def write_report(folder: Path, report: dict):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / 'report.json').write_text(json.dumps(report, indent=2) + '\n')
@@ -38,11 +45,12 @@ def _markdown(r: dict) -> str:
     lines += [f"Exported bundle: {r['bundle']['model']} on {r['bundle']['labels']} labels, chosen by "
               f"{r['bundle']['why']}.", '']
     lines += ['## Anomaly vs good on the test split', '',
-              '| model | labels | kNN references | classifier | precision | recall | F1 | AUROC |',
-              '| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |']
+              '| model | labels | kNN references | classifier | precision | recall | F1 | AUROC '
+              '| distinct scores (calibration / test) |',
+              '| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |']
     for row in r['results']:
         lines.append(f"| {row['model']} | {row['labels']} | {row.get('references', '-')} | {_settings(row)} | "
-                     + ' | '.join(_fmt(row[m]) for m in METRICS) + ' |')
+                     + ' | '.join(_fmt(row[m]) for m in METRICS) + f' | {_distinct(row)} |')
     defects = r['data']['defectLabels'] + r['data']['testLabels']['newInTest']
     lines += ['', 'Recall per defect label (- where the test folder has none of that label):', '',
               '| model | labels | ' + ' | '.join(defects) + ' |', '| --- | ---: |' + ' ---: |' * len(defects)]

@@ -224,6 +224,8 @@ const evalCommand: Command = async (ctx) => {
       skipped,
       settings,
       binary: bin,
+      // One point per distinct score, highest threshold first: what a threshold would give.
+      precisionRecall: curve,
       labels,
       confusion: matrix,
       chart: ctx.chart ?? null,
@@ -234,6 +236,7 @@ const evalCommand: Command = async (ctx) => {
       `settings: k=${settings.k} threshold=${settings.threshold} unknownDistance=${settings.unknownDistance}`,
       '',
       `anomaly vs ${goodLabel}: precision ${pct(bin.precision)}  recall ${pct(bin.recall)}  F1 ${pct(bin.f1)}  AUROC ${pct(bin.auroc)}`,
+      `precision-recall curve: ${curve.length} thresholds (one per distinct score; --chart draws it, --json lists it)`,
       '',
       `${'label'.padEnd(width)}  support  precision  recall  F1`,
       ...labels.map((l) => `${l.label.padEnd(width)}  ${String(l.support).padStart(7)}  ${pct(l.precision).padStart(9)}  ${pct(l.recall).padStart(6)}  ${pct(l.f1)}`),

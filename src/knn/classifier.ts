@@ -43,7 +43,7 @@ const distanceEpsilon = 1e-6;
 
 /**
  * The kNN classifier defined in docs/architecture.md ("Classifier"), shared with training/eval.py:
- * distance-weighted vote of the k nearest references, plus an unknown-distance check.
+ * the nearest good against the nearest defect among the k nearest references, plus an unknown-distance check.
  */
 export class Classifier {
   private current: ClassifierSettings;
@@ -92,25 +92,35 @@ export class Classifier {
   }
 }
 
-/** The classifier rule on the k nearest references (nearest first); pure, so evaluation reuses it unchanged. */
+/**
+ * The classifier rule on the k nearest references (nearest first); pure, so evaluation reuses it unchanged.
+ * The score weighs the nearest good reference against the nearest defect one, so it orders items by
+ * how anomalous they are even when k is 1 or every neighbour is good (a share of votes is only 0 or 1 at k = 1).
+ */
 export function decide(neighbours: DecisionNeighbour[], { threshold, unknownDistance, goodLabel }: ClassifierSettings): Decision {
   const nearest = neighbours[0];
   if (nearest === undefined || nearest.distance > unknownDistance) {
     // Far from every reference, so far from every good one: a new kind of anomaly whatever the vote says.
     return { anomaly: true, score: 1, threshold, label: UNKNOWN_LABEL, unknown: true, neighbours };
   }
-  let total = 0;
-  let defect = 0;
+  // A side with no reference among the k nearest stands at unknownDistance, and none counts as farther:
+  // with only good references near, the score still grows with the distance to the nearest of them.
+  let goodDistance = unknownDistance;
+  let defectDistance = unknownDistance;
   const byLabel = new Map<string, number>();
   for (const n of neighbours) {
-    const weight = 1 / (n.distance + distanceEpsilon);
-    total += weight;
-    if (n.label !== goodLabel) {
-      defect += weight;
-      byLabel.set(n.label, (byLabel.get(n.label) ?? 0) + weight);
+    if (n.label === goodLabel) {
+      goodDistance = Math.min(goodDistance, n.distance);
+    } else {
+      defectDistance = Math.min(defectDistance, n.distance);
+      byLabel.set(n.label, (byLabel.get(n.label) ?? 0) + 1 / (n.distance + distanceEpsilon));
     }
   }
-  const score = defect / total;
+  // The nearest defect's share of the weights 1/(d + epsilon) of the two: below 1 even at distance 0,
+  // so unknown items stay on top.
+  const goodSide = goodDistance + distanceEpsilon;
+  const defectSide = defectDistance + distanceEpsilon;
+  const score = goodSide / (goodSide + defectSide);
   const anomaly = score >= threshold;
   let label = anomaly ? UNKNOWN_LABEL : goodLabel;
   if (anomaly) {

@@ -5,7 +5,7 @@ export const UNKNOWN_LABEL = 'unknown';
 
 /** The classifier's tunables; all can change at run time without touching the index. */
 export interface ClassifierSettings {
-  /** Neighbours that vote. */
+  /** Neighbours searched for the nearest good and nearest defect reference; they vote for the defect label. */
   k: number;
   /** A decision is an anomaly when score >= threshold; score is in [0, 1]. */
   threshold: number;

@@ -72,6 +72,30 @@ describe('parity: the daemon path reproduces the training report', () => {
   }
 });
 
+describe('the threshold on the shipped bundle', () => {
+  it('trades precision for recall on samples/line/test: raising it lowers recall and raises precision', async () => {
+    const bundle = join(repoRoot, 'models/default-fp32');
+    const calibrated = (JSON.parse(readFileSync(join(bundle, 'manifest.json'), 'utf8')) as { classifier: { threshold: number } }).classifier.threshold;
+    const stateDir = join(tempDir(), 'state');
+    const configAt = (threshold?: number) => writeConfig(tempDir(), { stateDir, model: bundle, ...(threshold === undefined ? {} : { knn: { threshold } }) });
+    expect((await runCommand(['enroll', join(repoRoot, 'samples/line/references'), '--config', configAt()])).code).toBe(0);
+    type Evaluation = { binary: { precision: number; recall: number }; precisionRecall: unknown[] };
+    const evaluations: Evaluation[] = [];
+    for (const threshold of [calibrated - 0.1, calibrated, calibrated + 0.1]) {
+      const result = await runCommand(['eval', join(repoRoot, 'samples/line/test'), '--config', configAt(threshold), '--json']);
+      expect(result.code, result.stderr).toBe(0);
+      evaluations.push(JSON.parse(result.stdout) as Evaluation);
+    }
+    const [low, middle, high] = evaluations.map((e) => e.binary);
+    expect(middle!.recall).toBeLessThan(low!.recall);
+    expect(high!.recall).toBeLessThan(middle!.recall);
+    expect(middle!.precision).toBeGreaterThan(low!.precision);
+    expect(high!.precision).toBeGreaterThan(middle!.precision);
+    // A score that took two values (0 and 1) gave a curve of two points and a threshold that did nothing.
+    expect(evaluations[0]!.precisionRecall.length, 'points of the precision-recall curve').toBeGreaterThan(100);
+  }, 300_000);
+});
+
 function imageNames(dir: string): string[] {
   return readdirSync(dir).filter((name) => /\.(jpe?g|png)$/i.test(name));
 }

@@ -39,7 +39,9 @@ describe('Classifier', () => {
     return ids;
   }
 
-  const weight = (degrees: number): number => 1 / (1 - Math.cos((degrees * Math.PI) / 180) + 1e-6);
+  const distance = (degrees: number): number => 1 - Math.cos((degrees * Math.PI) / 180);
+  /** The documented score from the nearest good and nearest defect distance. */
+  const score = (good: number, defect: number): number => (good + 1e-6) / (good + 1e-6 + (defect + 1e-6));
 
   it('says clearly that nothing is enrolled instead of failing obscurely', () => {
     const classifier = new Classifier(index, store);
@@ -61,14 +63,13 @@ describe('Classifier', () => {
     expect(classifier.classify(at(1))).toMatchObject({ anomaly: false, label: 'good' });
   });
 
-  it('weights votes by 1 / (distance + 1e-6): two far good ones lose to one close defect', () => {
+  it('scores the nearest defect against the nearest good reference: one close defect outweighs far good ones', () => {
     const ids = enroll(['good', 20], ['good', -20], ['scratch', 3]);
     const classifier = new Classifier(index, store, { k: 3, unknownDistance: 0.5 });
     const decision = classifier.classify(at(0));
-    const w = decision.neighbours.map((n) => 1 / (n.distance + 1e-6));
-    expect(decision.score).toBeCloseTo(w[0]! / (w[0]! + w[1]! + w[2]!), 12);
-    // Float32 vectors: close to, not exactly, the analytic weights.
-    expect(decision.score).toBeCloseTo(weight(3) / (weight(3) + 2 * weight(20)), 5);
+    expect(decision.score).toBe(score(decision.neighbours[1]!.distance, decision.neighbours[0]!.distance));
+    // Float32 vectors: close to, not exactly, the analytic distances.
+    expect(decision.score).toBeCloseTo(score(distance(20), distance(3)), 5);
     expect(decision).toMatchObject({ anomaly: true, label: 'scratch', unknown: false, threshold: 0.5 });
     expect(decision.neighbours.map((n) => [n.referenceId, n.label])).toEqual([
       [ids[2], 'scratch'],
@@ -89,8 +90,10 @@ describe('Classifier', () => {
     const second = classifier.classify(at(0));
     expect(second).toMatchObject({ anomaly: true, label: 'dent', threshold: first.score - 0.01 });
     expect(second.score).toBe(first.score);
-    classifier.configure({ k: 2 }); // the dent drops out of the vote
-    expect(classifier.classify(at(0))).toMatchObject({ anomaly: false, score: 0 });
+    classifier.configure({ k: 2 }); // the dent drops out of the k nearest: the defect side stands at unknownDistance
+    const without = classifier.classify(at(0));
+    expect(without).toMatchObject({ anomaly: false, label: 'good' });
+    expect(without.score).toBeCloseTo(score(distance(2), 0.6), 5);
     expect(classifier.settings).toEqual({ k: 2, threshold: first.score - 0.01, unknownDistance: 0.6, goodLabel: 'good' });
     expect(() => classifier.configure({ threshold: 1.5 })).toThrow(UserError);
   });
@@ -98,10 +101,12 @@ describe('Classifier', () => {
   it('calls a query unknown when its nearest reference is farther than unknownDistance, whatever the vote', () => {
     enroll(['good', 0], ['good', 5]);
     const classifier = new Classifier(index, store, { k: 2, unknownDistance: 0.3 });
-    // cos(60deg) = 0.5: the nearest good reference is at distance 0.5 > 0.3.
+    // The nearest good reference is 55 degrees away: distance 0.43 > 0.3.
     expect(classifier.classify(at(60))).toMatchObject({ anomaly: true, score: 1, label: 'unknown', unknown: true });
     classifier.configure({ unknownDistance: 0.6 });
-    expect(classifier.classify(at(60))).toMatchObject({ anomaly: false, score: 0, label: 'good', unknown: false });
+    const known = classifier.classify(at(60));
+    expect(known).toMatchObject({ anomaly: false, label: 'good', unknown: false });
+    expect(known.score).toBeCloseTo(score(distance(55), 0.6), 5);
   });
 
   it('labels an anomaly with the defect of largest total weight, not the most votes', () => {
@@ -109,16 +114,20 @@ describe('Classifier', () => {
     const classifier = new Classifier(index, store, { k: 4, unknownDistance: 1 });
     const decision = classifier.classify(at(0));
     // crack: one vote at 2 degrees outweighs stain's two votes at 8 and 9 degrees.
+    const weight = (degrees: number): number => 1 / (distance(degrees) + 1e-6);
     expect(weight(2)).toBeGreaterThan(weight(8) + weight(9));
     expect(decision).toMatchObject({ anomaly: true, label: 'crack' });
-    expect(decision.score).toBeCloseTo((weight(2) + weight(8) + weight(9)) / (weight(2) + weight(8) + weight(9) + weight(40)), 6);
+    expect(decision.score).toBeCloseTo(score(distance(40), distance(2)), 6);
   });
 
   it('uses a configured good label, and ignores references removed from the store but not yet from the index', () => {
     const ids = enroll(['ok', 1], ['ok', -1], ['chip', 0]);
     store.remove(ids[2]!);
     const classifier = new Classifier(index, store, { k: 3, goodLabel: 'ok' });
-    expect(classifier.classify(at(0))).toMatchObject({ anomaly: false, label: 'ok', score: 0 });
+    // Only the two good ones are left near: the score is small, not a defect's share.
+    const decision = classifier.classify(at(0));
+    expect(decision).toMatchObject({ anomaly: false, label: 'ok' });
+    expect(decision.score).toBeCloseTo(score(distance(1), 0.6), 5);
     expect(classifier.classify(at(0)).neighbours.map((n) => n.referenceId)).toEqual([ids[0], ids[1]].sort((a, b) => a! - b!));
   });
 });

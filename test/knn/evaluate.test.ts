@@ -49,9 +49,9 @@ describe('leave-one-out evaluation and the model gate', () => {
 
   it('decides each reference by its nearest others with the classifier rule: a hand-computed case', () => {
     // k = 2, unknown beyond 0.5 (60 degrees). Leaving each one out:
-    //   good 0:    scratch 20, good 30  -> score w20/(w20+w30) = 0.69 -> anomaly (false positive)
-    //   good 30:   scratch 20, good 0   -> score w10/(w10+w30) = 0.90 -> anomaly (false positive)
-    //   scratch 20: good 30, good 0     -> score 0                     -> good    (false negative)
+    //   good 0:    scratch 20, good 30  -> score d30/(d30+d20) = 0.69 -> anomaly (false positive)
+    //   good 30:   scratch 20, good 0   -> score d30/(d30+d10) = 0.90 -> anomaly (false positive)
+    //   scratch 20: good 30, good 0     -> no defect among the 2, so d10/(d10+0.5) = 0.03 -> good (false negative)
     //   dent 120:  nearest is good 30 at distance 1 > 0.5 -> unknown, score 1 (true positive)
     // precision 1/3, recall 1/2, F1 0.4; AUROC: the dent outranks both goods, the scratch neither: 2/4.
     store.addMany(
