@@ -18,12 +18,16 @@ export class Graph {
   readonly live = new Set<number>();
   readonly deleted = new Set<number>();
   private currentEf = -1;
+  /** The query as hnswlib-node takes it (a plain array), reused so a search allocates no copy. */
+  private readonly point: number[];
 
   private constructor(
     private readonly hnsw: Hnsw,
     readonly dimension: number,
     private readonly ef: number,
-  ) {}
+  ) {
+    this.point = new Array<number>(dimension).fill(0);
+  }
 
   /** A new graph with room for `capacity` points. */
   static create(dimension: number, options: VectorIndexOptions, capacity: number): Graph {
@@ -83,7 +87,8 @@ export class Graph {
   search(query: Float32Array, k: number): Neighbour[] {
     const want = Math.min(k, this.live.size);
     if (want === 0) return [];
-    const point = Array.from(query);
+    const point = this.point;
+    for (let i = 0; i < point.length; i++) point[i] = query[i]!;
     const stored = this.live.size + this.deleted.size;
     // hnswlib needs ef >= k; and after deletions a search can come back short (deleted points
     // still occupy the candidate list), so widen ef until it returns `want` or covers everything.
