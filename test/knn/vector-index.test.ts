@@ -140,7 +140,7 @@ describe('VectorIndex, HNSW', () => {
     const { db, store } = freshStore(saved);
     const index = open(store, dimension, { exactBelow: 1000 });
     const recall = recallAt(10, index, byId, queries);
-    console.log(`HNSW recall@10 on 5000 clustered 32-d vectors (M 16, efConstruction 200, ef 64): ${recall.toFixed(4)}`);
+    console.log(`HNSW recall@10 on 5000 clustered 32-d vectors (M 16, efConstruction 200, ef 48): ${recall.toFixed(4)}`);
     expect(recall).toBeGreaterThanOrEqual(0.95);
     db.close();
   });
