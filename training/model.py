@@ -35,12 +35,12 @@ class Encoder(nn.Module):
     """ResNet18 layout (4 stages x 2 basic blocks) with a 3x3 stride-1 stem and no max-pool, as usual
     for 28-32 px inputs; global average pooling then a linear map to the 128-d vector."""
 
-    def __init__(self, in_channels: int = 1):
+    def __init__(self, in_channels: int = 1, widths: tuple = WIDTHS):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, WIDTHS[0], 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(WIDTHS[0]), nn.ReLU())
-        blocks, cin = [], WIDTHS[0]
-        for i, cout in enumerate(WIDTHS):
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
+        blocks, cin = [], widths[0]
+        for i, cout in enumerate(widths):
             stride = 1 if i == 0 else 2
             blocks += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
             cin = cout

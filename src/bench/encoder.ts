@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { createLogger } from '../common/index.js';
 import { Encoder, loadBundle, type Bundle } from '../inference/index.js';
 import { Preprocessor } from '../preprocess/index.js';
@@ -31,6 +32,8 @@ export interface EncoderSection {
   int8: EncoderBundleResult;
   /** INT8 images/s over FP32 images/s, each at its best batch. */
   int8Speedup: number;
+  /** The CPU's INT8 dot-product and matrix instructions, as /proc/cpuinfo names them (none listed: none found). */
+  int8CpuFlags: string[];
   /** The encoder as the daemon runs it (its workers, maxBatch, maxWaitMs, in-flight frames): the e2e ceiling. */
   daemonSettings: EncoderRun & { maxWaitMs: number; inFlight: number; meanBatch: number };
 }
@@ -48,6 +51,7 @@ export async function benchEncoder(settings: BenchSettings, tensors: (bundle: Bu
     fp32,
     int8,
     int8Speedup: round(int8.best.imagesPerSecond / fp32.best.imagesPerSecond),
+    int8CpuFlags: int8CpuFlags(),
     daemonSettings: await benchDaemonSettings(settings, settings.int8Dir, tensors),
   };
 }
@@ -135,6 +139,21 @@ function encoderRun(
     imagesPerSecond: round(result.items / result.seconds),
     latencyMs: roundDistribution(distribution(result.latenciesMs)),
   };
+}
+
+/**
+ * What INT8 convolutions can run on: x86 VNNI (avx512_vnni, avx_vnni) and AMX, Arm's dot product
+ * and int8 matrix multiply (asimddp, i8mm). Without them INT8 gains little over FP32.
+ */
+function int8CpuFlags(): string[] {
+  let cpuinfo: string;
+  try {
+    cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return []; // not Linux
+  }
+  const flags = /^(?:flags|Features)\s*:(.*)$/m.exec(cpuinfo)?.[1]?.trim().split(/\s+/) ?? [];
+  return flags.filter((flag) => /vnni|^amx|^asimddp$|^i8mm$/.test(flag));
 }
 
 /** Preprocessed tensors of the sample frames for a bundle's input (cached per input spec). */

@@ -112,7 +112,7 @@ export const configSchema = z.strictObject({
     exactBelow: int(1, 100_000_000).default(300),
     hnswM: int(2, 100).default(16),
     hnswEfConstruction: int(1, 4096).default(200),
-    hnswEf: int(1, 4096).default(64),
+    hnswEf: int(1, 4096).default(48),
   }),
 
   /** References enrolled at start when the store has none (label subfolders; `good` is good). */

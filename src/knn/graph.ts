@@ -1,6 +1,3 @@
-import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import hnswlib from 'hnswlib-node';
 import { cosineDistance, type Neighbour } from './exact.js';
 import type { VectorIndexOptions } from './options.js';
@@ -21,12 +18,16 @@ export class Graph {
   readonly live = new Set<number>();
   readonly deleted = new Set<number>();
   private currentEf = -1;
+  /** The query as hnswlib-node takes it (a plain array), reused so a search allocates no copy. */
+  private readonly point: number[];
 
   private constructor(
     private readonly hnsw: Hnsw,
     readonly dimension: number,
     private readonly ef: number,
-  ) {}
+  ) {
+    this.point = new Array<number>(dimension).fill(0);
+  }
 
   /** A new graph with room for `capacity` points. */
   static create(dimension: number, options: VectorIndexOptions, capacity: number): Graph {
@@ -38,27 +39,22 @@ export class Graph {
   }
 
   /**
-   * Restores a graph from the bytes writeIndexSync produced. hnswlib only reads files, so the blob
-   * goes through a temporary file. Throws when hnswlib finds the bytes inconsistent.
+   * Reads a graph hnswlib saved with writeFile, in place (no copy of its bytes). hnswlib trusts
+   * what it reads beyond a size check, so check the file's hash first. Throws when hnswlib finds
+   * the file inconsistent.
    */
-  static fromBlob(blob: Buffer, dimension: number, deleted: readonly number[], ef: number, tempDir: string): Graph {
+  static readFile(path: string, dimension: number, deleted: readonly number[], ef: number): Graph {
     const hnsw = new HierarchicalNSW('ip', dimension);
-    withTempFile(tempDir, (path) => {
-      writeFileSync(path, blob);
-      hnsw.readIndexSync(path);
-    });
+    hnsw.readIndexSync(path);
     const graph = new Graph(hnsw, dimension, ef);
     for (const id of deleted) graph.deleted.add(id);
     for (const id of hnsw.getIdsList()) if (!graph.deleted.has(id)) graph.live.add(id);
     return graph;
   }
 
-  /** The graph serialised by hnswlib (via a temporary file, since writeIndex only writes files). */
-  toBlob(tempDir: string): Buffer {
-    return withTempFile(tempDir, (path) => {
-      this.hnsw.writeIndexSync(path);
-      return readFileSync(path);
-    });
+  /** Writes the graph in hnswlib's format (not atomically: write a temporary file and rename it). */
+  writeFile(path: string): void {
+    this.hnsw.writeIndexSync(path);
   }
 
   get capacity(): number {
@@ -91,7 +87,8 @@ export class Graph {
   search(query: Float32Array, k: number): Neighbour[] {
     const want = Math.min(k, this.live.size);
     if (want === 0) return [];
-    const point = Array.from(query);
+    const point = this.point;
+    for (let i = 0; i < point.length; i++) point[i] = query[i]!;
     const stored = this.live.size + this.deleted.size;
     // hnswlib needs ef >= k; and after deletions a search can come back short (deleted points
     // still occupy the candidate list), so widen ef until it returns `want` or covers everything.
@@ -107,14 +104,5 @@ export class Graph {
       }
       ef = Math.min(ef * 4, stored);
     }
-  }
-}
-
-function withTempFile<T>(dir: string, use: (path: string) => T): T {
-  const path = join(dir, `.linewatch-knn-${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    return use(path);
-  } finally {
-    rmSync(path, { force: true });
   }
 }

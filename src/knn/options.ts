@@ -42,7 +42,9 @@ export const defaultVectorIndexOptions: Readonly<VectorIndexOptions> = Object.fr
   exactBelow: 300,
   M: 16,
   efConstruction: 200,
-  ef: 64,
+  // At 100k of the bench's vectors (k 10, 1,000 queries): ef 64 recall@10 0.9993, 48 0.9975, 40
+  // 0.9942, 32 0.9868; 48 is about 13% faster than 64 and keeps recall well above 0.99.
+  ef: 48,
 });
 
 export function resolveClassifierSettings(base: ClassifierSettings, patch: Partial<ClassifierSettings>): ClassifierSettings {

@@ -1,5 +1,6 @@
 import { UserError } from '../common/index.js';
 import { migrate, type Db } from '../storage/index.js';
+import { graphFolder, removeGraphFiles } from './graph-files.js';
 
 /** Who put a reference in the store: a person, the daemon itself (self-training), or another device. */
 export type ReferenceSource = 'human' | 'auto' | 'peer';
@@ -146,6 +147,24 @@ const schema = [
      origin TEXT NOT NULL,
      at INTEGER NOT NULL
    );`,
+  // The saved HNSW graph moves from a blob into a file beside the database (graph-files.ts), which
+  // hnswlib reads without a copy. Saved graphs are a cache of knn_vectors: the next start rebuilds them.
+  `DROP TABLE knn_saved_index;
+   CREATE TABLE knn_saved_index (
+     model_key TEXT PRIMARY KEY,
+     dimension INTEGER NOT NULL,
+     m INTEGER NOT NULL,
+     ef_construction INTEGER NOT NULL,
+     count INTEGER NOT NULL,
+     max_reference_id INTEGER NOT NULL,
+     id_checksum TEXT NOT NULL,
+     deleted_ids BLOB NOT NULL,
+     file TEXT NOT NULL,
+     file_sha256 TEXT NOT NULL,
+     saved_at INTEGER NOT NULL
+   );
+   -- The journal is pruned by age at every open: without this index that scanned every change.
+   CREATE INDEX knn_reference_changes_at ON knn_reference_changes (at);`,
 ];
 
 /**
@@ -372,6 +391,7 @@ export class ReferenceStore {
       this.db.prepare('DELETE FROM knn_vectors WHERE model_key = ?').run(modelKey);
       this.db.prepare('DELETE FROM knn_saved_index WHERE model_key = ?').run(modelKey);
     })();
+    removeGraphFiles(graphFolder(this.db), modelKey);
   }
 
   /** Model keys that have vectors stored. */

@@ -1,11 +1,9 @@
-import { createHash } from 'node:crypto';
-import { statfsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, isAbsolute } from 'node:path';
+import { join } from 'node:path';
 import { createLogger, errorText, UserError, type Logger } from '../common/index.js';
 import { isDiskFull } from '../storage/index.js';
 import { ExactVectors, type Neighbour } from './exact.js';
 import { Graph } from './graph.js';
+import { graphFolder, hashFile, removeGraphFiles, writeGraphFile } from './graph-files.js';
 import { resolveVectorIndexOptions, type VectorIndexOptions } from './options.js';
 import type { PackedVectors, ReferenceStore, ReferenceVector } from './store.js';
 
@@ -50,8 +48,8 @@ interface SavedIndexRow {
   max_reference_id: number;
   id_checksum: string;
   deleted_ids: Buffer;
-  blob_sha256: string;
-  blob: Buffer;
+  file: string;
+  file_sha256: string;
 }
 
 const noSavedIndex = 'no saved index';
@@ -175,10 +173,12 @@ export class VectorIndex {
   save(): void {
     if (!this.dirty) return;
     try {
+      const folder = graphFolder(this.store.db);
       if (!this.graph) {
         this.store.db.prepare('DELETE FROM knn_saved_index WHERE model_key = ?').run(this.modelKey);
-      } else {
-        this.writeGraph(this.graph);
+        removeGraphFiles(folder, this.modelKey);
+      } else if (folder) {
+        this.writeGraph(this.graph, folder);
       }
       this.dirty = false;
     } catch (err) {
@@ -205,7 +205,10 @@ export class VectorIndex {
       if (saved instanceof Graph) {
         this.graph = saved;
         this.info.loadedFrom = 'saved';
-        this.info.reconciled = this.reconcile(ids);
+        // Usually the table still holds what the graph holds: then there is nothing to compare id
+        // by id (two sets of 100k ids were a tenth of the start).
+        const unchanged = sameIds(fingerprint(ids), fingerprint(saved.live));
+        this.info.reconciled = unchanged ? { added: 0, removed: 0 } : this.reconcile(ids);
         if (this.graph.deleted.size > this.graph.live.size * maxDeletedShare) {
           this.rebuild(`${this.graph.deleted.size} deleted points in the graph`);
         }
@@ -222,12 +225,15 @@ export class VectorIndex {
     if (!row) return noSavedIndex;
     if (row.dimension !== this.dimension) return `saved index has dimension ${row.dimension}, expected ${this.dimension}`;
     if (row.m !== this.options.M || row.ef_construction !== this.options.efConstruction) return 'HNSW parameters changed';
-    // hnswlib trusts the bytes it reads (garbage can crash the process), so check them first.
-    if (sha256(row.blob) !== row.blob_sha256) return 'saved index checksum mismatch';
+    const folder = graphFolder(this.store.db);
+    if (!folder) return noSavedIndex;
+    const path = join(folder, row.file);
     let graph: Graph;
     try {
+      // hnswlib trusts the bytes it reads (garbage can crash the process), so check them first.
+      if (hashFile(path) !== row.file_sha256) return 'saved index checksum mismatch';
       const deleted = Array.from(new Uint32Array(new Uint8Array(row.deleted_ids).buffer));
-      graph = Graph.fromBlob(row.blob, this.dimension, deleted, this.options.ef, this.stagingDir(row.blob.length));
+      graph = Graph.readFile(path, this.dimension, deleted, this.options.ef);
     } catch (err) {
       return `saved index unreadable: ${errorText(err)}`;
     }
@@ -294,18 +300,17 @@ export class VectorIndex {
     }
   }
 
-  private writeGraph(graph: Graph): void {
-    // writeIndex is not atomic, so it writes a temporary file that is then stored in one transaction.
-    const blob = graph.toBlob(this.tempDir());
+  private writeGraph(graph: Graph, folder: string): void {
+    const { file, sha256 } = writeGraphFile(folder, this.modelKey, (path) => graph.writeFile(path));
     const held = fingerprint(graph.live);
     const deleted = Buffer.from(Uint32Array.from(graph.deleted).buffer);
     this.store.db
       .prepare(
-        `INSERT INTO knn_saved_index (model_key, dimension, m, ef_construction, count, max_reference_id, id_checksum, deleted_ids, blob_sha256, blob, saved_at)
+        `INSERT INTO knn_saved_index (model_key, dimension, m, ef_construction, count, max_reference_id, id_checksum, deleted_ids, file, file_sha256, saved_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (model_key) DO UPDATE SET dimension = excluded.dimension, m = excluded.m, ef_construction = excluded.ef_construction,
            count = excluded.count, max_reference_id = excluded.max_reference_id, id_checksum = excluded.id_checksum,
-           deleted_ids = excluded.deleted_ids, blob_sha256 = excluded.blob_sha256, blob = excluded.blob, saved_at = excluded.saved_at`,
+           deleted_ids = excluded.deleted_ids, file = excluded.file, file_sha256 = excluded.file_sha256, saved_at = excluded.saved_at`,
       )
       .run(
         this.modelKey,
@@ -316,35 +321,17 @@ export class VectorIndex {
         held.maxId,
         held.checksum,
         deleted,
-        sha256(blob),
-        blob,
+        file,
+        sha256,
         Date.now(),
       );
+    // The previous file is no longer named by the row. (A reader that read the old row just
+    // before finds its file gone and rebuilds: a slower start, never a wrong graph.)
+    removeGraphFiles(folder, this.modelKey, file);
   }
 
   private readSavedRow(): SavedIndexRow | undefined {
     return this.store.db.prepare('SELECT * FROM knn_saved_index WHERE model_key = ?').get(this.modelKey) as SavedIndexRow | undefined;
-  }
-
-  /**
-   * Where a saved graph is staged for hnswlib to read: RAM-backed /dev/shm when it has room for it
-   * twice over, since writing the copy to disk was an eighth of the start with 100k references
-   * (linewatch bench); else tempDir(). The copy lives only for the read.
-   */
-  private stagingDir(bytes: number): string {
-    try {
-      const shm = statfsSync('/dev/shm');
-      if (shm.bavail * shm.bsize > 2 * bytes) return '/dev/shm';
-    } catch {
-      // No /dev/shm (not Linux, or hidden by a sandbox): use the disk.
-    }
-    return this.tempDir();
-  }
-
-  /** Next to the database file (same disk, usually roomier than a tmpfs /tmp), else the system temp dir. */
-  private tempDir(): string {
-    const name = this.store.db.name;
-    return isAbsolute(name) ? dirname(name) : tmpdir();
   }
 
   private checkVector(vector: Float32Array): void {
@@ -369,6 +356,10 @@ function checkId(referenceId: number): void {
   if (!Number.isInteger(referenceId) || referenceId < 1 || referenceId > 0xffffffff) throw new RangeError(`invalid reference id ${referenceId}`);
 }
 
+function sameIds(a: ReturnType<typeof fingerprint>, b: ReturnType<typeof fingerprint>): boolean {
+  return a.count === b.count && a.maxId === b.maxId && a.checksum === b.checksum;
+}
+
 /** Count, largest id and an order-independent hash of a set of reference ids. */
 function fingerprint(ids: Iterable<number>): { count: number; maxId: number; checksum: string } {
   let count = 0;
@@ -387,8 +378,4 @@ function fingerprint(ids: Iterable<number>): { count: number; maxId: number; che
     if (id > maxId) maxId = id;
   }
   return { count, maxId, checksum: `${sum.toString(16)}-${xor.toString(16)}` };
-}
-
-function sha256(bytes: Buffer): string {
-  return createHash('sha256').update(bytes).digest('hex');
 }

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -51,6 +51,9 @@ describe('linewatch bench --quick --json', () => {
       }
     }
     positive(doc.encoder.int8Speedup);
+    // The INT8 instructions reported are the CPU's own (the INT8 figure means little without them).
+    const cpuFlags = new Set(/^(?:flags|Features)\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))![1]!.trim().split(/\s+/));
+    for (const flag of ['avx512_vnni', 'avx_vnni', 'amx_int8', 'asimddp', 'i8mm']) expect(doc.encoder.int8CpuFlags.includes(flag), flag).toBe(cpuFlags.has(flag));
     positive(doc.encoder.daemonSettings.imagesPerSecond);
 
     positive(doc.preprocess.imagesPerSecond);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReferenceStore, VectorIndex, type OpenVectorIndexOptions } from '../../dist/knn/index.js';
@@ -17,7 +17,11 @@ afterAll(() => folder.remove());
 let dbCount = 0;
 function freshStore(copyOf?: string): { db: Db; store: ReferenceStore; path: string } {
   const path = join(folder.dir, `db-${++dbCount}.db`);
-  if (copyOf) copyFileSync(copyOf, path);
+  if (copyOf) {
+    copyFileSync(copyOf, path);
+    // The saved graphs live beside the database.
+    if (existsSync(`${copyOf}-hnsw`)) cpSync(`${copyOf}-hnsw`, `${path}-hnsw`, { recursive: true });
+  }
   const db = openDatabase(path);
   return { db, store: new ReferenceStore(db), path };
 }
@@ -136,7 +140,7 @@ describe('VectorIndex, HNSW', () => {
     const { db, store } = freshStore(saved);
     const index = open(store, dimension, { exactBelow: 1000 });
     const recall = recallAt(10, index, byId, queries);
-    console.log(`HNSW recall@10 on 5000 clustered 32-d vectors (M 16, efConstruction 200, ef 64): ${recall.toFixed(4)}`);
+    console.log(`HNSW recall@10 on 5000 clustered 32-d vectors (M 16, efConstruction 200, ef 48): ${recall.toFixed(4)}`);
     expect(recall).toBeGreaterThanOrEqual(0.95);
     db.close();
   });
@@ -192,19 +196,23 @@ describe('VectorIndex, HNSW', () => {
     again.db.close();
   });
 
+  /** Changes the saved graph file's bytes; with `rehash`, the record's checksum follows, so only hnswlib can notice. */
+  const damageGraphFile = (db: Db, change: (bytes: Buffer) => Buffer, rehash: boolean) => {
+    const { file } = db.prepare('SELECT file FROM knn_saved_index').get() as { file: string };
+    const path = join(`${db.name}-hnsw`, file);
+    const bytes = change(readFileSync(path));
+    writeFileSync(path, bytes);
+    if (rehash) db.prepare('UPDATE knn_saved_index SET file_sha256 = ?').run(createHash('sha256').update(bytes).digest('hex'));
+  };
   it.each([
-    ['a flipped byte', `UPDATE knn_saved_index SET blob = substr(blob, 1, 5000) || x'5A' || substr(blob, 5002)`, /checksum/],
-    ['a truncated blob with a matching checksum', `UPDATE knn_saved_index SET blob = substr(blob, 1, length(blob) / 2)`, /unreadable/],
-    ['a record that does not match the blob', `UPDATE knn_saved_index SET id_checksum = 'feed-beef'`, /does not hold/],
-    ['another dimension', `UPDATE knn_saved_index SET dimension = 64`, /dimension/],
-  ])('rebuilds from the table, without crashing, on %s', (what, corrupt, reason) => {
+    ['a flipped byte', (db: Db) => damageGraphFile(db, (b) => (b.writeUInt8(b[5000]! ^ 0x5a, 5000), b), false), /checksum/],
+    ['a truncated file with a matching checksum', (db: Db) => damageGraphFile(db, (b) => b.subarray(0, b.length >> 1), true), /unreadable/],
+    ['a missing file', (db: Db) => db.exec(`UPDATE knn_saved_index SET file = 'gone.hnsw'`), /unreadable.*ENOENT/],
+    ['a record that does not match the graph', (db: Db) => db.exec(`UPDATE knn_saved_index SET id_checksum = 'feed-beef'`), /does not hold/],
+    ['another dimension', (db: Db) => db.exec(`UPDATE knn_saved_index SET dimension = 64`), /dimension/],
+  ])('rebuilds from the table, without crashing, on %s', (_what, corrupt, reason) => {
     const { db, store } = freshStore(saved);
-    db.exec(corrupt);
-    if (/truncated/.test(what)) {
-      // Recompute the checksum so that only hnswlib's own consistency check can notice.
-      const { blob } = db.prepare('SELECT blob FROM knn_saved_index').get() as { blob: Buffer };
-      db.prepare('UPDATE knn_saved_index SET blob_sha256 = ?').run(createHash('sha256').update(blob).digest('hex'));
-    }
+    corrupt(db);
     const index = open(store, dimension, { exactBelow: 1000 });
     expect(index.stats()).toMatchObject({ loadedFrom: 'rebuilt', count: 5000 });
     expect(index.stats().rebuildReason).toMatch(reason);
@@ -258,6 +266,7 @@ describe('VectorIndex, what it refuses and when it saves or rebuilds', () => {
     return { db, index: open(new ReferenceStore(db), dimension, { exactBelow: 0, ...options }) };
   };
   const savedRows = (db: Db) => (db.prepare('SELECT count(*) AS n FROM knn_saved_index').get() as { n: number }).n;
+  const graphFiles = (path: string) => (existsSync(`${path}-hnsw`) ? readdirSync(`${path}-hnsw`) : []);
 
   it('refuses a bad dimension, ids hnswlib cannot label and vectors that are not Float32Array', () => {
     const { db, store } = freshStore();
@@ -285,7 +294,18 @@ describe('VectorIndex, what it refuses and when it saves or rebuilds', () => {
     const exact = reopen(path, { exactBelow: 1000 });
     expect(exact.index.stats()).toMatchObject({ mode: 'exact', loadedFrom: 'table', count: 60 });
     expect(savedRows(exact.db)).toBe(0);
+    expect(graphFiles(path)).toEqual([]);
     exact.db.close();
+  });
+
+  it('removes the saved graph file with the vectors of a model', () => {
+    const { db, store, path } = graphStore(60);
+    open(store, dimension, { exactBelow: 0 });
+    expect(graphFiles(path)).toHaveLength(1);
+    store.removeVectorsOf(model);
+    expect(savedRows(db)).toBe(0);
+    expect(graphFiles(path)).toEqual([]);
+    db.close();
   });
 
   it('rebuilds when the HNSW parameters changed since the save', () => {
@@ -325,7 +345,7 @@ describe('VectorIndex, what it refuses and when it saves or rebuilds', () => {
   it('saves the graph after sync() and addMany() change it, so the next start loads it as is', () => {
     const { db, store, path } = graphStore(60);
     const index = open(store, dimension, { exactBelow: 0 });
-    const savedBlob = () => (db.prepare('SELECT blob_sha256 FROM knn_saved_index').get() as { blob_sha256: string }).blob_sha256;
+    const savedBlob = () => (db.prepare('SELECT file_sha256 FROM knn_saved_index').get() as { file_sha256: string }).file_sha256;
     const opened = savedBlob();
     enroll(store, clusteredVectors(5, dimension, 1, 2, 42), 'dent');
     expect(index.sync()).toEqual({ added: 5, removed: 0 });
@@ -335,6 +355,8 @@ describe('VectorIndex, what it refuses and when it saves or rebuilds', () => {
     const ids = store.addMany(model, extra.map((vector, i) => ({ reference: { label: 'dent', source: 'human' as const, origin: `x-${i}` }, vector })));
     index.addMany(ids.map((referenceId, i) => ({ referenceId, vector: extra[i]! })));
     expect(savedBlob()).not.toBe(synced);
+    // Only the file the record names is left: each save removes the one before.
+    expect(graphFiles(path)).toEqual([`${encodeURIComponent(model)}.${savedBlob().slice(0, 16)}.hnsw`]);
     db.close();
     const again = reopen(path);
     expect(again.index.stats()).toMatchObject({ loadedFrom: 'saved', reconciled: { added: 0, removed: 0 }, count: 68 });
