@@ -50,14 +50,26 @@ export function checkRoi(roi: Roi): void {
   }
 }
 
-/** Start a pipeline on one encoded image, cropped to the ROI when there is one; larger images than the limits are refused undecoded. */
-export function open(image: Buffer, roi: Roi | undefined, limits: ImageLimits = imageLimitDefaults): Sharp {
+export function roiOutside(roi: Roi, width: number, height: number): RoiError {
+  return new RoiError(
+    `roi { x: ${roi.x}, y: ${roi.y}, width: ${roi.width}, height: ${roi.height} } lies outside the ${width}x${height} image`,
+    `keep x + width <= ${width} and y + height <= ${height}, or remove the roi`,
+  );
+}
+
+/** The size limits and the encoded formats sharp may see, checked before anything decodes. */
+export function checkEncoded(image: Buffer, limits: ImageLimits): void {
   if (image.length > limits.maxBytes) {
     throw new ImageError(`the image is ${image.length} bytes, more than capture.maxFrameBytes (${limits.maxBytes})`);
   }
   if (!isJpegOrPng(image)) {
     throw new ImageError(`it is neither a JPEG nor a PNG (it begins ${JSON.stringify(image.subarray(0, 8).toString('latin1'))})`);
   }
+}
+
+/** Start a pipeline on one encoded image, cropped to the ROI when there is one; larger images than the limits are refused undecoded. */
+export function open(image: Buffer, roi: Roi | undefined, limits: ImageLimits = imageLimitDefaults): Sharp {
+  checkEncoded(image, limits);
   // failOn 'warning' (the default, made explicit): a truncated JPEG decodes partly grey, which
   // would look like a defect; refusing it is better than classifying it.
   const pipeline = sharp(image, { failOn: 'warning', limitInputPixels: limits.maxPixels });
@@ -73,11 +85,8 @@ export async function explainFailure(err: unknown, image: Buffer, roi: Roi | und
     return new ImageError(`the image is ${header.width}x${header.height} pixels, more than capture.maxFramePixels (${limits.maxPixels})`, { cause: err });
   }
   if (roi && message.includes('extract_area')) {
-    const { width, height } = await sharp(image).metadata();
-    return new RoiError(
-      `roi { x: ${roi.x}, y: ${roi.y}, width: ${roi.width}, height: ${roi.height} } lies outside the ${width}x${height} image`,
-      `keep x + width <= ${width} and y + height <= ${height}, or remove the roi`,
-    );
+    const { width = 0, height = 0 } = await sharp(image).metadata();
+    return roiOutside(roi, width, height);
   }
   return new ImageError(message.split('\n')[0] ?? message, { cause: err });
 }
