@@ -8,9 +8,9 @@ export const cameraFrameSize = { width: 640, height: 480 };
 /**
  * Camera-sized frames made from the sample frames: each item enlarged 2x into the ROI of a
  * 640x480 belt (a gray, finely textured background, so the JPEGs carry the entropy data of a
- * real camera's, not of a flat fill), JPEG quality 85 as the gstreamer presets encode.
+ * real camera's, not of a flat fill), JPEG quality 85 as the gstreamer presets encode, or PNG.
  */
-export async function cameraFrames(items: readonly { name: string; data: Buffer }[]): Promise<{ name: string; data: Buffer }[]> {
+export async function cameraFrames(items: readonly { name: string; data: Buffer }[], format: 'jpeg' | 'png' = 'jpeg'): Promise<{ name: string; data: Buffer }[]> {
   const { width, height } = cameraFrameSize;
   const belt = Buffer.alloc(width * height);
   let seed = 7;
@@ -24,7 +24,9 @@ export async function cameraFrames(items: readonly { name: string; data: Buffer 
   return Promise.all(
     items.map(async ({ name, data }) => {
       const item = await sharp(data).resize(roi.width, roi.height, { fit: 'fill' }).toBuffer();
-      const frame = await sharp(background).composite([{ input: item, left: roi.x, top: roi.y }]).jpeg({ quality: 85 }).toBuffer();
+      const scene = sharp(background).composite([{ input: item, left: roi.x, top: roi.y }]);
+      // PNG: the same scene without JPEG loss, for a camera that never encodes (the raw path).
+      const frame = await (format === 'jpeg' ? scene.jpeg({ quality: 85 }) : scene.png()).toBuffer();
       return { name, data: frame };
     }),
   );

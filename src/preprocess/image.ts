@@ -1,5 +1,5 @@
 import sharp, { type Sharp } from 'sharp';
-import { UserError } from '../common/index.js';
+import { UserError, type RawImage } from '../common/index.js';
 import { isJpegOrPng, readImageHeader } from './size.js';
 
 // A daemon decodes a new frame forever: sharp's operation cache would only grow and never hit.
@@ -74,6 +74,29 @@ export function open(image: Buffer, roi: Roi | undefined, limits: ImageLimits = 
   // would look like a defect; refusing it is better than classifying it.
   const pipeline = sharp(image, { failOn: 'warning', limitInputPixels: limits.maxPixels });
   return roi ? pipeline.extract({ left: roi.x, top: roi.y, width: roi.width, height: roi.height }) : pipeline;
+}
+
+/**
+ * Start a pipeline on raw pixels (a camera's frame), cropped to the ROI unless the camera cut it
+ * out already. For the occasional image kept of a frame (anomaly, reference, live view), not per frame.
+ */
+export function openRaw(image: RawImage, roi: Roi | undefined): Sharp {
+  const { width, height, channels, stride } = image;
+  let pixels = Buffer.from(image.pixels.buffer, image.pixels.byteOffset, image.pixels.byteLength);
+  if (stride !== width * channels) {
+    const packed = Buffer.alloc(width * height * channels);
+    for (let y = 0; y < height; y++) pixels.copy(packed, y * width * channels, y * stride, y * stride + width * channels);
+    pixels = packed;
+  }
+  const pipeline = sharp(pixels, { raw: { width, height, channels } });
+  if (!roi || image.cropped) return pipeline;
+  if (roi.x + roi.width > width || roi.y + roi.height > height) throw roiOutside(roi, width, height);
+  return pipeline.extract({ left: roi.x, top: roi.y, width: roi.width, height: roi.height });
+}
+
+/** A raw frame as a JPEG for a person to look at (the UI's live view asks for one at most every 200 ms). */
+export function rawToJpeg(image: RawImage): Promise<Buffer> {
+  return openRaw(image, undefined).jpeg({ quality: 85 }).toBuffer();
 }
 
 /** Turn a sharp failure into ImageError or RoiError with the reason. */
