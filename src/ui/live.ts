@@ -1,4 +1,4 @@
-import type { RawImage } from '../common/index.js';
+import { isRawImage, type RawImage } from '../common/index.js';
 import { viewableImage } from '../events/index.js';
 import type { DecidedFrame } from '../pipeline/index.js';
 
@@ -13,6 +13,8 @@ export interface LiveFrame {
   label: string;
   model: string;
   neighbours: { referenceId: number; label: string; distance: number }[];
+  /** The frame is the ROI already (a raw camera frame): the page draws no ROI box on it. */
+  cropped: boolean;
 }
 
 type Listener = (frame: LiveFrame) => void;
@@ -54,6 +56,7 @@ export class LiveView {
       label: decision.label,
       model: model.key,
       neighbours: decision.neighbours.map(({ referenceId, label, distance }) => ({ referenceId, label, distance })),
+      cropped: isRawImage(frame.data) && frame.data.cropped,
     };
     this.frames.push({ info, data: frame.data });
     if (this.frames.length > keptFrames) this.frames.shift();

@@ -57,12 +57,13 @@ describe('linewatch bench --quick --json', () => {
     positive(doc.preprocess.threadpool);
     // sharp and the fast path on the sample frames and on 640x480 camera JPEGs, then raw camera frames.
     expect(doc.preprocess.runs.map((r: { decoder: string }) => r.decoder)).toEqual(['sharp', 'fast', 'sharp', 'fast', 'fast']);
+    // A quick run's window is 0.4 s: on a busy machine a cold JIT can finish no 640x480 frame in it.
     for (const run of doc.preprocess.runs) {
-      positive(run.imagesPerSecond);
+      finite(run.imagesPerSecond);
       positive(run.cpuMsPerImage);
     }
-    positive(doc.preprocess.speedup.sampleFrames);
-    positive(doc.preprocess.speedup.cameraFrames);
+    finite(doc.preprocess.speedup.sampleFrames);
+    finite(doc.preprocess.speedup.cameraFrames);
     expect(doc.targets.filter((t: { name: string }) => t.name.startsWith('intake speed-up'))).toHaveLength(2);
 
     positive(doc.e2e.framesPerSecond);

@@ -23,6 +23,7 @@ describe('LiveView frames', () => {
     for (let y = 0; y < 20; y++) for (let x = 0; x < 30; x++) pixels[y * 32 + x] = x < 15 ? 20 : 230;
     live.consume(decided(2, { width: 30, height: 20, channels: 1, stride: 32, pixels, cropped: true }));
 
+    expect(live.latest).toMatchObject({ seq: 2, cropped: true });
     expect(await live.frame(1)).toBe(jpeg);
     const first = live.frame(2);
     expect(live.frame(2)).toBe(first);
