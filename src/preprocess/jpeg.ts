@@ -143,9 +143,8 @@ export interface JpegDecodeOptions {
 
 export interface DecodedJpeg {
   image: RawImage;
+  /** The image is the frame's size divided by this, rounded up. */
   scale: DctScale;
-  /** The frame's full size (the image is this divided by scale, rounded up). */
-  size: JpegSize;
 }
 
 /**
@@ -211,6 +210,8 @@ export function decodeJpeg(data: Uint8Array, options: JpegDecodeOptions): Decode
         break;
       case 0xc0:
       case 0xc1: {
+        // The size limits were checked on the first frame header: a second one could declare anything.
+        if (frame) throw new JpegDataError('more than one frame header');
         if (data[body] !== 8) return undefined; // 12-bit
         const height = u16(body + 1);
         const width = u16(body + 3);
@@ -392,9 +393,9 @@ function decodeScan(
   const outHeight = Math.ceil(height / scale);
   const y = components[0]!;
   if (options.gray || single) {
-    return { image: { width: outWidth, height: outHeight, channels: 1, stride: y.planeWidth, pixels: y.plane, cropped: false }, scale, size: { width, height } };
+    return { image: { width: outWidth, height: outHeight, channels: 1, stride: y.planeWidth, pixels: y.plane, cropped: false }, scale };
   }
-  return { image: toRgb(components, hMax, vMax, outWidth, outHeight, rgbComponents), scale, size: { width, height } };
+  return { image: toRgb(components, hMax, vMax, outWidth, outHeight, rgbComponents), scale };
 }
 
 /** Feeds entropy-coded bytes: FF00 is a data FF; any other marker ends the data, and zeros follow (counted, so a frame cut short is told from one that ends cleanly). */

@@ -77,6 +77,18 @@ describe('JPEG decoder (full size, against libjpeg through sharp)', () => {
     expect(out.some((v) => v !== out[0])).toBe(true);
   });
 
+  it('refuses a second frame header (the pixel limit was checked on the first): a small frame cannot declare a huge one later', async () => {
+    const data = sampleFrames[0]!.data;
+    const sof = data.indexOf(Buffer.from([0xff, 0xc0]));
+    const length = data.readUInt16BE(sof + 2);
+    const huge = Buffer.from(data.subarray(sof, sof + 2 + length));
+    huge.writeUInt16BE(60000, 5);
+    huge.writeUInt16BE(60000, 7);
+    const crafted = Buffer.concat([data.subarray(0, sof + 2 + length), huge, data.subarray(sof + 2 + length)]);
+    const pre = new Preprocessor(model);
+    await expect(pre.toTensor(crafted, pre.createTensor())).rejects.toThrow(/more than one frame header/);
+  });
+
   it('refuses a truncated frame with ImageError rather than classifying a half-gray picture', async () => {
     const pre = new Preprocessor(model);
     const data = sampleFrames[0]!.data;
