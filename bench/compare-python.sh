@@ -9,13 +9,12 @@ copies="${1:-10}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-for copy in $(seq 1 "$copies"); do
-  for f in samples/line/frames/*.jpg; do
-    name="$(basename "$f" .jpg)"
-    label="${name#*-}"
-    mkdir -p "$work/frames/$label"
-    ln -s "$PWD/$f" "$work/frames/$label/$copy-$name.jpg"
-  done
+for f in samples/line/frames/*.jpg; do
+  name="${f##*/}"
+  label="${name%.jpg}"
+  label="${label#*-}"
+  [[ -d "$work/frames/$label" ]] || mkdir -p "$work/frames/$label"
+  for copy in $(seq 1 "$copies"); do ln -s "$PWD/$f" "$work/frames/$label/$copy-$name"; done
 done
 mkdir -p "$work/few/good"
 find "$work/frames/good" -name '1-*' | head -30 | while read -r f; do ln -s "$(readlink "$f")" "$work/few/good/"; done
