@@ -101,7 +101,7 @@ describe('linewatch bench --quick --json', () => {
     }
     expect(doc.swap.withoutSwap.latencyMs.samples).toBeGreaterThan(0);
 
-    expect(doc.targets.length).toBe(8);
+    expect(doc.targets.length).toBe(10);
     expect(doc.targets.map((t: { name: string }) => t.name)).toContain('swap pause');
     for (const target of doc.targets) {
       expect(typeof target.met).toBe('boolean');
