@@ -23,8 +23,13 @@ export function renderText(doc: BenchDocument): string {
     '',
     (() => {
       const p = doc.preprocess;
-      return `preprocess alone: ${p.imagesPerSecond} images/s (${p.frames.count} frames ${p.frames.size} -> ${p.input}; ${p.inFlight} in flight, libuv pool ${p.threadpool}, sharp concurrency ${p.sharpConcurrency}), per frame p50 / p99 ${lat(p.latencyMs)} ms`;
+      return `preprocess alone (-> ${p.input}; ${p.inFlight} in flight, libuv pool ${p.threadpool}, sharp concurrency ${p.sharpConcurrency}; the fast path runs on the calling thread):`;
     })(),
+    table(
+      ['frames', 'decoder', 'images/s', 'CPU ms per image', 'p50 / p99 ms'],
+      doc.preprocess.runs.map((r) => [r.frames, r.decoder, r.imagesPerSecond, r.cpuMsPerImage, lat(r.latencyMs)]),
+    ),
+    `fast / sharp: ${doc.preprocess.speedup.sampleFrames}x on the sample frames, ${doc.preprocess.speedup.cameraFrames}x on 640x480 camera JPEGs`,
     '',
     (() => {
       const s = doc.e2e.settings;

@@ -20,6 +20,18 @@ export function targets(doc: Omit<BenchDocument, 'targets'>): Target[] {
       // harmonic bound says how far the measured rate is from that, apart from any overlap.
       detail: `${e2e.framesPerSecond} frames/s vs min(encoder ${encoder.daemonSettings.imagesPerSecond}, preprocess ${preprocess.imagesPerSecond}) images/s; the two stages sharing ${doc.machine.cores} cores without overlap would give ${round(1 / (1 / encoder.daemonSettings.imagesPerSecond + 1 / preprocess.imagesPerSecond))}${e2e.volatileState ? `; with the database on tmpfs (no fsync) ${e2e.volatileState.framesPerSecond} frames/s` : ''}`,
     },
+    ...(
+      [
+        ['sample frames', preprocess.speedup.sampleFrames, preprocess.runs[0]!, preprocess.runs[1]!],
+        ['640x480 camera JPEGs', preprocess.speedup.cameraFrames, preprocess.runs[2]!, preprocess.runs[3]!],
+      ] as const
+    ).map(([what, speedup, before, now]) => ({
+      name: `intake speed-up, ${what}`,
+      met: speedup >= 5,
+      value: speedup,
+      goal: '>= 5 x the sharp path (decode + crop + resize + normalise)',
+      detail: `${now.imagesPerSecond} vs ${before.imagesPerSecond} images/s (${now.frames}); CPU per image ${now.cpuMsPerImage} vs ${before.cpuMsPerImage} ms (${round(before.cpuMsPerImage / now.cpuMsPerImage)}x)`,
+    })),
     {
       name: 'INT8 encoder speed-up',
       met: encoder.int8Speedup >= 3,

@@ -1,11 +1,16 @@
-/** One encoded image from a camera or a replay folder. */
+import type { RawImage } from '../common/index.js';
+
+/** One image from a camera or a replay folder. */
 export interface Frame {
   /** 1, 2, 3... per source, never reset by restarts. */
   seq: number;
   /** ms since epoch, when the frame became available to linewatch. */
   capturedAt: number;
-  /** Encoded JPEG or PNG. */
-  data: Buffer;
+  /**
+   * Encoded JPEG or PNG (replay, MJPEG cameras), or raw pixels (a camera pipeline that crops and
+   * scales to the model input itself); a raw frame is encoded only when an image of it is kept.
+   */
+  data: Buffer | RawImage;
   /** File name (replay) or source name (cameras). */
   origin: string;
 }
@@ -21,7 +26,7 @@ export type FrameSourceKind = 'replay' | 'gstreamer' | 'libcamera';
 
 export type CaptureState = 'starting' | 'running' | 'restarting' | 'stopped' | 'ended' | 'failed';
 
-/** What the splitter threw away; all counters only grow. */
+/** What the splitter threw away; all counters only grow. A raw stream counts only frames and truncated ones. */
 export interface JpegSplitterStats {
   /** Complete frames emitted. */
   frames: number;

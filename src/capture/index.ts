@@ -2,7 +2,8 @@ export type { Frame, FrameHandler, FrameSource, FrameSourceKind, CaptureState, C
 export { FrameQueue } from './frame-queue.js';
 export { JpegSplitter, defaultMaxFrameBytes } from './jpeg-splitter.js';
 export { ReplaySource, replayDefaults, type ReplayOptions } from './replay.js';
-export { createGstreamerSource, gstreamerDefaults, type GstreamerOptions, type GstreamerPreset } from './gstreamer.js';
+export { createGstreamerSource, gstreamerDefaults, type GstreamerOptions, type GstreamerPreset, type RawOutput } from './gstreamer.js';
+export { RawFrameSplitter, rawStride, type RawLayout } from './raw-splitter.js';
 export { createLibcameraSource, libcameraDefaults, type LibcameraOptions } from './libcamera.js';
 export { restartDelay, supervisionDefaults, type SupervisionOptions } from './supervisor.js';
 export { createFrameSource, type FrameSourceOptions } from './factory.js';

@@ -3,6 +3,7 @@ import { createInterface } from 'node:readline';
 import { UserError, createLogger, errorText, type Logger } from '../common/index.js';
 import type { CaptureState, CaptureStatus, FrameHandler, FrameSource, FrameSourceKind } from './frame.js';
 import { JpegSplitter, defaultMaxFrameBytes } from './jpeg-splitter.js';
+import { RawFrameSplitter, type RawLayout } from './raw-splitter.js';
 
 /** How a camera process is watched and restarted. */
 export interface SupervisionOptions {
@@ -43,11 +44,13 @@ export interface ProcessSourceSpec {
   installHint: string;
   /** Extra advice after the process failed, when something about the machine explains it. */
   failureHint?(): string | undefined;
+  /** The process writes raw frames of this layout; without it, an MJPEG stream. */
+  raw?: RawLayout;
   supervision: SupervisionOptions;
 }
 
 /**
- * A long-running capture process writing an MJPEG stream to stdout, split into frames and
+ * A long-running capture process writing an MJPEG or raw video stream to stdout, split into frames and
  * restarted when it exits or stalls: at once (restartInitialMs) when it had delivered frames,
  * with a doubling delay only while runs in a row deliver none.
  */
@@ -56,7 +59,7 @@ export class SupervisedProcessSource implements FrameSource {
   readonly kind: FrameSourceKind;
   private readonly spec: ProcessSourceSpec;
   private readonly options: Required<SupervisionOptions>;
-  private readonly splitter: JpegSplitter;
+  private readonly splitter: JpegSplitter | RawFrameSplitter;
   private readonly log: Logger;
   private readonly abort = new AbortController();
   private onFrame: FrameHandler | undefined;
@@ -83,7 +86,7 @@ export class SupervisedProcessSource implements FrameSource {
     this.name = spec.name;
     this.kind = spec.kind;
     this.options = supervisionSettings(spec.supervision);
-    this.splitter = new JpegSplitter(this.options.maxFrameBytes);
+    this.splitter = spec.raw ? new RawFrameSplitter(spec.raw) : new JpegSplitter(this.options.maxFrameBytes);
     this.log = createLogger('capture').child(spec.name);
   }
 

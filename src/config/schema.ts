@@ -58,6 +58,12 @@ export const configSchema = z.strictObject({
 
   capture: section({
     source: z.enum(['replay', 'gstreamer', 'libcamera']).default('replay'),
+    /**
+     * gstreamer: `raw` has the pipeline crop the ROI, scale it to the model input and hand over
+     * raw pixels (no JPEG encode and decode per frame); `jpeg` sends JPEG frames; `auto` is raw
+     * for the presets linewatch builds and jpeg for a custom pipeline. libcamera always sends MJPEG.
+     */
+    frames: z.enum(['auto', 'raw', 'jpeg']).default('auto'),
     /** Frames waiting for the pipeline; beyond it the oldest are dropped (and counted). */
     queueSize: int(1, 1000).default(32),
     stallTimeoutMs: int(100, 3_600_000).default(5000),
@@ -79,7 +85,7 @@ export const configSchema = z.strictObject({
       width: side.default(640),
       height: side.default(480),
       fps: fps.default(15),
-      /** With preset `custom`: the pipeline up to (not including) the final sink; it must end in JPEG. */
+      /** With preset `custom`: the pipeline up to (not including) the final sink; it must end in JPEG (or, with frames: raw, in raw video of width x height). */
       pipeline: text(16384).default(''),
     }),
     libcamera: section({

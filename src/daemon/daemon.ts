@@ -97,7 +97,7 @@ export class Daemon {
       models = await unlessAborted(ModelManager.open(db, store, overrides, config, log), signal, (late) => late.close());
       const outbox = new Outbox(db, diskReserve(db, config, log));
       const images = new AnomalyImages(db, config.images);
-      const camera = new Camera(sourceOptions(config), config.capture.queueSize);
+      const camera = new Camera(sourceOptions(config, models.active.bundle.manifest.input), config.capture.queueSize);
       let daemon: Daemon | null = null;
       const metrics = new DaemonMetrics(() => daemon!.status());
       const recorder = new EventRecorder(outbox, images, recorderSettings(config), log.child('events'), (s) => metrics.observeFrameToOutbox(s));
@@ -212,7 +212,7 @@ export class Daemon {
     }
     if (plan.source) {
       try {
-        await this.camera.replace(sourceOptions(next));
+        await this.camera.replace(sourceOptions(next, this.models.active.bundle.manifest.input));
       } catch (err) {
         this.config = { ...next, capture: previous.capture };
         throw err;
@@ -398,7 +398,11 @@ function recorderSettings(config: Config): RecorderSettings {
   };
 }
 
-export function sourceOptions(config: Config): FrameSourceOptions {
+/**
+ * The camera's settings from the config. A raw camera is set up for `input`, the model in force
+ * when it starts: a model of another size later still works (preprocess resizes), one resize more.
+ */
+export function sourceOptions(config: Config, input: { width: number; height: number; colour: 'gray' | 'rgb' }): FrameSourceOptions {
   const c = config.capture;
   const supervision = {
     stallTimeoutMs: c.stallTimeoutMs,
@@ -421,6 +425,9 @@ export function sourceOptions(config: Config): FrameSourceOptions {
         height: g.height,
         fps: g.fps,
         ...(g.preset === 'custom' ? { pipeline: g.pipeline } : {}),
+        ...((c.frames === 'raw' || (c.frames === 'auto' && g.preset !== 'custom')) && {
+          output: { width: input.width, height: input.height, colour: input.colour, ...(config.preprocess.roi && { roi: config.preprocess.roi }) },
+        }),
       };
     }
     case 'libcamera':

@@ -1,4 +1,5 @@
-import { readImageHeader, thumbnail, type ImageLimits, type Roi } from '../preprocess/index.js';
+import { isRawImage, type RawImage } from '../common/index.js';
+import { rawToJpeg, readImageHeader, thumbnail, type ImageLimits, type Roi } from '../preprocess/index.js';
 
 export interface KeptImage {
   image: Buffer;
@@ -9,8 +10,8 @@ export interface KeptImage {
  * The frame itself when it can be kept as it came: no ROI, a JPEG or PNG already at most
  * `longestSide` pixels (no decode, no re-encode, no call into sharp). Undefined otherwise.
  */
-export function keepAsIs(frame: Buffer, roi: Roi | undefined, longestSide: number): KeptImage | undefined {
-  if (roi) return undefined;
+export function keepAsIs(frame: Buffer | RawImage, roi: Roi | undefined, longestSide: number): KeptImage | undefined {
+  if (roi || isRawImage(frame)) return undefined;
   const header = readImageHeader(frame);
   return header && Math.max(header.width, header.height) <= longestSide ? { image: frame, contentType: header.type } : undefined;
 }
@@ -20,6 +21,11 @@ export function keepAsIs(frame: Buffer, roi: Roi | undefined, longestSide: numbe
  * A whole frame already small enough is kept as it came; anything else becomes a PNG so
  * re-embedding it later sees no new compression artefacts.
  */
-export async function anomalyImage(frame: Buffer, roi: Roi | undefined, longestSide: number, limits?: ImageLimits): Promise<KeptImage> {
+export async function anomalyImage(frame: Buffer | RawImage, roi: Roi | undefined, longestSide: number, limits?: ImageLimits): Promise<KeptImage> {
   return keepAsIs(frame, roi, longestSide) ?? { image: await thumbnail(frame, { roi, longestSide, ...(limits && { limits }) }), contentType: 'image/png' };
+}
+
+/** A frame as a person's browser can show it: as it came, or a raw camera frame encoded to JPEG (only when asked for). */
+export async function viewableImage(frame: Buffer | RawImage): Promise<Buffer> {
+  return isRawImage(frame) ? rawToJpeg(frame) : frame;
 }

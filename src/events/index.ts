@@ -11,4 +11,4 @@ export {
   type AnomalyImageListOptions,
   type AnomalyImageRetention,
 } from './images.js';
-export { anomalyImage, keepAsIs, type KeptImage } from './crop.js';
+export { anomalyImage, keepAsIs, viewableImage, type KeptImage } from './crop.js';

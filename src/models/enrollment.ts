@@ -1,7 +1,7 @@
 import type { Dirent } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
-import { addCount, checkLabel, errorText, readRegularFile, UserError, type Logger } from '../common/index.js';
+import { addCount, checkLabel, errorText, readRegularFile, UserError, type Logger, type RawImage } from '../common/index.js';
 import type { Encoder } from '../inference/index.js';
 import type { NewReference, ReferenceSource, ReferenceStore } from '../knn/index.js';
 import { thumbnail } from '../preprocess/index.js';
@@ -166,7 +166,7 @@ export async function embedItem(model: ModelRuntime, image: Buffer): Promise<Flo
  * The image a reference keeps so a later model can re-embed it: the frame's ROI crop, no smaller
  * than the model's input (and 64 px), so the next model sees what this one saw.
  */
-export function referenceThumbnail(frame: Buffer, model: ModelRuntime): Promise<Buffer> {
+export function referenceThumbnail(frame: Buffer | RawImage, model: ModelRuntime): Promise<Buffer> {
   return thumbnail(frame, { longestSide: thumbnailSide(model), limits: model.frames.limits, ...(model.frames.roi && { roi: model.frames.roi }) });
 }
 

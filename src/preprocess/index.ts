@@ -1,4 +1,4 @@
-export { ImageError, imageLimitDefaults, RoiError, type ImageLimits, type Roi } from './image.js';
+export { ImageError, imageLimitDefaults, rawToJpeg, RoiError, type ImageLimits, type Roi } from './image.js';
 export { Preprocessor, type TensorSpec } from './tensor.js';
 export { thumbnail, type ThumbnailOptions } from './thumbnail.js';
 export { readImageHeader, type ImageHeader } from './size.js';

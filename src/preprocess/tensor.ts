@@ -1,5 +1,8 @@
-import { UserError } from '../common/index.js';
-import { checkRoi, explainFailure, ImageError, imageLimitDefaults, open, type ImageLimits, type Roi } from './image.js';
+import { isRawImage, UserError, type RawImage } from '../common/index.js';
+import { checkEncoded, checkRoi, explainFailure, ImageError, imageLimitDefaults, open, roiOutside, type ImageLimits, type Roi } from './image.js';
+import { decodeJpeg, JpegDataError, type DctScale } from './jpeg.js';
+import { resampleInto, type Box, type TensorLayout } from './resample.js';
+import { readImageHeader } from './size.js';
 
 /** What the model wants; the manifest's `input` object fits this shape. */
 export interface TensorSpec {
@@ -12,8 +15,14 @@ export interface TensorSpec {
 }
 
 /**
- * Encoded image -> normalised CHW float32 tensor, written into a buffer the caller reuses.
- * One sharp pipeline per image (crop, resize, drop alpha, raw bytes), then one pass in JS.
+ * Image -> normalised CHW float32 tensor, written into a buffer the caller reuses.
+ *
+ * Raw pixels and baseline JPEGs take the fast path, in JS on the calling thread: the JPEG decoded
+ * at the smallest DCT scale that still gives the ROI at least the model's size (only the luma
+ * for a gray model), then the ROI cropped and resized with Pillow's BILINEAR filter. PNGs and
+ * JPEGs the decoder does not handle (progressive, CMYK...) go through sharp (crop, lanczos3
+ * resize), about 1.5 ms a call. The two agree within JPEG and resampling loss
+ * (test/preprocess/fast-path.test.ts states how close).
  */
 export class Preprocessor {
   /** Floats per frame: channels * height * width. */
@@ -22,11 +31,14 @@ export class Preprocessor {
   private readonly plane: number;
   /** normalised value of every byte value, per channel: lut[c * 256 + byte]. */
   private readonly lut: Float32Array;
+  private readonly layout: TensorLayout;
 
   constructor(
     readonly spec: TensorSpec,
     readonly roi?: Roi,
     readonly limits: ImageLimits = imageLimitDefaults,
+    /** 'sharp': every encoded image through sharp, as before the fast path (the bench's baseline). */
+    readonly decoder: 'fast' | 'sharp' = 'fast',
   ) {
     this.channels = spec.colour === 'gray' ? 1 : 3;
     if (spec.mean.length !== this.channels || spec.std.length !== this.channels) {
@@ -43,6 +55,13 @@ export class Preprocessor {
     for (let c = 0; c < this.channels; c++) {
       for (let v = 0; v < 256; v++) this.lut[c * 256 + v] = (v / 255 - spec.mean[c]!) / spec.std[c]!;
     }
+    this.layout = {
+      width: spec.width,
+      height: spec.height,
+      channels: this.channels,
+      scale: Float32Array.from(spec.std.map((s) => 1 / (255 * s))),
+      offset: Float32Array.from(spec.mean.map((m, c) => -m / spec.std[c]!)),
+    };
   }
 
   /** A tensor buffer of the right length, to allocate once and reuse for every frame. */
@@ -50,11 +69,68 @@ export class Preprocessor {
     return new Float32Array(this.length);
   }
 
-  /** Decode `image` and write its tensor into `out` (length `this.length`). */
-  async toTensor(image: Buffer, out: Float32Array): Promise<void> {
+  /** Decode `image` (encoded, or raw pixels from a camera) and write its tensor into `out` (length `this.length`). */
+  async toTensor(image: Buffer | RawImage, out: Float32Array): Promise<void> {
     if (out.length !== this.length) {
       throw new Error(`tensor buffer holds ${out.length} floats, the model input needs ${this.length}`);
     }
+    if (isRawImage(image)) {
+      this.fromRaw(image, out);
+      return;
+    }
+    checkEncoded(image, this.limits);
+    if (this.decoder === 'fast' && this.fromJpeg(image, out)) return;
+    await this.fromSharp(image, out);
+  }
+
+  private fromRaw(image: RawImage, out: Float32Array): void {
+    const { width, height, channels, stride, pixels } = image;
+    if (width < 1 || height < 1 || stride < width * channels || pixels.length < stride * (height - 1) + width * channels) {
+      throw new ImageError(`raw frame of ${pixels.length} bytes does not hold ${width}x${height} pixels of ${channels} channel(s), ${stride} bytes a row`);
+    }
+    resampleInto(image, image.cropped ? { x: 0, y: 0, width, height } : this.box(width, height), this.layout, out);
+  }
+
+  /** False when the decoder leaves this JPEG to sharp. */
+  private fromJpeg(image: Buffer, out: Float32Array): boolean {
+    const header = readImageHeader(image);
+    if (header?.type !== 'image/jpeg') return false;
+    if (header.width * header.height > this.limits.maxPixels) {
+      throw new ImageError(`the image is ${header.width}x${header.height} pixels, more than capture.maxFramePixels (${this.limits.maxPixels})`);
+    }
+    const box = this.box(header.width, header.height);
+    let decoded;
+    try {
+      decoded = decodeJpeg(image, { gray: this.channels === 1, plan: () => this.plan(box) });
+    } catch (err) {
+      if (err instanceof JpegDataError) throw new ImageError(err.message, { cause: err });
+      throw err;
+    }
+    if (!decoded) return false;
+    const s = decoded.scale;
+    resampleInto(decoded.image, { x: box.x / s, y: box.y / s, width: box.width / s, height: box.height / s }, this.layout, out);
+    return true;
+  }
+
+  /** The ROI, or the whole image; a RoiError when it does not fit. */
+  private box(width: number, height: number): Box {
+    const roi = this.roi;
+    if (!roi) return { x: 0, y: 0, width, height };
+    if (roi.x + roi.width > width || roi.y + roi.height > height) throw roiOutside(roi, width, height);
+    return roi;
+  }
+
+  /**
+   * The smallest decode that still gives the ROI at least the model's size (Pillow's `draft`
+   * rule), and the rows down to the ROI's last plus what the resize filter reaches below it.
+   */
+  private plan(box: Box): { scale: DctScale; rows: number } {
+    const scale = ([8, 4, 2] as const).find((s) => box.width / s >= this.spec.width && box.height / s >= this.spec.height) ?? 1;
+    const reach = Math.ceil(Math.max(1, box.height / scale / this.spec.height) + 1) * scale;
+    return { scale, rows: box.y + box.height + reach };
+  }
+
+  private async fromSharp(image: Buffer, out: Float32Array): Promise<void> {
     let data: Buffer;
     let channels: number;
     try {

@@ -1,4 +1,5 @@
-import { explainFailure, imageLimitDefaults, open, type ImageLimits, type Roi } from './image.js';
+import { isRawImage, type RawImage } from '../common/index.js';
+import { explainFailure, imageLimitDefaults, open, openRaw, type ImageLimits, type Roi } from './image.js';
 
 export interface ThumbnailOptions {
   /** Crop first, so the thumbnail shows what the model saw. */
@@ -13,9 +14,10 @@ export interface ThumbnailOptions {
 }
 
 /** A small PNG of the frame, kept with a reference. PNG because re-embedding should not see JPEG artefacts. */
-export async function thumbnail(image: Buffer, options: ThumbnailOptions = {}): Promise<Buffer> {
+export async function thumbnail(image: Buffer | RawImage, options: ThumbnailOptions = {}): Promise<Buffer> {
   const side = options.longestSide ?? 64;
   const limits = options.limits ?? imageLimitDefaults;
+  if (isRawImage(image)) return openRaw(image, options.roi).resize(side, side, { fit: 'inside', withoutEnlargement: true }).png().toBuffer();
   try {
     return await open(image, options.roi, limits)
       .resize(side, side, { fit: 'inside', withoutEnlargement: true })

@@ -93,9 +93,11 @@ function live() {
   const img = $('#frame');
   const roi = $('#roi');
   let last = null;
-  // The ROI box in percent of the frame, once its size is known.
+  let cropped = false;
+  // The ROI box in percent of the frame, once its size is known; a raw camera frame is the ROI already.
   img.addEventListener('load', () => {
-    if (!seen.roi || !img.naturalWidth) return;
+    roi.hidden = true;
+    if (!seen.roi || cropped || !img.naturalWidth) return;
     roi.hidden = false;
     roi.style.left = (100 * seen.roi.x) / img.naturalWidth + '%';
     roi.style.top = (100 * seen.roi.y) / img.naturalHeight + '%';
@@ -105,6 +107,7 @@ function live() {
   const source = new EventSource('/ui/stream');
   source.addEventListener('frame', (e) => {
     const f = JSON.parse(e.data);
+    cropped = f.cropped;
     img.src = '/ui/frames/' + f.seq;
     $('#origin').textContent = '#' + f.seq + ' ' + f.origin;
     const decision = $('#decision');

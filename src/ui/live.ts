@@ -1,3 +1,5 @@
+import { isRawImage, type RawImage } from '../common/index.js';
+import { viewableImage } from '../events/index.js';
 import type { DecidedFrame } from '../pipeline/index.js';
 
 /** What the live page shows of one decided frame; the frame itself is fetched by its seq. */
@@ -11,6 +13,8 @@ export interface LiveFrame {
   label: string;
   model: string;
   neighbours: { referenceId: number; label: string; distance: number }[];
+  /** The frame is the ROI already (a raw camera frame): the page draws no ROI box on it. */
+  cropped: boolean;
 }
 
 type Listener = (frame: LiveFrame) => void;
@@ -30,7 +34,8 @@ const pushIntervalMs = 200;
  * it keeps references, copies nothing, and pushes at most every 200 ms.
  */
 export class LiveView {
-  private readonly frames: { info: LiveFrame; data: Buffer }[] = [];
+  /** A raw camera frame is encoded once, when a page first asks for it (`viewable`). */
+  private readonly frames: { info: LiveFrame; data: Buffer | RawImage; viewable?: Promise<Buffer> }[] = [];
   private readonly listeners = new Set<Listener>();
   private pushTimer: NodeJS.Timeout | null = null;
   private readonly scores = new Float32Array(scoreCapacity);
@@ -51,6 +56,7 @@ export class LiveView {
       label: decision.label,
       model: model.key,
       neighbours: decision.neighbours.map(({ referenceId, label, distance }) => ({ referenceId, label, distance })),
+      cropped: isRawImage(frame.data) && frame.data.cropped,
     };
     this.frames.push({ info, data: frame.data });
     if (this.frames.length > keptFrames) this.frames.shift();
@@ -69,8 +75,11 @@ export class LiveView {
   }
 
   /** The image of a recent frame, by its seq (undefined once it is no longer kept). */
-  frame(seq: number): Buffer | undefined {
-    return this.frames.find((f) => f.info.seq === seq)?.data;
+  frame(seq: number): Promise<Buffer> | undefined {
+    const kept = this.frames.find((f) => f.info.seq === seq);
+    if (!kept) return undefined;
+    kept.viewable ??= viewableImage(kept.data);
+    return kept.viewable;
   }
 
   /** Tells `listener` of the latest frame, at most every 200 ms; returns the unsubscribe. */

@@ -97,8 +97,8 @@ export class WebUi {
       }),
       page('status', (viewer) => statusPage(viewer, { status: parts.status(), health: parts.health(), needRestart: parts.needRestart(), config: redactSecrets(parts.config()) })),
       { method: 'GET', path: '/ui/stream', access: 'read', handle: () => this.stream() },
-      { method: 'GET', path: '/ui/frames/:seq', access: 'read', handle: (req) => {
-        const data = this.live.frame(Number(req.params['seq']));
+      { method: 'GET', path: '/ui/frames/:seq', access: 'read', handle: async (req) => {
+        const data = await this.live.frame(Number(req.params['seq']));
         return data ? { status: 200, type: imageType(data), body: data } : refusal(404, 'gone', `frame ${req.params['seq']} is no longer kept`, 'the live page shows the latest frame');
       } },
       { method: 'GET', path: '/ui/references/:id/thumbnail', access: 'read', handle: (req) => {

@@ -58,6 +58,16 @@ describe('linewatch bench --quick --json', () => {
 
     positive(doc.preprocess.imagesPerSecond);
     positive(doc.preprocess.threadpool);
+    // sharp and the fast path on the sample frames and on 640x480 camera JPEGs, then raw camera frames.
+    expect(doc.preprocess.runs.map((r: { decoder: string }) => r.decoder)).toEqual(['sharp', 'fast', 'sharp', 'fast', 'fast']);
+    // A quick run's window is 0.4 s: on a busy machine a cold JIT can finish no 640x480 frame in it.
+    for (const run of doc.preprocess.runs) {
+      finite(run.imagesPerSecond);
+      positive(run.cpuMsPerImage);
+    }
+    finite(doc.preprocess.speedup.sampleFrames);
+    finite(doc.preprocess.speedup.cameraFrames);
+    expect(doc.targets.filter((t: { name: string }) => t.name.startsWith('intake speed-up'))).toHaveLength(2);
 
     positive(doc.e2e.framesPerSecond);
     finite(doc.e2e.latencyMs.p50);
@@ -94,7 +104,7 @@ describe('linewatch bench --quick --json', () => {
     }
     expect(doc.swap.withoutSwap.latencyMs.samples).toBeGreaterThan(0);
 
-    expect(doc.targets.length).toBe(8);
+    expect(doc.targets.length).toBe(10);
     expect(doc.targets.map((t: { name: string }) => t.name)).toContain('swap pause');
     for (const target of doc.targets) {
       expect(typeof target.met).toBe('boolean');

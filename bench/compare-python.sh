@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# linewatch eval against the plain Python pipeline (bench/python_pipeline.py) on the same frames
+# and cores: the sample frames, 10 copies each (3,000 images), in labeled folders.
+# linewatch's start-up is excluded by timing a 30-image eval too and taking the difference.
+#   npm run build && bash bench/compare-python.sh [copies]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+copies="${1:-10}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+for f in samples/line/frames/*.jpg; do
+  name="${f##*/}"
+  label="${name%.jpg}"
+  label="${label#*-}"
+  [[ -d "$work/frames/$label" ]] || mkdir -p "$work/frames/$label"
+  for copy in $(seq 1 "$copies"); do ln -s "$PWD/$f" "$work/frames/$label/$copy-$name"; done
+done
+mkdir -p "$work/few/good"
+find "$work/frames/good" -name '1-*' | head -30 | while read -r f; do ln -s "$(readlink "$f")" "$work/few/good/"; done
+total="$(find "$work/frames" -name '*.jpg' | wc -l)"
+
+for bundle in default-fp32 default-int8; do
+  printf 'site: bench\nstateDir: %s\nmodel: %s\n' "$work/state-$bundle" "$PWD/models/$bundle" > "$work/$bundle.yml"
+  node dist/cli/main.js enroll samples/line/references --config "$work/$bundle.yml" > /dev/null
+  t0=$(date +%s.%N); node dist/cli/main.js eval "$work/few" --config "$work/$bundle.yml" --json > /dev/null; t1=$(date +%s.%N)
+  node dist/cli/main.js eval "$work/frames" --config "$work/$bundle.yml" --json > /dev/null; t2=$(date +%s.%N)
+  awk -v b="$bundle" -v n="$total" -v few="$(find "$work/few" -name '*.jpg' | wc -l)" -v a="$t0" -v m="$t1" -v e="$t2" \
+    'BEGIN { s = (e - m) - (m - a); printf "{\"pipeline\": \"linewatch eval %s\", \"images\": %d, \"seconds\": %.3f, \"imagesPerSecond\": %d}\n", b, n - few, s, (n - few) / s }'
+done
+/usr/bin/python3 -m bench.python_pipeline "$work/frames" samples/line/references
+/usr/bin/python3 -m bench.python_pipeline "$work/frames" samples/line/references --int8
