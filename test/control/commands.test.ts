@@ -1,9 +1,17 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort, startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { repoRoot, runLinewatch, tempDir, writeConfig, type LogLine, type RunningLinewatch } from '../helpers/daemon.js';
+
+const bundle = join(repoRoot, 'models/default-int8');
+
+/** The classifier settings the bundle ships with: what clearing every override returns to. */
+function bundleClassifier(): { k: number; threshold: number } {
+  return (JSON.parse(readFileSync(join(bundle, 'manifest.json'), 'utf8')) as { classifier: { k: number; threshold: number } }).classifier;
+}
 
 const root = 'linewatch/plant/line-1/cam-1/';
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -18,7 +26,7 @@ async function startLine(broker: Mosquitto, stateDir: string): Promise<{ daemon:
     line: 'line-1',
     camera: 'cam-1',
     stateDir,
-    model: join(repoRoot, 'models/default-int8'),
+    model: bundle,
     capture: { source: 'replay', replay: { folder: join(repoRoot, 'samples/line/frames'), fps: 0, loop: true } },
     enroll: { folder: join(repoRoot, 'samples/line/references') },
     mqtt: { url: broker.url },
@@ -89,8 +97,9 @@ describe('commands over MQTT 5 take effect on the next frame, without a restart'
     await line.daemon.waitForLog((_, all) => anomalies(all).length >= 5, 60_000);
 
     // Threshold 1 with k 5: only an item whose 5 nearest references are all defects is flagged.
-    const set = await tech.call('classifier.set', { threshold: 1, k: 5 });
-    expect(set).toMatchObject({ ok: true, result: { settings: { threshold: 1, k: 5 }, overrides: { threshold: 1, k: 5 } } });
+    // k 9 and threshold 1 differ from the bundle's own settings, so clearing them shows.
+    const set = await tech.call('classifier.set', { threshold: 1, k: 9 });
+    expect(set).toMatchObject({ ok: true, result: { settings: { threshold: 1, k: 9 }, overrides: { threshold: 1, k: 9 } } });
     const mark = line.daemon.logs.length;
     await line.daemon.waitForLog((l, all) => all.indexOf(l) >= mark && l.msg === 'anomaly', 30_000);
     expect(anomalies(line.daemon.logs, mark + 5).every((l) => l.score === 1)).toBe(true);
@@ -101,10 +110,11 @@ describe('commands over MQTT 5 take effect on the next frame, without a restart'
 
     const restarted = await startLine(broker, stateDir);
     const status = await (await fetch(`${restarted.http}/status`)).json();
-    expect(status.classifier).toMatchObject({ k: 5, threshold: 1, overrides: { k: 5, threshold: 1 } });
+    expect(status.classifier).toMatchObject({ k: 9, threshold: 1, overrides: { k: 9, threshold: 1 } });
     const tech2 = await technician(broker.url);
     const cleared = await tech2.call('classifier.set', { threshold: null, k: null });
     expect(cleared.result.overrides).toEqual({});
-    expect(cleared.result.settings).toMatchObject({ k: 1, threshold: 0.5 });
+    const { k, threshold } = bundleClassifier();
+    expect(cleared.result.settings).toMatchObject({ k, threshold });
   });
 });
