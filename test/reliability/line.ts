@@ -32,12 +32,12 @@ export interface Accounting {
   logged: number;
   received: number;
   inOutbox: number;
-  /** The allocator systemd/linewatch.service preloads: the soak measures memory as it ships. */
-const asShipped = { LD_PRELOAD: 'libjemalloc.so.2' };
-
-/** Logged ids neither received nor in the outbox. */
+  /** Logged ids neither received nor in the outbox. */
   lost: string[];
 }
+
+/** The allocator systemd/linewatch.service preloads: the soak measures memory as it ships. */
+const asShipped = { LD_PRELOAD: 'libjemalloc.so.2' };
 
 export class Line {
   /** Every daemon run, in order: their logs hold the ids written to the outbox. */
