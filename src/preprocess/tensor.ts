@@ -50,15 +50,15 @@ export class Preprocessor {
     return new Float32Array(this.length);
   }
 
-  /** Decode `image` and write its tensor into `out` (length `this.length`). */
-  async toTensor(image: Buffer, out: Float32Array): Promise<void> {
+  /** Decode `image`, cropped to `roi` (a camera's own, else this preprocessor's), and write its tensor into `out` (length `this.length`). */
+  async toTensor(image: Buffer, out: Float32Array, roi: Roi | undefined = this.roi): Promise<void> {
     if (out.length !== this.length) {
       throw new Error(`tensor buffer holds ${out.length} floats, the model input needs ${this.length}`);
     }
     let data: Buffer;
     let channels: number;
     try {
-      const result = await open(image, this.roi, this.limits)
+      const result = await open(image, roi, this.limits)
         .resize(this.spec.width, this.spec.height, { fit: 'fill' })
         .removeAlpha()
         .raw()
@@ -66,7 +66,7 @@ export class Preprocessor {
       data = result.data;
       channels = result.info.channels;
     } catch (err) {
-      throw await explainFailure(err, image, this.roi, this.limits);
+      throw await explainFailure(err, image, roi, this.limits);
     }
     if (channels !== 1 && channels !== 3) {
       throw new ImageError(`${channels} colour channels (e.g. CMYK) are not supported`);
