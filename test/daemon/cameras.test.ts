@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import sharp from 'sharp';
 import YAML from 'yaml';
-import { makeLabeledImages, runLinewatch, tempDir, tinyModel, writeConfig } from '../helpers/daemon.js';
-import { collectMessages, startMosquitto } from '../helpers/mosquitto.js';
+import { makeLabeledImages, runCommand, runLinewatch, tempDir, tinyModel, writeConfig } from '../helpers/daemon.js';
+import { collectMessages, freePort, startMosquitto } from '../helpers/mosquitto.js';
 import { baseUrl, get, makeFrames, until } from '../ops/helpers.js';
 
 const cleanups: (() => unknown)[] = [];
@@ -45,7 +45,8 @@ it('runs three real GStreamer cameras in one daemon: events on each camera\'s ow
     // Every frame is an anomaly: each camera's events show where its frames went.
     knn: { threshold: 0 },
     mqtt: { url: broker.url },
-    http: { port: 0 },
+    // A fixed port, so linewatch status finds the daemon from the same file.
+    http: { port: await freePort() },
     log: { format: 'json' },
   };
   const config = writeConfig(dir, settings);
@@ -87,6 +88,9 @@ it('runs three real GStreamer cameras in one daemon: events on each camera\'s ow
   // Fair shares, by counts: no camera has fewer than half the decisions of the busiest one.
   const counts = s.cameras.map((c) => c.decisions.classified);
   expect(Math.min(...counts), `decisions per camera ${counts}`).toBeGreaterThanOrEqual(Math.max(...counts) / 2);
+  const cli = await runCommand(['status', '--config', config]);
+  expect(cli.stdout).toMatch(/^camera multi\/line-1\/side: \S+ running, \d+ frames, \d+ dropped, \d+ restarts, [1-9]\d* decided$/m);
+  expect(cli.stdout.match(/^camera /gm)).toHaveLength(3);
   const metrics = (await get(`${url}/metrics`)).body;
   for (const key of ['multi/line-1/top', 'multi/line-1/side', 'multi/line-2/top']) {
     expect(metrics).toMatch(new RegExp(`^linewatch_decisions_total\\{result="anomaly",camera="${key}"\\} [1-9]\\d*$`, 'm'));
