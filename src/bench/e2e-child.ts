@@ -5,12 +5,13 @@
 import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger, errorText, setLogFormat, setLogLevel } from '../common/index.js';
+import { createLogger, errorText, setLogFormat, setLogLevel, UserError } from '../common/index.js';
 import { configSchema, type Config } from '../config/index.js';
 import { Daemon } from '../daemon/index.js';
 import { Outbox, type AnomalyEvent } from '../events/index.js';
 import { generateKeyPair, packBundle, signBundle } from '../inference/index.js';
 import type { DecidedFrame } from '../pipeline/index.js';
+import { readImageHeader } from '../preprocess/index.js';
 import { distribution, type Distribution } from './stats.js';
 
 export interface E2eRequest {
@@ -26,6 +27,8 @@ export interface E2eRequest {
   pacedS: number;
   /** For a third run at full rate with the database on this tmpfs folder (fsync free), or null to skip it. */
   volatileDir: string | null;
+  /** GStreamer test cameras run together through one pipeline, for `durationS` like the saturated run. */
+  cameras: number;
   /** The swap run: this bundle is pushed (a signed copy with another version), then swapped out and back; `phaseS` per measured phase. */
   swap: { pushBundleDir: string; phaseS: number };
 }
@@ -63,6 +66,20 @@ export interface ChangeFigures {
   framesDropped: number;
 }
 
+/** Several GStreamer test cameras (videotestsrc) at full rate through one daemon. */
+export interface CamerasFigures {
+  cameras: number;
+  /** Each camera's rate: each alone offers the single camera's saturated rate (together 4x), so every queue overflows while the machine's load moves. */
+  fpsEach: number;
+  /** The frames' size: the sample frames'. */
+  width: number;
+  height: number;
+  framesPerSecond: number;
+  perCamera: { camera: string; framesPerSecond: number; framesDropped: number }[];
+  seconds: number;
+  rss: { atS: number; bytes: number }[];
+}
+
 export interface SwapFigures {
   started: string;
   /** Phase A: full rate, the pushed model active, no change. */
@@ -79,6 +96,7 @@ export type E2eReply =
       saturated: RunFigures;
       paced: RunFigures;
       volatile: RunFigures | null;
+      cameras: CamerasFigures;
       swap: SwapFigures;
       daemon: { model: string; precision: string; provider: string; references: number; index: string; startMs: number };
       rss: { atS: number; bytes: number }[];
@@ -125,23 +143,27 @@ async function main(request: E2eRequest): Promise<E2eReply> {
     // References: the first 200 frames, enrolled by the daemon itself at its first start.
     const references = join(work, 'references', 'good');
     mkdirSync(references, { recursive: true });
-    for (const name of readdirSync(request.framesDir).filter((n) => /\.(jpe?g|png)$/i.test(n)).sort().slice(0, 200)) {
+    const frames = readdirSync(request.framesDir).filter((n) => /\.(jpe?g|png)$/i.test(n)).sort();
+    for (const name of frames.slice(0, 200)) {
       copyFileSync(join(request.framesDir, name), join(references, name));
     }
-    const config = (fps: number, stateDir = join(work, 'state'), models: Partial<Config['models']> = {}): Config =>
+    const common = (stateDir = join(work, 'state'), models: Partial<Config['models']> = {}) => ({
+      stateDir,
+      model: request.bundleDir,
+      inference: request.inference,
+      // threshold 0: every frame is an anomaly, so every frame travels to the broker.
+      knn: { threshold: 0 },
+      enroll: { folder: join(work, 'references') },
+      mqtt: { url: request.brokerUrl, clientId: `linewatch-bench-${process.pid}`, statsIntervalS: 3600 },
+      http: { enabled: false },
+      models,
+      log: { level: 'warn', format: 'json' },
+    });
+    const config = (fps: number, stateDir?: string, models?: Partial<Config['models']>): Config =>
       configSchema.parse({
-        stateDir,
-        model: request.bundleDir,
+        ...common(stateDir, models),
         capture: { source: 'replay', queueSize: request.queueSize, replay: { folder: request.framesDir, fps, loop: true } },
         preprocess: { roi: request.roi },
-        inference: request.inference,
-        // threshold 0: every frame is an anomaly, so every frame travels to the broker.
-        knn: { threshold: 0 },
-        enroll: { folder: join(work, 'references') },
-        mqtt: { url: request.brokerUrl, clientId: `linewatch-bench-${process.pid}`, statsIntervalS: 3600 },
-        http: { enabled: false },
-        models,
-        log: { level: 'warn', format: 'json' },
       });
 
     const t0 = performance.now();
@@ -189,6 +211,16 @@ async function main(request: E2eRequest): Promise<E2eReply> {
         rmSync(volatileState, { recursive: true, force: true });
       }
     }
+    const cameras = await measureCameras(request, join(request.framesDir, frames[0]!), saturated.framesPerSecond, (fpsEach, width, height) =>
+      configSchema.parse({
+        ...common(),
+        cameras: Array.from({ length: request.cameras }, (_, i) => ({
+          camera: `cam-${i + 1}`,
+          capture: { source: 'gstreamer', queueSize: request.queueSize, gstreamer: { preset: 'test', width, height, fps: fpsEach } },
+          roi: request.roi,
+        })),
+      }),
+    log);
     // Last, so the memory figures above never see a second model open.
     const trustedKeysDir = join(work, 'trusted-keys');
     const archive = await signedCopy(request.swap.pushBundleDir, join(work, 'push'), trustedKeysDir);
@@ -199,7 +231,7 @@ async function main(request: E2eRequest): Promise<E2eReply> {
     } finally {
       await daemon.stop({ flushTimeoutMs: 10_000 });
     }
-    return { ok: true, saturated, paced, volatile, swap, daemon: info, rss, measuredFromS, measuredToS };
+    return { ok: true, saturated, paced, volatile, cameras, swap, daemon: info, rss, measuredFromS, measuredToS };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -222,6 +254,48 @@ async function measure(daemon: Daemon, fps: number, seconds: number): Promise<Ru
     framesDropped: dropped(after) - dropped(before),
     backlogAtEnd: after.events.backlog,
   };
+}
+
+/**
+ * Several cameras at full rate: GStreamer test cameras of the sample frames' size, each offering
+ * the single camera's saturated rate, for as long as the saturated run. Each
+ * camera's share comes from its own decision count; RSS is sampled throughout.
+ */
+async function measureCameras(request: E2eRequest, sampleFrame: string, singleFramesPerSecond: number, config: (fpsEach: number, width: number, height: number) => Config, log: ReturnType<typeof createLogger>): Promise<CamerasFigures> {
+  const header = readImageHeader(readFileSync(sampleFrame));
+  const [width, height] = header ? [header.width, header.height] : [112, 112];
+  const fpsEach = Math.min(1000, Math.max(1, Math.ceil(singleFramesPerSecond)));
+  const daemon = await Daemon.start(config(fpsEach, width, height), log);
+  const rss: { atS: number; bytes: number }[] = [];
+  try {
+    // A gst-launch process takes its time to deliver a first frame on a busy machine: the window opens once every camera has.
+    const deadline = performance.now() + 60_000;
+    while (daemon.status().cameras.some((c) => c.capture.framesReceived === 0)) {
+      if (performance.now() > deadline) {
+        const silent = daemon.status().cameras.filter((c) => c.capture.framesReceived === 0);
+        throw new UserError(`GStreamer test camera(s) ${silent.map((c) => `${c.key} (${c.capture.lastError ?? c.capture.state})`).join(', ')} delivered no frame within 60 s`, 'check that gst-launch-1.0 and the videotestsrc and jpegenc elements are installed');
+      }
+      await sleep(0.1);
+    }
+    await sleep(request.warmupS);
+    const before = daemon.status().cameras;
+    const from = performance.now();
+    const sampleEvery = Math.min(5, Math.max(0.25, request.durationS / 120));
+    const sampler = setInterval(() => rss.push({ atS: (performance.now() - from) / 1000, bytes: process.memoryUsage.rss() }), sampleEvery * 1000);
+    await sleep(request.durationS);
+    clearInterval(sampler);
+    const seconds = (performance.now() - from) / 1000;
+    const after = daemon.status().cameras;
+    const dropped = (c: (typeof after)[number]) => c.capture.framesDropped + c.capture.droppedWhileBusy;
+    const perCamera = after.map((c, i) => ({
+      camera: c.key,
+      framesPerSecond: (c.decisions.classified - before[i]!.decisions.classified) / seconds,
+      framesDropped: dropped(c) - dropped(before[i]!),
+    }));
+    return { cameras: request.cameras, fpsEach, width, height, framesPerSecond: perCamera.reduce((sum, c) => sum + c.framesPerSecond, 0), perCamera, seconds, rss };
+  } finally {
+    await daemon.stop({ flushTimeoutMs: 10_000 });
+  }
 }
 
 /** A copy of the bundle under another version (so it is a new model to the registry), signed with a key made here and trusted through `trustedKeysDir`. */

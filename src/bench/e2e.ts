@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { UserError } from '../common/index.js';
 import { startBroker } from './broker.js';
-import type { ChangeFigures, E2eReply, E2eRequest, PhaseFigures, RunFigures, SwapFigures } from './e2e-child.js';
+import type { CamerasFigures, ChangeFigures, E2eReply, E2eRequest, PhaseFigures, RunFigures, SwapFigures } from './e2e-child.js';
 import type { BenchSettings } from './settings.js';
 import { round, roundDistribution, type Distribution } from './stats.js';
 
@@ -38,6 +38,20 @@ export interface E2eSection {
   };
   /** Daemon.start to running (opening the model, enrolling 200 reference frames). */
   startMs: number;
+  /** Several GStreamer test cameras through one pipeline, at full rate. */
+  cameras: CamerasSection;
+}
+
+export interface CamerasSection {
+  cameras: number;
+  fpsEach: number;
+  frameSize: string;
+  /** Frames decided per second, all cameras together. */
+  framesPerSecond: number;
+  perCamera: { camera: string; framesPerSecond: number; framesDropped: number }[];
+  /** (largest share - smallest) / largest, in %: 0 when every camera gets the same. */
+  shareSpreadPct: number;
+  memory: MemorySection;
 }
 
 export interface MemorySection {
@@ -94,6 +108,7 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
       durationS: settings.e2e.durationS,
       pacedS: settings.quick ? 1 : Math.min(20, settings.e2e.durationS),
       volatileDir: existsSync('/dev/shm') ? '/dev/shm' : null,
+      cameras: 4,
       swap: { pushBundleDir: settings.fp32Dir, phaseS: settings.swap.phaseS },
     };
     const reply = await runChild(request);
@@ -131,6 +146,7 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
         durationS: settings.e2e.durationS,
       },
       startMs: reply.daemon.startMs,
+      cameras: camerasFigures(reply.cameras),
     };
     const inWindow = reply.rss.filter((s) => s.atS >= reply.measuredFromS && s.atS <= reply.measuredToS);
     return { e2e, memory: memoryFigures(inWindow, reply.measuredToS - reply.measuredFromS), swap: swapFigures(reply.swap, settings.swap.phaseS) };
@@ -176,6 +192,19 @@ function swapFigures(s: SwapFigures, phaseS: number): SwapSection {
     swaps,
     push,
     settings: { started: s.started, pushed: s.push.key, phaseS },
+  };
+}
+
+function camerasFigures(c: CamerasFigures): CamerasSection {
+  const rates = c.perCamera.map((p) => p.framesPerSecond);
+  return {
+    cameras: c.cameras,
+    fpsEach: c.fpsEach,
+    frameSize: `${c.width}x${c.height}`,
+    framesPerSecond: round(c.framesPerSecond),
+    perCamera: c.perCamera.map((p) => ({ ...p, framesPerSecond: round(p.framesPerSecond) })),
+    shareSpreadPct: round(((Math.max(...rates) - Math.min(...rates)) / Math.max(...rates)) * 100),
+    memory: memoryFigures(c.rss, c.seconds),
   };
 }
 

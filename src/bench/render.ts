@@ -43,6 +43,10 @@ export function renderText(doc: BenchDocument): string {
         ...(doc.e2e.volatileState ? [['max rate, database on tmpfs (not durable; comparison only)', doc.e2e.volatileState] as const] : []),
       ].map(([name, r]) => [name, r.framesPerSecond, r.eventsPerSecond, lat(r.latencyMs), r.framesDropped, r.backlogAtEnd]),
     ),
+    (() => {
+      const c = doc.e2e.cameras;
+      return `${c.cameras} GStreamer test cameras (videotestsrc ${c.frameSize}, ${c.fpsEach} fps each) through one pipeline: ${c.framesPerSecond} frames/s together (${c.perCamera.map((p) => `${p.camera} ${p.framesPerSecond}`).join(', ')}; spread ${c.shareSpreadPct}%), RSS steady ${c.memory.steadyMb} MB, max deviation ${c.memory.maxDeviationPct}% over ${c.memory.durationS} s`;
+    })(),
     '',
     `kNN (${doc.knn.dimension}-d, ${doc.knn.queries} queries, k 10, M ${doc.knn.options.M}, efConstruction ${doc.knn.options.efConstruction}, ef ${doc.knn.options.ef}; ${doc.knn.data})`,
     table(

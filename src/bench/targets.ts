@@ -76,6 +76,28 @@ export function targets(doc: Omit<BenchDocument, 'targets'>): Target[] {
       detail: `${memory.durationS} s run${memory.durationS < 600 ? ' (shorter than 10 min: pass --duration 600)' : ''}: steady ${memory.steadyMb} MB, drift ${memory.driftPct}%, slope ${memory.slopeMbPerMin} MB/min`,
     },
     {
+      name: 'several cameras: aggregate',
+      met: e2e.cameras.framesPerSecond >= 0.9 * e2e.framesPerSecond,
+      value: round(e2e.cameras.framesPerSecond / e2e.framesPerSecond),
+      goal: '>= 0.9 x the single-camera e2e frames/s',
+      detail: `${e2e.cameras.cameras} GStreamer test cameras (${e2e.cameras.frameSize}, ${e2e.cameras.fpsEach} fps each): ${e2e.cameras.framesPerSecond} frames/s together vs ${e2e.framesPerSecond} from one replay at max rate`,
+    },
+    {
+      name: 'several cameras: fair shares',
+      // Shares only mean something at full rate: every camera must have lost frames to a full queue.
+      met: e2e.cameras.shareSpreadPct <= 20 && e2e.cameras.perCamera.every((c) => c.framesDropped > 0),
+      value: e2e.cameras.shareSpreadPct,
+      goal: 'per-camera frames/s within 20% of each other at full rate (every camera dropping frames)',
+      detail: `${e2e.cameras.perCamera.map((c) => `${c.camera} ${c.framesPerSecond} frames/s (${c.framesDropped} dropped)`).join(', ')}${e2e.cameras.perCamera.some((c) => c.framesDropped === 0) ? '; not at full rate: a camera dropped nothing' : ''}`,
+    },
+    {
+      name: 'RSS steady with several cameras',
+      met: e2e.cameras.memory.maxDeviationPct <= 5,
+      value: e2e.cameras.memory.maxDeviationPct,
+      goal: 'within 5% of steady over a 10-minute full-rate run with 4 cameras',
+      detail: `${e2e.cameras.memory.durationS} s run${e2e.cameras.memory.durationS < 600 ? ' (shorter than 10 min: pass --duration 600)' : ''}: steady ${e2e.cameras.memory.steadyMb} MB, drift ${e2e.cameras.memory.driftPct}%, slope ${e2e.cameras.memory.slopeMbPerMin} MB/min`,
+    },
+    {
       name: 'swap pause',
       met: swap.pauseRatio <= 2,
       value: swap.pauseRatio,

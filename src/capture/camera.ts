@@ -1,6 +1,6 @@
 import { createFrameSource, type FrameSourceOptions } from './factory.js';
 import { FrameQueue } from './frame-queue.js';
-import type { CaptureStatus, FrameSource } from './frame.js';
+import type { CameraIdentity, CaptureStatus, FrameSource } from './frame.js';
 
 export interface CameraStatus extends CaptureStatus {
   queued: number;
@@ -9,7 +9,8 @@ export interface CameraStatus extends CaptureStatus {
 
 /**
  * One camera as a module: its frame source feeding a bounded queue, replaceable while running
- * (a reload), with the old settings back when the new source cannot start.
+ * (a reload), with the old settings back when the new source cannot start. Every frame it queues
+ * carries its identity (topic levels, ROI) to the decision and beyond.
  */
 export class Camera {
   readonly queue: FrameQueue;
@@ -18,6 +19,8 @@ export class Camera {
   private swapping: Promise<void> | null = null;
 
   constructor(
+    /** Replaced whole on a reload that changes only the ROI; frames already queued keep the one they were taken with. */
+    public identity: CameraIdentity,
     private options: FrameSourceOptions,
     queueSize: number,
   ) {
@@ -81,6 +84,10 @@ export class Camera {
 
   private startSource(source: FrameSource): Promise<void> {
     // Replay can wait for room (no frame of the sample line is lost); a live camera cannot.
-    return source.start(source.kind === 'replay' ? (frame) => this.queue.pushWhenRoom(frame) : (frame) => this.queue.push(frame));
+    return source.start(
+      source.kind === 'replay'
+        ? (frame) => this.queue.pushWhenRoom({ ...frame, camera: this.identity })
+        : (frame) => this.queue.push({ ...frame, camera: this.identity }),
+    );
   }
 }

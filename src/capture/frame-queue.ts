@@ -18,6 +18,8 @@ export class FrameQueue {
   private roomWaiters: (() => void)[] = [];
   private isClosed = false;
   private droppedCount = 0;
+  /** Told after a frame was added that no taker took: a FrameFanIn reading several queues. */
+  onFrame: (() => void) | null = null;
 
   constructor(readonly capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1) {
@@ -51,6 +53,7 @@ export class FrameQueue {
     this.ring[(this.head + this.count) % this.capacity] = frame;
     this.count += 1;
     this.serveTakers();
+    if (this.count > 0) this.onFrame?.();
   }
 
   /**
@@ -73,6 +76,11 @@ export class FrameQueue {
     if (this.count > 0 && this.takers.length === 0) return Promise.resolve(this.remove(max));
     if (this.isClosed) return Promise.resolve([]);
     return new Promise((resolve) => this.takers.push({ max: Math.max(1, max), resolve }));
+  }
+
+  /** Up to `max` frames, oldest first, without waiting: [] when none is queued. */
+  takeNow(max = 1): Frame[] {
+    return this.count > 0 ? this.remove(max) : [];
   }
 
   /** Wakes every waiter; frames already queued can still be taken. */

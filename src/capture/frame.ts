@@ -1,5 +1,16 @@
 import type { RawImage } from '../common/index.js';
 
+/** Which camera a frame came from: its topic levels, and the region of its frames the item lies in. */
+export interface CameraIdentity {
+  /** `site/line/camera`, unique among the daemon's cameras. */
+  key: string;
+  site: string;
+  line: string;
+  camera: string;
+  /** Cropped from each frame before it is resized (null: the whole frame). */
+  roi: { x: number; y: number; width: number; height: number } | null;
+}
+
 /** One image from a camera or a replay folder. */
 export interface Frame {
   /** 1, 2, 3... per source, never reset by restarts. */
@@ -13,6 +24,8 @@ export interface Frame {
   data: Buffer | RawImage;
   /** File name (replay) or source name (cameras). */
   origin: string;
+  /** Set by the Camera that queued it; absent for frames that come from no configured camera (tests, the bench's probes). */
+  camera?: CameraIdentity;
 }
 
 /**

@@ -1,4 +1,4 @@
-export type { Frame, FrameHandler, FrameSource, FrameSourceKind, CaptureState, CaptureStatus, JpegSplitterStats } from './frame.js';
+export type { CameraIdentity, Frame, FrameHandler, FrameSource, FrameSourceKind, CaptureState, CaptureStatus, JpegSplitterStats } from './frame.js';
 export { FrameQueue } from './frame-queue.js';
 export { JpegSplitter, defaultMaxFrameBytes } from './jpeg-splitter.js';
 export { ReplaySource, replayDefaults, type ReplayOptions } from './replay.js';
@@ -8,3 +8,4 @@ export { createLibcameraSource, libcameraDefaults, type LibcameraOptions } from 
 export { restartDelay, supervisionDefaults, type SupervisionOptions } from './supervisor.js';
 export { createFrameSource, type FrameSourceOptions } from './factory.js';
 export { Camera, type CameraStatus } from './camera.js';
+export { FrameFanIn, type FrameFeed } from './fan-in.js';

@@ -301,7 +301,10 @@ function describeLive(s: Record<string, unknown>): string {
   const st = s as unknown as import('../daemon/index.js').DaemonStatus;
   const lines = [
     `linewatch ${st.state} since ${st.startedAt} (${st.site}/${st.line}/${st.camera})`,
-    `capture: ${st.capture.source} ${st.capture.state}, ${st.capture.framesReceived} frames, ${st.capture.framesDropped + st.capture.droppedWhileBusy} dropped, ${st.capture.restarts} restarts`,
+    // One line per camera when there are several, each with the decisions of its own frames.
+    ...st.cameras.map(({ key, capture: c, decisions }) =>
+      `${st.cameras.length > 1 ? `camera ${key}` : 'capture'}: ${c.source} ${c.state}, ${c.framesReceived} frames, ${c.framesDropped + c.droppedWhileBusy} dropped, ${c.restarts} restarts${st.cameras.length > 1 ? `, ${decisions.classified} decided` : ''}`,
+    ),
     `model: ${st.model.name}@${st.model.version} (${st.model.precision}) on ${st.model.provider}`,
     `references: ${st.references.total} (${Object.entries(st.references.byLabel).map(([l, n]) => `${l} ${n}`).join(', ')}), ${st.references.index} search`,
     `learning: ${st.learning.enabled ? 'on' : 'off'}; last hour ${st.learning.lastHour.admitted} admitted, ${st.learning.lastHour.expired} expired, ${st.learning.lastHour.conflicts} removed by people's labels` +

@@ -1,7 +1,9 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import YAML, { isScalar, LineCounter } from 'yaml';
 import type { z } from 'zod';
-import { errorText, HIDDEN, isMissingFile, readRegularFileSync, redactSecrets, UserError } from '../common/index.js';
+import { errorText, HIDDEN, isMissingFile, readRegularFileSync, redactSecrets, type UserError } from '../common/index.js';
+import { configuredCameras } from './cameras.js';
+import { ConfigError } from './error.js';
 import { configSchema, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/linewatch/config.yml';
@@ -21,9 +23,6 @@ export interface LoadedConfig {
   /** The file read, or null when none was given and the default does not exist. */
   path: string;
 }
-
-/** A config problem: the message lists every bad key, its value and what is expected. */
-export class ConfigError extends UserError {}
 
 interface Leaf {
   path: string[];
@@ -83,15 +82,36 @@ export function loadConfig(options: { path?: string | undefined; env?: NodeJS.Pr
     );
   }
   const config = result.data;
+  refuseBothCameraForms(raw, fromEnv);
+  configuredCameras(config);
   const base = dirname(path);
-  for (const key of PATH_KEYS) {
-    const parts = key.split('.');
-    const parent = parts.slice(0, -1).reduce<Record<string, unknown>>((obj, k) => obj[k] as Record<string, unknown>, config as unknown as Record<string, unknown>);
-    const last = parts[parts.length - 1]!;
-    const value = parent[last];
-    if (typeof value === 'string' && !isAbsolute(value)) parent[last] = resolve(base, value);
-  }
+  for (const key of PATH_KEYS) resolvePath(config, key.split('.'), base);
+  for (const camera of config.cameras ?? []) resolvePath(camera, ['capture', 'replay', 'folder'], base);
   return { config, path };
+}
+
+function resolvePath(config: object, parts: string[], base: string): void {
+  const parent = parts.slice(0, -1).reduce<Record<string, unknown>>((obj, k) => obj[k] as Record<string, unknown>, config as Record<string, unknown>);
+  const last = parts[parts.length - 1]!;
+  const value = parent[last];
+  if (typeof value === 'string' && !isAbsolute(value)) parent[last] = resolve(base, value);
+}
+
+/** The single-camera keys, which `cameras` replaces: given together, one of the two would be silently ignored. */
+const SINGLE_CAMERA_KEYS = [['camera'], ['capture'], ['preprocess', 'roi']];
+
+function refuseBothCameraForms(raw: Record<string, unknown>, fromEnv: Map<string, string>): void {
+  if (raw['cameras'] === undefined || raw['cameras'] === null) return;
+  const given = SINGLE_CAMERA_KEYS.filter((path) => path.reduce<unknown>((obj, k) => (obj && typeof obj === 'object' ? (obj as Record<string, unknown>)[k] : undefined), raw) !== undefined).map((path) => {
+    const key = path.join('.');
+    const env = [...fromEnv].find(([leaf]) => leaf === key || leaf.startsWith(`${key}.`))?.[1];
+    return env ? `${key} (from ${env})` : key;
+  });
+  if (given.length === 0) return;
+  throw new ConfigError(
+    `cameras is given together with the single-camera key${given.length > 1 ? 's' : ''} ${given.join(', ')}: only one of the two forms can describe the cameras`,
+    'give each camera its camera:, capture: and roi: inside cameras:, and remove the top-level ones (or remove cameras: for a single camera)',
+  );
 }
 
 function readYaml(path: string): Record<string, unknown> {

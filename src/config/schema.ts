@@ -47,54 +47,71 @@ const roi = z.strictObject({
   height: int(1, 65535),
 });
 
+/** A camera's frame source and its queue: the top-level `capture` section, and each camera's in `cameras`. */
+const capture = section({
+  source: z.enum(['replay', 'gstreamer', 'libcamera']).default('replay'),
+  /**
+   * gstreamer: `raw` has the pipeline crop the ROI, scale it to the model input and hand over
+   * raw pixels (no JPEG encode and decode per frame); `jpeg` sends JPEG frames; `auto` is raw
+   * for the presets linewatch builds and jpeg for a custom pipeline. libcamera always sends MJPEG.
+   */
+  frames: z.enum(['auto', 'raw', 'jpeg']).default('auto'),
+  /** Frames waiting for the pipeline; beyond it the oldest are dropped (and counted). */
+  queueSize: int(1, 1000).default(32),
+  stallTimeoutMs: int(100, 3_600_000).default(5000),
+  restartInitialMs: int(10, 600_000).default(1000),
+  restartMaxMs: int(10, 3_600_000).default(30000),
+  maxFrameBytes: int(1024, 256 * MIB).default(8 * MIB),
+  /** Width x height of a frame or image; larger ones are refused before they are decoded (a small PNG can declare 16000x16000). */
+  maxFramePixels: int(1, 1_000_000_000).default(50_000_000),
+  replay: section({
+    folder: path.default('/opt/linewatch/samples/line/frames'),
+    /** 0, or at least 0.01 so the wait between frames fits a timer. */
+    fps: decimal(0, 1000).refine((v) => v === 0 || v >= 0.01, '0 (as fast as the pipeline takes them) or from 0.01 to 1000').default(10),
+    loop: z.boolean().default(true),
+  }),
+  gstreamer: section({
+    preset: z.enum(['usb', 'jetson-csi', 'test', 'custom']).default('usb'),
+    device: text(4096).default('/dev/video0'),
+    sensorId: int(0, 255).default(0),
+    width: side.default(640),
+    height: side.default(480),
+    fps: fps.default(15),
+    /** With preset `custom`: the pipeline up to (not including) the final sink; it must end in JPEG (or, with frames: raw, in raw video of width x height). */
+    pipeline: text(16384).default(''),
+  }),
+  libcamera: section({
+    width: side.default(640),
+    height: side.default(480),
+    fps: fps.default(15),
+    extraArgs: z.array(text(4096)).max(256, 'at most 256 arguments').default([]),
+  }),
+});
+
+/** One camera of several: its source, ROI and topic levels (site and line default to the top-level ones). */
+const camera = z.strictObject({
+  camera: name,
+  site: name.nullable().default(null),
+  line: name.nullable().default(null),
+  capture,
+  roi: roi.nullable().default(null),
+});
+
 export const configSchema = z.strictObject({
   site: name.default('site'),
   line: name.default('line'),
   camera: name.default('camera'),
+  /**
+   * Several cameras on one daemon, instead of the single camera of `camera`, `capture` and
+   * `preprocess.roi`; null = that single camera (config/cameras.ts makes both forms one list).
+   */
+  cameras: z.array(camera).min(1, 'at least one camera (or remove cameras: and use camera, capture and preprocess.roi for one camera)').max(64, 'at most 64 cameras').nullable().default(null),
   /** Folder for the database (references, vectors, index, outbox). */
   stateDir: path.default('/var/lib/linewatch'),
   /** Model bundle folder (manifest.json + model.onnx). */
   model: path.default('/opt/linewatch/models/default-int8'),
 
-  capture: section({
-    source: z.enum(['replay', 'gstreamer', 'libcamera']).default('replay'),
-    /**
-     * gstreamer: `raw` has the pipeline crop the ROI, scale it to the model input and hand over
-     * raw pixels (no JPEG encode and decode per frame); `jpeg` sends JPEG frames; `auto` is raw
-     * for the presets linewatch builds and jpeg for a custom pipeline. libcamera always sends MJPEG.
-     */
-    frames: z.enum(['auto', 'raw', 'jpeg']).default('auto'),
-    /** Frames waiting for the pipeline; beyond it the oldest are dropped (and counted). */
-    queueSize: int(1, 1000).default(32),
-    stallTimeoutMs: int(100, 3_600_000).default(5000),
-    restartInitialMs: int(10, 600_000).default(1000),
-    restartMaxMs: int(10, 3_600_000).default(30000),
-    maxFrameBytes: int(1024, 256 * MIB).default(8 * MIB),
-    /** Width x height of a frame or image; larger ones are refused before they are decoded (a small PNG can declare 16000x16000). */
-    maxFramePixels: int(1, 1_000_000_000).default(50_000_000),
-    replay: section({
-      folder: path.default('/opt/linewatch/samples/line/frames'),
-      /** 0, or at least 0.01 so the wait between frames fits a timer. */
-      fps: decimal(0, 1000).refine((v) => v === 0 || v >= 0.01, '0 (as fast as the pipeline takes them) or from 0.01 to 1000').default(10),
-      loop: z.boolean().default(true),
-    }),
-    gstreamer: section({
-      preset: z.enum(['usb', 'jetson-csi', 'test', 'custom']).default('usb'),
-      device: text(4096).default('/dev/video0'),
-      sensorId: int(0, 255).default(0),
-      width: side.default(640),
-      height: side.default(480),
-      fps: fps.default(15),
-      /** With preset `custom`: the pipeline up to (not including) the final sink; it must end in JPEG (or, with frames: raw, in raw video of width x height). */
-      pipeline: text(16384).default(''),
-    }),
-    libcamera: section({
-      width: side.default(640),
-      height: side.default(480),
-      fps: fps.default(15),
-      extraArgs: z.array(text(4096)).max(256, 'at most 256 arguments').default([]),
-    }),
-  }),
+  capture,
 
   preprocess: section({
     /** Region of interest cropped from each frame before resizing; null = whole frame. */

@@ -1,7 +1,6 @@
 import { join } from 'node:path';
-import { Camera, type FrameSourceOptions } from '../capture/index.js';
 import { errorText, RequestError, UserError, setLogFormat, setLogLevel, type Logger } from '../common/index.js';
-import type { Config } from '../config/index.js';
+import { configuredCameras, type Config } from '../config/index.js';
 import { ControlApi, ControlServer, controlCommands, ensureToken } from '../control/index.js';
 import { AnomalyImages, EVENTS_TOPIC, EventRecorder, Outbox, SPARKPLUG_STREAM, type RecorderSettings } from '../events/index.js';
 import { OverrideStore, ReferenceStore } from '../knn/index.js';
@@ -12,8 +11,9 @@ import { defaultClientId } from '../mqtt/index.js';
 import { DiskReserve, openDatabase, type Db } from '../storage/index.js';
 import { FleetSync, type FleetSettings } from '../sync/index.js';
 import { Accounts, WebUi } from '../ui/index.js';
+import { Cameras } from './cameras.js';
 import { checkHealth } from './health.js';
-import { Messaging } from './messaging.js';
+import { deviceNames, Messaging } from './messaging.js';
 import { DaemonMetrics } from './metrics.js';
 import { planReload } from './reload.js';
 import { httpRoutes } from './routes.js';
@@ -66,7 +66,7 @@ export class Daemon {
     private readonly images: AnomalyImages,
     private readonly recorder: EventRecorder,
     private readonly learning: Learning,
-    private readonly camera: Camera,
+    private readonly cameras: Cameras,
     private readonly pipeline: Pipeline,
     private readonly metrics: DaemonMetrics,
     private readonly options: DaemonOptions,
@@ -97,17 +97,17 @@ export class Daemon {
       models = await unlessAborted(ModelManager.open(db, store, overrides, config, log), signal, (late) => late.close());
       const outbox = new Outbox(db, diskReserve(db, config, log));
       const images = new AnomalyImages(db, config.images);
-      const camera = new Camera(sourceOptions(config, models.active.bundle.manifest.input), config.capture.queueSize);
+      const cameras = new Cameras(configuredCameras(config), models.active.bundle.manifest.input);
       let daemon: Daemon | null = null;
       const metrics = new DaemonMetrics(() => daemon!.status());
       const recorder = new EventRecorder(outbox, images, recorderSettings(config), log.child('events'), (s) => metrics.observeFrameToOutbox(s));
       // Enough frames in flight to fill a batch on every worker while the next ones decode.
       const inFlight = config.inference.maxBatch * config.inference.workers + 2;
-      const pipeline = new Pipeline(camera.queue, models, log.child('pipeline'), inFlight, (stage, seconds) => metrics.observeStage(stage, seconds));
+      const pipeline = new Pipeline(cameras.feed, models, log.child('pipeline'), inFlight, (stage, seconds) => metrics.observeStage(stage, seconds));
       pipeline.addConsumer(recorder.consume);
       const learning = new Learning(store, models, config.learning, log.child('learning'));
       pipeline.addConsumer(learning.consume);
-      daemon = new Daemon(config, log, db, store, overrides, models, outbox, images, recorder, learning, camera, pipeline, metrics, options);
+      daemon = new Daemon(config, log, db, store, overrides, models, outbox, images, recorder, learning, cameras, pipeline, metrics, options);
       await daemon.run(signal);
       return daemon;
     } catch (err) {
@@ -122,7 +122,8 @@ export class Daemon {
     try {
       signal?.throwIfAborted();
       if (config.http.enabled) {
-        const health = () => checkHealth(this.status(), Date.now(), this.config.capture.stallTimeoutMs);
+        // A camera is stale after its own stall timeout; health waits for the most patient one.
+        const health = () => checkHealth(this.status(), Date.now(), Math.max(...configuredCameras(this.config).map((c) => c.capture.stallTimeoutMs)));
         if (config.ui.enabled) {
           const parts = { api: this.api, store: this.store, models: this.models, images: this.images, config: () => this.config, status: () => this.status(), health, needRestart: () => this.needRestart };
           this.ui = new WebUi(parts, new Accounts(this.db));
@@ -147,7 +148,7 @@ export class Daemon {
       this.learning.start();
       this.running = this.pipeline.run();
       // stop() below stops a camera that is still starting.
-      await unlessAborted(this.camera.start(), signal);
+      await unlessAborted(this.cameras.start(), signal);
     } catch (err) {
       await this.stop({ flushTimeoutMs: 0 });
       throw err;
@@ -155,7 +156,7 @@ export class Daemon {
     this.state = 'running';
     const ready = this.models.active.classifier.notReady();
     log.info('running', {
-      source: this.camera.name,
+      source: this.cameras.names.join(', '),
       ...(this.http ? { status: `${this.http.url}/status` } : {}),
       model: this.models.active.key,
       provider: this.models.active.encoder.provider,
@@ -212,9 +213,10 @@ export class Daemon {
     }
     if (plan.source) {
       try {
-        await this.camera.replace(sourceOptions(next, this.models.active.bundle.manifest.input));
+        for (const key of await this.cameras.apply(configuredCameras(next))) this.pipeline.forgetCamera(key);
       } catch (err) {
-        this.config = { ...next, capture: previous.capture };
+        // Every camera runs as before: so does the configuration, and the next reload tries again.
+        this.config = { ...next, cameras: previous.cameras, capture: previous.capture, preprocess: previous.preprocess, site: previous.site, line: previous.line, camera: previous.camera };
         throw err;
       }
     }
@@ -223,14 +225,17 @@ export class Daemon {
   }
 
   status(): DaemonStatus {
-    const capture = this.camera.status();
+    const cameras = this.cameras.status((key) => this.pipeline.cameraCounters(key));
+    const capture = cameras[0]!.capture;
     const active = this.models.active;
     const index = active.index.stats();
     const recorded = this.recorder.status();
     const mqtt = this.messaging?.status() ?? null;
     const models = this.models.status();
     const problems: string[] = [];
-    if (capture.lastError && capture.state !== 'running') problems.push(`capture: ${capture.lastError}`);
+    for (const c of cameras) {
+      if (c.capture.lastError && c.capture.state !== 'running') problems.push(`capture${cameras.length > 1 ? ` of camera ${c.key}` : ''}: ${c.capture.lastError}`);
+    }
     if (this.pipeline.problem) problems.push(this.pipeline.problem);
     if (recorded.refusing) problems.push(recorded.refusing);
     if (this.needRestart.length > 0) problems.push(`configuration changed for ${this.needRestart.join(', ')}: restart linewatch to apply it`);
@@ -245,9 +250,10 @@ export class Daemon {
       startedAt: this.startedAt.toISOString(),
       site: this.config.site,
       line: this.config.line,
-      camera: this.config.camera,
+      camera: cameras.map((c) => c.camera).join(', '),
       problems,
       capture,
+      cameras,
       model: { name: models.active.name, version: models.active.version, precision: models.active.precision, provider: models.active.provider },
       models,
       references: {
@@ -270,7 +276,7 @@ export class Daemon {
   statsMessage(): Record<string, unknown> {
     const s = this.status();
     return {
-      frames: { captured: s.capture.framesReceived, dropped: s.capture.framesDropped + s.capture.droppedWhileBusy, invalid: s.decisions.invalidFrames },
+      frames: { captured: sum(s.cameras, (c) => c.capture.framesReceived), dropped: sum(s.cameras, (c) => c.capture.framesDropped + c.capture.droppedWhileBusy), invalid: s.decisions.invalidFrames },
       decisions: { classified: s.decisions.classified, good: s.decisions.good, anomalies: s.decisions.anomalies, byLabel: s.decisions.anomaliesByLabel },
       model: s.model,
       problems: s.problems,
@@ -295,8 +301,8 @@ export class Daemon {
 
   /** Resolves when the source ended (a play-once replay) and every frame was decided. */
   async finished(): Promise<void> {
-    await this.camera.ended();
-    this.camera.queue.close();
+    await this.cameras.ended();
+    this.cameras.feed.close();
     await this.running;
   }
 
@@ -311,7 +317,7 @@ export class Daemon {
     this.log.info('stopping');
     const deadline = Date.now() + (options.flushTimeoutMs ?? this.config.mqtt.flushTimeoutS * 1000);
     this.models.stopChanges();
-    await this.camera.stop();
+    await this.cameras.stop();
     this.ui?.close();
     await this.http?.close();
     await this.inbox?.stop();
@@ -366,7 +372,7 @@ function diskReserve(db: Db, config: Config, log: Logger): DiskReserve {
  * A peer reference then names the same device on every device that holds it.
  */
 export function deviceName(config: Config): string {
-  return config.sync.deviceId ?? config.mqtt.clientId ?? defaultClientId(config);
+  return config.sync.deviceId ?? config.mqtt.clientId ?? defaultClientId(deviceNames(config));
 }
 
 /**
@@ -393,44 +399,10 @@ function recorderSettings(config: Config): RecorderSettings {
     camera: config.camera,
     outboxLimit: config.mqtt.outboxLimit,
     streams: { json: [EVENTS_TOPIC], sparkplug: [SPARKPLUG_STREAM], both: [EVENTS_TOPIC, SPARKPLUG_STREAM] }[config.mqtt.profile],
-    roi: config.preprocess.roi ?? undefined,
     imageLongestSide: config.images.longestSide,
   };
 }
 
-/**
- * The camera's settings from the config. A raw camera is set up for `input`, the model in force
- * when it starts: a model of another size later still works (preprocess resizes), one resize more.
- */
-export function sourceOptions(config: Config, input: { width: number; height: number; colour: 'gray' | 'rgb' }): FrameSourceOptions {
-  const c = config.capture;
-  const supervision = {
-    stallTimeoutMs: c.stallTimeoutMs,
-    restartInitialMs: c.restartInitialMs,
-    restartMaxMs: c.restartMaxMs,
-    maxFrameBytes: c.maxFrameBytes,
-  };
-  switch (c.source) {
-    case 'replay':
-      return { kind: 'replay', folder: c.replay.folder, fps: c.replay.fps, loop: c.replay.loop, maxFrameBytes: c.maxFrameBytes };
-    case 'gstreamer': {
-      const g = c.gstreamer;
-      return {
-        kind: 'gstreamer',
-        ...supervision,
-        preset: g.preset === 'custom' ? 'pipeline' : g.preset,
-        device: g.device,
-        sensorId: g.sensorId,
-        width: g.width,
-        height: g.height,
-        fps: g.fps,
-        ...(g.preset === 'custom' ? { pipeline: g.pipeline } : {}),
-        ...((c.frames === 'raw' || (c.frames === 'auto' && g.preset !== 'custom')) && {
-          output: { width: input.width, height: input.height, colour: input.colour, ...(config.preprocess.roi && { roi: config.preprocess.roi }) },
-        }),
-      };
-    }
-    case 'libcamera':
-      return { kind: 'libcamera', ...supervision, width: c.libcamera.width, height: c.libcamera.height, fps: c.libcamera.fps, extraArgs: c.libcamera.extraArgs };
-  }
+function sum<T>(items: readonly T[], count: (item: T) => number): number {
+  return items.reduce((total, item) => total + count(item), 0);
 }

@@ -14,8 +14,8 @@ export interface Health {
 }
 
 /**
- * Health as a load balancer or a plant monitor wants it: frames flow (a frame captured and a
- * frame decided within `staleMs`, counted from start until the first one), the model is loaded,
+ * Health as a load balancer or a plant monitor wants it: frames flow (a frame captured by every
+ * camera and a frame decided within `staleMs`, counted from start until the first one), the model is loaded,
  * and anomaly events are not being refused (a line whose anomalies go unrecorded is not healthy).
  */
 export function checkHealth(status: DaemonStatus, now: number, staleMs: number): Health {
@@ -24,9 +24,13 @@ export function checkHealth(status: DaemonStatus, now: number, staleMs: number):
   const age = (at: number | null) => now - (at ?? since);
   if (status.state !== 'running') failing.push(`the daemon is ${status.state}`);
   const pipelineProblem = status.decisions.problem;
-  if (age(status.capture.lastFrameAt) > staleMs) {
-    failing.push(`no frame captured for ${Math.round(age(status.capture.lastFrameAt) / 1000)} s (capture ${status.capture.state}${status.capture.lastError ? `: ${status.capture.lastError}` : ''})`);
-  } else if (age(status.decisions.lastDecisionAt) > staleMs) {
+  // Every camera must deliver: a line with one camera dark is not healthy.
+  const stale = status.cameras.filter(({ capture }) => age(capture.lastFrameAt) > staleMs);
+  for (const { key, capture } of stale) {
+    const which = status.cameras.length > 1 ? ` by camera ${key}` : '';
+    failing.push(`no frame captured${which} for ${Math.round(age(capture.lastFrameAt) / 1000)} s (capture ${capture.state}${capture.lastError ? `: ${capture.lastError}` : ''})`);
+  }
+  if (stale.length === 0 && age(status.decisions.lastDecisionAt) > staleMs) {
     failing.push(`no frame decided for ${Math.round(age(status.decisions.lastDecisionAt) / 1000)} s${pipelineProblem ? `: ${pipelineProblem}` : ''}`);
   }
   if (status.events.refusing) failing.push(`anomaly events are refused: ${status.events.refusing}`);

@@ -1,8 +1,8 @@
 import type { Logger } from '../common/index.js';
-import type { Config } from '../config/index.js';
+import { configuredCameras, type Config } from '../config/index.js';
 import { ControlApi, MqttCommands } from '../control/index.js';
-import { announceAvailability, availabilityWill, OutboxDrain, StatsReporter, type Outbox } from '../events/index.js';
-import { defaultClientId, MqttSession, topicRoot, type SessionOptions } from '../mqtt/index.js';
+import { announceAvailability, availabilityWill, OutboxDrain, StatsReporter, type AnomalyEvent, type Outbox, type OutboxRow } from '../events/index.js';
+import { defaultClientId, MqttSession, topicRoot, type DeviceNames, type SessionOptions } from '../mqtt/index.js';
 import type { DecisionConsumer } from '../pipeline/index.js';
 import { EdgeNode, type EdgeNodeStatus, type LineState } from '../sparkplug/index.js';
 import type { Db } from '../storage/index.js';
@@ -13,6 +13,24 @@ export interface SparkplugInputs {
   db: Db;
   line: () => LineState;
   onDecision: (consumer: DecisionConsumer) => () => void;
+}
+
+/** The device: its one camera, or with a `cameras` list, its line (each camera has topics of its own under it). */
+export function deviceNames(config: Config): DeviceNames {
+  return config.cameras === null ? { site: config.site, line: config.line, camera: config.camera } : { site: config.site, line: config.line };
+}
+
+/**
+ * Where an event row is published: under its camera's levels with a `cameras` list
+ * (`linewatch/<site>/<line>/<camera>/`, or below mqtt.topicRoot), read from the event itself so
+ * an event stored before a reload keeps the camera that saw it; the device's root for one camera.
+ */
+function eventRoot(config: Config, root: string): ((row: OutboxRow) => string) | undefined {
+  if (config.cameras === null) return undefined;
+  return (row) => {
+    const { site, line, camera } = JSON.parse(row.payload) as AnomalyEvent;
+    return config.mqtt.topicRoot === null ? topicRoot({ site, line, camera }) : `${root}${site}/${line}/${camera}/`;
+  };
 }
 
 /** The JSON profile: availability, the outbox drain and the stats message on one session. */
@@ -38,7 +56,7 @@ export class Messaging {
   constructor(config: Config, outbox: Outbox, api: ControlApi, statsContent: () => Record<string, unknown>, log: Logger, sparkplug: SparkplugInputs) {
     const m = config.mqtt;
     const optional = <T>(value: T | null) => value ?? undefined;
-    const names = { site: config.site, line: config.line, camera: config.camera };
+    const names = deviceNames(config);
     const root = topicRoot(names, m.topicRoot);
     const mqttLog = log.child('mqtt');
     const clientId = m.clientId ?? defaultClientId(names);
@@ -61,7 +79,7 @@ export class Messaging {
       announceAvailability(session, root);
       this.json = {
         session,
-        drain: new OutboxDrain(outbox, session, { topicRoot: root, logger: mqttLog }),
+        drain: new OutboxDrain(outbox, session, { topicRoot: root, rootOf: eventRoot(config, root), logger: mqttLog }),
         stats: new StatsReporter(session, { topic: `${root}stats`, intervalMs: m.statsIntervalS * 1000, content: statsContent, logger: mqttLog }),
       };
     }
@@ -75,7 +93,8 @@ export class Messaging {
         session: sessionOptions(m.profile === 'both' ? `${clientId}-spb` : clientId, sparkplugLog),
         groupId: s.groupId ?? config.site,
         edgeNodeId: s.edgeNodeId ?? config.line,
-        deviceId: config.camera,
+        // One device, the first camera: the edge node does not map several cameras yet.
+        deviceId: configuredCameras(config)[0]!.camera,
         primaryHostId: s.primaryHostId,
         reportIntervalMs: s.reportIntervalMs,
         db: sparkplug.db,

@@ -31,10 +31,11 @@ export class DaemonMetrics {
     });
     const counter = (name: string, help: string, labelNames: string[] = []) => new Counter({ name, help, labelNames, registers: [r] });
     this.counter = {
-      captured: counter('linewatch_frames_captured_total', 'Frames received from the camera or replay source'),
-      dropped: counter('linewatch_frames_dropped_total', 'Frames lost before a decision, by reason', ['reason']),
-      classified: counter('linewatch_frames_classified_total', 'Frames decided good or anomaly'),
-      decisions: counter('linewatch_decisions_total', 'Decisions by result', ['result']),
+      // `camera`: site/line/camera of the camera the frames came from.
+      captured: counter('linewatch_frames_captured_total', 'Frames received from the camera or replay source', ['camera']),
+      dropped: counter('linewatch_frames_dropped_total', 'Frames lost before a decision, by reason', ['reason', 'camera']),
+      classified: counter('linewatch_frames_classified_total', 'Frames decided good or anomaly', ['camera']),
+      decisions: counter('linewatch_decisions_total', 'Decisions by result', ['result', 'camera']),
       anomalies: counter('linewatch_anomalies_total', 'Anomaly decisions by label', ['label']),
       refused: counter('linewatch_events_refused_total', 'Anomaly events refused because the outbox was full'),
       delivered: counter('linewatch_events_delivered_total', 'Events acknowledged by the broker'),
@@ -75,15 +76,17 @@ export class DaemonMetrics {
 
   private update(s: DaemonStatus): void {
     const c = this.counter;
-    this.sync(c['captured']!, {}, s.capture.framesReceived);
-    this.sync(c['dropped']!, { reason: 'capture' }, s.capture.framesDropped);
-    this.sync(c['dropped']!, { reason: 'queue_full' }, s.capture.droppedWhileBusy);
-    this.sync(c['dropped']!, { reason: 'invalid' }, s.decisions.invalidFrames);
-    this.sync(c['dropped']!, { reason: 'no_references' }, s.decisions.unclassified);
-    this.sync(c['dropped']!, { reason: 'inference_failed' }, s.decisions.failed);
-    this.sync(c['classified']!, {}, s.decisions.classified);
-    this.sync(c['decisions']!, { result: 'good' }, s.decisions.good);
-    this.sync(c['decisions']!, { result: 'anomaly' }, s.decisions.anomalies);
+    for (const { key: camera, capture, decisions } of s.cameras) {
+      this.sync(c['captured']!, { camera }, capture.framesReceived);
+      this.sync(c['dropped']!, { reason: 'capture', camera }, capture.framesDropped);
+      this.sync(c['dropped']!, { reason: 'queue_full', camera }, capture.droppedWhileBusy);
+      this.sync(c['dropped']!, { reason: 'invalid', camera }, decisions.invalidFrames);
+      this.sync(c['dropped']!, { reason: 'no_references', camera }, decisions.unclassified);
+      this.sync(c['dropped']!, { reason: 'inference_failed', camera }, decisions.failed);
+      this.sync(c['classified']!, { camera }, decisions.classified);
+      this.sync(c['decisions']!, { result: 'good', camera }, decisions.good);
+      this.sync(c['decisions']!, { result: 'anomaly', camera }, decisions.anomalies);
+    }
     for (const [label, n] of Object.entries(s.decisions.anomaliesByLabel)) this.sync(c['anomalies']!, { label }, n);
     this.sync(c['refused']!, {}, s.events.refused);
     this.sync(c['delivered']!, {}, s.events.mqtt?.delivered ?? 0);

@@ -1,7 +1,7 @@
 import type { Config } from '../config/index.js';
 
 /** Keys (or key prefixes ending in '.') that a running daemon applies on SIGHUP. */
-const liveKeys = ['site', 'line', 'camera', 'capture.', 'knn.k', 'knn.threshold', 'knn.unknownDistance', 'knn.goodLabel', 'learning.', 'mqtt.', 'log.'];
+const liveKeys = ['site', 'line', 'camera', 'cameras', 'preprocess.roi', 'capture.', 'knn.k', 'knn.threshold', 'knn.unknownDistance', 'knn.goodLabel', 'learning.', 'mqtt.', 'log.'];
 /** capture keys the model's preprocessing takes when it is loaded, not the frame source. */
 const readAtModelLoad = new Set(['capture.maxFramePixels']);
 /** mqtt keys read at each use: changing them needs no new broker connection. */
@@ -34,8 +34,10 @@ export function planReload(started: Config, current: Config, next: Config): Relo
     changed,
     needRestart,
     classifier: touched((k) => k.startsWith('knn.')),
-    source: touched((k) => k.startsWith('capture.')),
-    publisher: touched((k) => ['site', 'line', 'camera'].includes(k) || (k.startsWith('mqtt.') && !mqttReadAtUse.has(k))),
+    // The cameras' names and ROIs travel with their frames: a camera is reconfigured for any of them.
+    source: touched((k) => k.startsWith('capture.') || ['site', 'line', 'camera', 'cameras', 'preprocess.roi'].includes(k)),
+    // The list names the device's topics (and its Sparkplug device): the MQTT side is rebuilt for it.
+    publisher: touched((k) => ['site', 'line', 'camera', 'cameras'].includes(k) || (k.startsWith('mqtt.') && !mqttReadAtUse.has(k))),
     log: touched((k) => k.startsWith('log.')),
   };
 }

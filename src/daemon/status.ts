@@ -4,7 +4,8 @@ import type { ClassifierOverrides, ClassifierSettings } from '../knn/index.js';
 import type { LearningStatus } from '../learning/index.js';
 import type { ModelsStatus } from '../models/index.js';
 import type { SessionStatus } from '../mqtt/index.js';
-import type { PipelineCounters } from '../pipeline/index.js';
+import type { CameraCounters, PipelineCounters } from '../pipeline/index.js';
+import type { CameraEntryStatus } from './cameras.js';
 import type { EdgeNodeStatus } from '../sparkplug/index.js';
 import type { FleetSyncStatus } from '../sync/index.js';
 
@@ -23,10 +24,14 @@ export interface DaemonStatus {
   startedAt: string;
   site: string;
   line: string;
+  /** The camera's name; with several cameras, their names, comma-separated. */
   camera: string;
   /** Problems a user should act on, in words; empty while all is well. */
   problems: string[];
+  /** The (first) camera's capture; `cameras` has every camera's. */
   capture: CameraStatus;
+  /** Each camera, in configuration order: topic levels, ROI, capture and the counts of its frames' decisions. */
+  cameras: CameraEntryStatus<CameraCounters>[];
   model: { name: string; version: string; precision: string; provider: string };
   models: ModelsStatus;
   references: {

@@ -1,10 +1,12 @@
 import { createLogger, errorText, type Logger } from '../common/index.js';
 import { isConnectionClosed, type Connection, type MqttSession } from '../mqtt/index.js';
-import { EVENTS_TOPIC, type Outbox } from './outbox.js';
+import { EVENTS_TOPIC, type Outbox, type OutboxRow } from './outbox.js';
 
 export interface DrainOptions {
   /** Prefix of every outbox row's topic, ending in `/`. */
   topicRoot: string;
+  /** The prefix of one row, when rows go to different roots (one per camera); default topicRoot. */
+  rootOf?: (row: OutboxRow) => string;
   /** The outbox stream drained (its rows' relative topic); default the JSON events. */
   topic?: string;
   /** Events published but not yet acknowledged, at most (also capped by the broker's Receive Maximum). */
@@ -110,7 +112,7 @@ export class OutboxDrain {
         sending.cursor = row.seq;
         sending.inflight.add(row.seq);
         sending.connection.publish(
-          this.options.topicRoot + row.topic,
+          (this.options.rootOf?.(row) ?? this.options.topicRoot) + row.topic,
           row.payload,
           { qos: 1, properties: { contentType: 'application/json', payloadFormatIndicator: true } },
           (err) => this.onPuback(sending, row.seq, err),

@@ -1,12 +1,12 @@
 import { errorText, type Logger } from '../common/index.js';
-import type { DecidedFrame } from '../pipeline/index.js';
-import type { Roi } from '../preprocess/index.js';
+import { roiOf, type DecidedFrame } from '../pipeline/index.js';
 import { anomalyImage, keepAsIs, type KeptImage } from './crop.js';
 import { createAnomalyEvent, type AnomalyEvent } from './event.js';
 import type { AnomalyImages } from './images.js';
 import { OutboxFullError, type Outbox } from './outbox.js';
 
 export interface RecorderSettings {
+  /** The topic levels of a frame that carries no camera of its own. */
   site: string;
   line: string;
   camera: string;
@@ -14,8 +14,6 @@ export interface RecorderSettings {
   outboxLimit: number;
   /** The outbox streams each event is written to: one per way out (`events` for JSON topics, `sparkplug`). */
   streams: readonly string[];
-  /** The ROI of the frames (the stored image is the item, not the whole frame). */
-  roi: Roi | undefined;
   imageLongestSide: number;
 }
 
@@ -76,11 +74,12 @@ export class EventRecorder {
     }
     const { frame, decision, model } = decided;
     const m = model.bundle.manifest;
+    const levels = frame.camera ?? this.settings;
     const event = createAnomalyEvent({
       capturedAt: frame.capturedAt,
-      site: this.settings.site,
-      line: this.settings.line,
-      camera: this.settings.camera,
+      site: levels.site,
+      line: levels.line,
+      camera: levels.camera,
       score: decision.score,
       threshold: decision.threshold,
       label: decision.label,
@@ -118,11 +117,11 @@ export class EventRecorder {
     const pending = this.pending;
     if (pending.length === 0) return;
     this.pending = [];
-    const { roi, imageLongestSide } = this.settings;
+    const { imageLongestSide } = this.settings;
     const ready: ImageRow[] = [];
     const toCrop: Pending[] = [];
     for (const item of pending) {
-      const kept = keepAsIs(item.decided.frame.data, roi, imageLongestSide);
+      const kept = keepAsIs(item.decided.frame.data, roiOf(item.decided.frame, item.decided.model), imageLongestSide);
       if (kept) ready.push(imageRow(item, kept));
       else toCrop.push(item);
     }
@@ -153,7 +152,7 @@ export class EventRecorder {
     const rows: ImageRow[] = [];
     for (const item of pending) {
       try {
-        rows.push(imageRow(item, await anomalyImage(item.decided.frame.data, this.settings.roi, this.settings.imageLongestSide, item.decided.model.frames.limits)));
+        rows.push(imageRow(item, await anomalyImage(item.decided.frame.data, roiOf(item.decided.frame, item.decided.model), this.settings.imageLongestSide, item.decided.model.frames.limits)));
       } catch (err) {
         this.imageFailures++;
         this.log.warn('anomaly image not kept', { event: item.event.id, error: errorText(err) });

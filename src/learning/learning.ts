@@ -2,7 +2,7 @@ import { errorText, type Logger } from '../common/index.js';
 import type { Config } from '../config/index.js';
 import { isAutomatic, type DecisionNeighbour, type ReferenceChange, type ReferenceStore } from '../knn/index.js';
 import { referenceThumbnail, type ModelRuntime } from '../models/index.js';
-import type { DecidedFrame } from '../pipeline/index.js';
+import { roiOf, type DecidedFrame } from '../pipeline/index.js';
 import { HourCounts } from './hour-counts.js';
 import { labelRadius } from './radius.js';
 
@@ -176,7 +176,7 @@ export class Learning {
     if ((this.store.countWhere({ label, automatic: true }) + 1) / (this.store.countWhere({ label }) + 1) > s.maxAutoShare) return 'share_cap';
     let image: Buffer;
     try {
-      image = await referenceThumbnail(frame.data, model);
+      image = await referenceThumbnail(frame.data, model, roiOf(frame, model));
     } catch {
       return 'bad_image';
     }

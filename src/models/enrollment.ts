@@ -4,7 +4,7 @@ import { extname, join, resolve } from 'node:path';
 import { addCount, checkLabel, errorText, readRegularFile, UserError, type Logger, type RawImage } from '../common/index.js';
 import type { Encoder } from '../inference/index.js';
 import type { NewReference, ReferenceSource, ReferenceStore } from '../knn/index.js';
-import { thumbnail } from '../preprocess/index.js';
+import { thumbnail, type Roi } from '../preprocess/index.js';
 import type { ModelRuntime } from './runtime.js';
 
 const imageExtensions = new Set(['.jpg', '.jpeg', '.png']);
@@ -163,11 +163,11 @@ export async function embedItem(model: ModelRuntime, image: Buffer): Promise<Flo
 }
 
 /**
- * The image a reference keeps so a later model can re-embed it: the frame's ROI crop, no smaller
+ * The image a reference keeps so a later model can re-embed it: the frame's ROI crop (its camera's ROI, else the model's), no smaller
  * than the model's input (and 64 px), so the next model sees what this one saw.
  */
-export function referenceThumbnail(frame: Buffer | RawImage, model: ModelRuntime): Promise<Buffer> {
-  return thumbnail(frame, { longestSide: thumbnailSide(model), limits: model.frames.limits, ...(model.frames.roi && { roi: model.frames.roi }) });
+export function referenceThumbnail(frame: Buffer | RawImage, model: ModelRuntime, roi: Roi | undefined = model.frames.roi): Promise<Buffer> {
+  return thumbnail(frame, { longestSide: thumbnailSide(model), limits: model.frames.limits, ...(roi && { roi }) });
 }
 
 /**

@@ -1,5 +1,5 @@
 import { errorText, RequestError, type Logger } from '../common/index.js';
-import type { Config } from '../config/index.js';
+import { frameLimits, type Config } from '../config/index.js';
 import { Encoder, type Bundle } from '../inference/index.js';
 import { Classifier, VectorIndex, type ClassifierOverrides, type ClassifierSettings, type ReferenceStore } from '../knn/index.js';
 import { Preprocessor, probeImage } from '../preprocess/index.js';
@@ -51,7 +51,7 @@ export async function openRuntime(
   overrides: ClassifierOverrides,
   log: Logger,
 ): Promise<ModelRuntime> {
-  const limits = { maxBytes: config.capture.maxFrameBytes, maxPixels: config.capture.maxFramePixels };
+  const limits = frameLimits(config);
   const frames = new Preprocessor(bundle.manifest.input, config.preprocess.roi ?? undefined, limits);
   const items = new Preprocessor(bundle.manifest.input, undefined, limits);
   const encoder = await Encoder.open(bundle, {

@@ -1,5 +1,7 @@
 export {
   Pipeline,
+  roiOf,
+  type CameraCounters,
   type DecidedFrame,
   type DecisionConsumer,
   type PipelineCounters,

@@ -1,8 +1,8 @@
 import { addCount, errorText, type Logger } from '../common/index.js';
-import type { Frame, FrameQueue } from '../capture/index.js';
+import type { Frame, FrameFeed } from '../capture/index.js';
 import type { Decision } from '../knn/index.js';
 import type { ModelRuntime, ModelSource } from '../models/index.js';
-import { ImageError, RoiError } from '../preprocess/index.js';
+import { ImageError, RoiError, type Roi } from '../preprocess/index.js';
 
 export interface PipelineCounters {
   /** Frames that went through preprocess, encoder and classifier. */
@@ -18,6 +18,15 @@ export interface PipelineCounters {
   failed: number;
   /** ms since epoch of the last decision; the watchdog and health check read it. */
   lastDecisionAt: number | null;
+}
+
+/** One camera's share of the counters (status.cameras[], the metrics' camera label). */
+export type CameraCounters = Pick<PipelineCounters, 'classified' | 'good' | 'anomalies' | 'invalidFrames' | 'unclassified' | 'failed'>;
+type Counted = keyof CameraCounters;
+
+/** The region of a frame the item lies in: its camera's ROI, or the model's for a frame of no camera. */
+export function roiOf(frame: Frame, model: ModelRuntime): Roi | undefined {
+  return frame.camera ? (frame.camera.roi ?? undefined) : model.frames.roi;
 }
 
 /** One decided frame, as every consumer sees it. */
@@ -59,9 +68,11 @@ export class Pipeline {
   private tail: Promise<void> = Promise.resolve();
   private lastWarning = new Map<string, number>();
   private readonly consumers = new Set<DecisionConsumer>();
+  /** Per camera key; frames of no camera count only in the totals. */
+  private readonly byCamera = new Map<string, CameraCounters>();
 
   constructor(
-    private readonly queue: FrameQueue,
+    private readonly feed: FrameFeed,
     private readonly models: ModelSource,
     private readonly log: Logger,
     private readonly inFlight: number,
@@ -74,7 +85,18 @@ export class Pipeline {
     return () => this.consumers.delete(consumer);
   }
 
-  /** Runs until the queue is closed and every frame taken from it is decided. */
+  /** A camera's counts as they are now (zero before its first frame). */
+  cameraCounters(key: string): CameraCounters {
+    const counts = this.byCamera.get(key);
+    return counts ? { ...counts } : { classified: 0, good: 0, anomalies: 0, invalidFrames: 0, unclassified: 0, failed: 0 };
+  }
+
+  /** Forgets a camera's counts (a camera removed by a reload). */
+  forgetCamera(key: string): void {
+    this.byCamera.delete(key);
+  }
+
+  /** Runs until the feed has ended and every frame taken from it is decided. */
   async run(): Promise<void> {
     const slots = Array.from({ length: this.inFlight }, () => this.slot());
     await Promise.all(slots);
@@ -85,7 +107,7 @@ export class Pipeline {
     // Each slot reuses one tensor; a model with another input size gets a new one.
     let tensor: Float32Array = new Float32Array(0);
     for (;;) {
-      const [frame] = await this.queue.take(1);
+      const [frame] = await this.feed.take(1);
       if (!frame) return;
       // Claim this frame's place in the output order before any await.
       const previous = this.tail;
@@ -114,14 +136,14 @@ export class Pipeline {
       started = now;
     };
     try {
-      await model.frames.toTensor(frame.data, tensor);
+      await model.frames.toTensor(frame.data, tensor, roiOf(frame, model));
       lap('preprocess');
     } catch (err) {
       if (err instanceof RoiError) {
-        this.setProblem(`${err.message} (${err.hint ?? 'fix preprocess.roi'})`);
-        this.counters.failed++;
+        this.setProblem(`${frame.camera ? `camera ${frame.camera.key}: ` : ''}${err.message} (${err.hint ?? 'fix the roi'})`);
+        this.count(frame, 'failed');
       } else if (err instanceof ImageError) {
-        this.counters.invalidFrames++;
+        this.count(frame, 'invalidFrames');
         this.warnSometimes('invalid-frame', 'frame skipped: cannot decode it', { frame: frame.origin, seq: frame.seq, reason: errorText(err) });
       } else {
         throw err;
@@ -130,7 +152,7 @@ export class Pipeline {
     }
     const refusal = model.classifier.notReady();
     if (refusal) {
-      this.counters.unclassified++;
+      this.count(frame, 'unclassified');
       this.setProblem(`${refusal.message}: ${refusal.hint ?? ''}`.trim());
       return null;
     }
@@ -140,7 +162,7 @@ export class Pipeline {
       vector = await model.encoder.embed(tensor);
       lap('inference');
     } catch (err) {
-      this.counters.failed++;
+      this.count(frame, 'failed');
       this.setProblem(`inference failed: ${errorText(err)}`);
       return 'failed';
     }
@@ -149,7 +171,7 @@ export class Pipeline {
       decision = model.classifier.classify(vector);
     } catch (err) {
       // A model that outputs NaN or zero vectors fails here: counted like an inference failure, never a crash.
-      this.counters.failed++;
+      this.count(frame, 'failed');
       this.setProblem(`inference failed: ${model.key} gave a vector the classifier cannot use (${errorText(err)})`);
       return 'failed';
     }
@@ -159,15 +181,15 @@ export class Pipeline {
   }
 
   private deliver(decided: DecidedFrame): void {
-    const { decision } = decided;
+    const { frame, decision } = decided;
     const c = this.counters;
-    c.classified++;
+    this.count(frame, 'classified');
     c.lastDecisionAt = Date.now();
     if (decision.anomaly) {
-      c.anomalies++;
+      this.count(frame, 'anomalies');
       addCount(c.anomaliesByLabel, decision.label);
     } else {
-      c.good++;
+      this.count(frame, 'good');
     }
     for (const consumer of this.consumers) {
       try {
@@ -176,6 +198,14 @@ export class Pipeline {
         this.warnSometimes('consumer', 'a decision consumer failed', { error: errorText(err) });
       }
     }
+  }
+
+  private count(frame: Frame, what: Counted): void {
+    this.counters[what]++;
+    if (!frame.camera) return;
+    let counts = this.byCamera.get(frame.camera.key);
+    if (!counts) this.byCamera.set(frame.camera.key, (counts = this.cameraCounters(frame.camera.key)));
+    counts[what]++;
   }
 
   private setProblem(text: string): void {

@@ -69,55 +69,50 @@ export class Preprocessor {
     return new Float32Array(this.length);
   }
 
-  /** Decode `image` (encoded, or raw pixels from a camera) and write its tensor into `out` (length `this.length`). */
-  async toTensor(image: Buffer | RawImage, out: Float32Array): Promise<void> {
+  /**
+   * Decode `image` (encoded, or raw pixels from a camera), cropped to `roi` (a camera's own, else
+   * this preprocessor's), and write its tensor into `out` (length `this.length`).
+   */
+  async toTensor(image: Buffer | RawImage, out: Float32Array, roi: Roi | undefined = this.roi): Promise<void> {
     if (out.length !== this.length) {
       throw new Error(`tensor buffer holds ${out.length} floats, the model input needs ${this.length}`);
     }
     if (isRawImage(image)) {
-      this.fromRaw(image, out);
+      this.fromRaw(image, out, roi);
       return;
     }
     checkEncoded(image, this.limits);
-    if (this.decoder === 'fast' && this.fromJpeg(image, out)) return;
-    await this.fromSharp(image, out);
+    if (this.decoder === 'fast' && this.fromJpeg(image, out, roi)) return;
+    await this.fromSharp(image, out, roi);
   }
 
-  private fromRaw(image: RawImage, out: Float32Array): void {
+  private fromRaw(image: RawImage, out: Float32Array, roi: Roi | undefined): void {
     const { width, height, channels, stride, pixels } = image;
     if (width < 1 || height < 1 || stride < width * channels || pixels.length < stride * (height - 1) + width * channels) {
       throw new ImageError(`raw frame of ${pixels.length} bytes does not hold ${width}x${height} pixels of ${channels} channel(s), ${stride} bytes a row`);
     }
-    resampleInto(image, image.cropped ? { x: 0, y: 0, width, height } : this.box(width, height), this.layout, out);
+    resampleInto(image, image.cropped ? { x: 0, y: 0, width, height } : box(roi, width, height), this.layout, out);
   }
 
   /** False when the decoder leaves this JPEG to sharp. */
-  private fromJpeg(image: Buffer, out: Float32Array): boolean {
+  private fromJpeg(image: Buffer, out: Float32Array, roi: Roi | undefined): boolean {
     const header = readImageHeader(image);
     if (header?.type !== 'image/jpeg') return false;
     if (header.width * header.height > this.limits.maxPixels) {
       throw new ImageError(`the image is ${header.width}x${header.height} pixels, more than capture.maxFramePixels (${this.limits.maxPixels})`);
     }
-    const box = this.box(header.width, header.height);
+    const area = box(roi, header.width, header.height);
     let decoded;
     try {
-      decoded = decodeJpeg(image, { gray: this.channels === 1, plan: () => this.plan(box) });
+      decoded = decodeJpeg(image, { gray: this.channels === 1, plan: () => this.plan(area) });
     } catch (err) {
       if (err instanceof JpegDataError) throw new ImageError(err.message, { cause: err });
       throw err;
     }
     if (!decoded) return false;
     const s = decoded.scale;
-    resampleInto(decoded.image, { x: box.x / s, y: box.y / s, width: box.width / s, height: box.height / s }, this.layout, out);
+    resampleInto(decoded.image, { x: area.x / s, y: area.y / s, width: area.width / s, height: area.height / s }, this.layout, out);
     return true;
-  }
-
-  /** The ROI, or the whole image; a RoiError when it does not fit. */
-  private box(width: number, height: number): Box {
-    const roi = this.roi;
-    if (!roi) return { x: 0, y: 0, width, height };
-    if (roi.x + roi.width > width || roi.y + roi.height > height) throw roiOutside(roi, width, height);
-    return roi;
   }
 
   /**
@@ -130,11 +125,11 @@ export class Preprocessor {
     return { scale, rows: box.y + box.height + reach };
   }
 
-  private async fromSharp(image: Buffer, out: Float32Array): Promise<void> {
+  private async fromSharp(image: Buffer, out: Float32Array, roi: Roi | undefined): Promise<void> {
     let data: Buffer;
     let channels: number;
     try {
-      const result = await open(image, this.roi, this.limits)
+      const result = await open(image, roi, this.limits)
         .resize(this.spec.width, this.spec.height, { fit: 'fill' })
         .removeAlpha()
         .raw()
@@ -142,7 +137,7 @@ export class Preprocessor {
       data = result.data;
       channels = result.info.channels;
     } catch (err) {
-      throw await explainFailure(err, image, this.roi, this.limits);
+      throw await explainFailure(err, image, roi, this.limits);
     }
     if (channels !== 1 && channels !== 3) {
       throw new ImageError(`${channels} colour channels (e.g. CMYK) are not supported`);
@@ -181,4 +176,11 @@ export class Preprocessor {
       }
     }
   }
+}
+
+/** The ROI, or the whole image; a RoiError when it does not fit. */
+function box(roi: Roi | undefined, width: number, height: number): Box {
+  if (!roi) return { x: 0, y: 0, width, height };
+  if (roi.x + roi.width > width || roi.y + roi.height > height) throw roiOutside(roi, width, height);
+  return roi;
 }

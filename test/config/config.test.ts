@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, configKeys, envName, loadConfig } from '../../dist/config/index.js';
+import { ConfigError, configKeys, configuredCameras, envName, frameLimits, loadConfig } from '../../dist/config/index.js';
 
 function configFile(text: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'lw-config-'));
@@ -248,5 +248,72 @@ describe('config', () => {
     const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
     const missing = configKeys().filter((key) => !doc.includes(`| \`${key}\` |`));
     expect(missing).toEqual([]);
+  });
+
+  describe('cameras', () => {
+    it('makes the single-camera keys a list of one camera, env overrides included', () => {
+      const path = configFile('site: plant\nline: l1\ncamera: top\ncapture:\n  source: gstreamer\npreprocess:\n  roi: {x: 1, y: 2, width: 3, height: 4}\n');
+      const { config } = loadConfig({ path, env: { LINEWATCH_CAPTURE_GSTREAMER_PRESET: 'test', LINEWATCH_CAMERA: 'side' } });
+      const [only, ...rest] = configuredCameras(config);
+      expect(rest).toEqual([]);
+      expect(only).toMatchObject({ site: 'plant', line: 'l1', camera: 'side', roi: { x: 1, y: 2, width: 3, height: 4 } });
+      expect(only!.capture.source).toBe('gstreamer');
+      expect(only!.capture.gstreamer.preset).toBe('test');
+    });
+
+    it('gives each camera of the list its own source, ROI and topic levels, site and line from the top level by default', () => {
+      const path = configFile(
+        [
+          'site: plant',
+          'line: l1',
+          'cameras:',
+          '  - camera: top',
+          '    capture: {source: gstreamer, gstreamer: {preset: test}}',
+          '    roi: {x: 0, y: 0, width: 10, height: 10}',
+          '  - camera: side',
+          '    line: l2',
+          '    capture: {source: replay, maxFrameBytes: 20000000, replay: {folder: frames}}',
+        ].join('\n'),
+      );
+      const { config } = loadConfig({ path, env: {} });
+      const cameras = configuredCameras(config);
+      expect(cameras.map((c) => [c.site, c.line, c.camera, c.capture.source])).toEqual([
+        ['plant', 'l1', 'top', 'gstreamer'],
+        ['plant', 'l2', 'side', 'replay'],
+      ]);
+      expect(cameras[0]!.roi).toEqual({ x: 0, y: 0, width: 10, height: 10 });
+      expect(cameras[1]!.roi).toBeNull();
+      // Relative paths of a camera resolve against the file, as the top-level ones do.
+      expect(cameras[1]!.capture.replay.folder).toBe(join(path, '..', 'frames'));
+      // The preprocessing admits the largest frame any camera may deliver.
+      expect(frameLimits(config).maxBytes).toBe(20_000_000);
+    });
+
+    it('refuses two cameras with the same topic levels, naming both', () => {
+      const path = configFile('cameras:\n  - camera: a\n  - camera: b\n  - camera: a\n    line: line\n');
+      const err = failure(() => loadConfig({ path, env: {} }));
+      expect(err.message).toContain('cameras.0 and cameras.2 are both site/line/a');
+      expect(err.hint).toContain('its own camera name');
+      // Another line is another topic: no clash.
+      expect(configuredCameras(loadConfig({ path: configFile('cameras:\n  - camera: a\n  - camera: a\n    line: other\n'), env: {} }).config)).toHaveLength(2);
+    });
+
+    it('refuses an empty list, and a camera named like a device topic', () => {
+      expect(failure(() => loadConfig({ path: configFile('cameras: []\n'), env: {} })).message).toMatch(/cameras: at least one camera .* \(got \[\]\)/);
+      expect(failure(() => loadConfig({ path: configFile('cameras:\n  - camera: cmd\n'), env: {} })).message).toContain('cameras.0.camera "cmd"');
+      expect(failure(() => loadConfig({ path: configFile('cameras:\n  - capture: {source: replay}\n'), env: {} })).message).toContain('cameras.0.camera');
+    });
+
+    it('refuses both forms at once, saying which single-camera keys (and variables) clash', () => {
+      const list = 'cameras:\n  - camera: a\n';
+      const err = failure(() => loadConfig({ path: configFile(`camera: top\npreprocess:\n  roi: {x: 0, y: 0, width: 1, height: 1}\n${list}`), env: {} }));
+      expect(err.message).toContain('single-camera keys camera, preprocess.roi');
+      expect(err.hint).toContain('inside cameras:');
+      const fromEnv = failure(() => loadConfig({ path: configFile(list), env: { LINEWATCH_CAPTURE_SOURCE: 'gstreamer' } }));
+      expect(fromEnv.message).toContain('capture (from LINEWATCH_CAPTURE_SOURCE)');
+      // The list itself may come from the environment, as YAML.
+      const { config } = loadConfig({ path: configFile(''), env: { LINEWATCH_CAMERAS: '[{camera: x}, {camera: y}]' } });
+      expect(configuredCameras(config).map((c) => c.camera)).toEqual(['x', 'y']);
+    });
   });
 });

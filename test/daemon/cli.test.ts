@@ -210,7 +210,7 @@ describe('linewatch CLI', () => {
     // The same losses as Prometheus counts them, by reason: each between the status read before and after.
     const metrics = await (await fetch(statusUrl.replace(/\/status$/, '/metrics'))).text();
     const after = (await (await fetch(statusUrl)).json()) as typeof status;
-    const dropped = (reason: string) => Number(metrics.match(new RegExp(`^linewatch_frames_dropped_total\\{reason="${reason}"\\} (\\d+)$`, 'm'))?.[1] ?? NaN);
+    const dropped = (reason: string) => Number(metrics.match(new RegExp(`^linewatch_frames_dropped_total\\{reason="${reason}",camera="[^"]+"\\} (\\d+)$`, 'm'))?.[1] ?? NaN);
     expect(dropped('invalid')).toBeGreaterThanOrEqual(status.decisions.invalidFrames);
     expect(dropped('invalid')).toBeLessThanOrEqual(after.decisions.invalidFrames);
     expect(dropped('no_references')).toBeGreaterThanOrEqual(status.decisions.unclassified);

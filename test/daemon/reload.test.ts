@@ -28,9 +28,12 @@ describe('planReload', () => {
     ['knn.threshold', 0.7, { classifier: true }],
     ['knn.unknownDistance', 0.3, { classifier: true }],
     ['knn.goodLabel', 'ok', { classifier: true }],
-    ['site', 'plant2', { publisher: true }],
-    ['line', 'l2', { publisher: true }],
-    ['camera', 'cam2', { publisher: true }],
+    // The camera's names travel with its frames (events, images) and name the device's topics.
+    ['site', 'plant2', { publisher: true, source: true }],
+    ['line', 'l2', { publisher: true, source: true }],
+    ['camera', 'cam2', { publisher: true, source: true }],
+    ['cameras', [{ camera: 'top' }, { camera: 'side' }], { publisher: true, source: true }],
+    ['preprocess.roi', { x: 1, y: 2, width: 30, height: 40 }, { source: true }],
     ['mqtt.url', 'mqtt://broker-2:1883', { publisher: true }],
     ['mqtt.keepaliveS', 5, { publisher: true }],
     ['capture.replay.fps', 25, { source: true }],
@@ -50,12 +53,12 @@ describe('planReload', () => {
     });
   });
 
-  it('reports keys that need a restart without applying them, an array or the ROI as one key', () => {
-    const next = with_({ stateDir: '/srv/state', 'knn.exactBelow': 10, 'inference.providers': ['cpu'], 'preprocess.roi': { x: 1, y: 2, width: 30, height: 40 } });
+  it('reports keys that need a restart without applying them, an array as one key', () => {
+    const next = with_({ stateDir: '/srv/state', 'knn.exactBelow': 10, 'inference.providers': ['cpu'] });
     const plan = planReload(base, base, next);
     expect({ ...plan, needRestart: plan.needRestart.sort() }).toEqual({
       changed: [],
-      needRestart: ['inference.providers', 'knn.exactBelow', 'preprocess.roi', 'stateDir'],
+      needRestart: ['inference.providers', 'knn.exactBelow', 'stateDir'],
       ...nothing,
     });
   });

@@ -106,22 +106,22 @@ describe('systemd notify and watchdog (real NOTIFY_SOCKET)', () => {
     const daemon = track(runLinewatch(['run', '--config', config], { NOTIFY_SOCKET: notify.path, WATCHDOG_USEC: '1000000' }));
     const url = baseUrl(await daemon.waitForLog((l) => l.msg === 'running'));
     const metric = async (series: string) => Number((await get(`${url}/metrics`)).body.match(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm'))?.[1]);
-    await until(async () => (await metric('linewatch_frames_classified_total')) > 0, 'frames of the ball decided');
+    await until(async () => (await metric('linewatch_frames_classified_total{camera="ops/line-1/cam-1"}')) > 0, 'frames of the ball decided');
     await notify.waitFor((m) => count(m, 'WATCHDOG=1') >= 2, 30_000, 'watchdog pings while frames are decided');
 
     // The camera turns white: inference hangs, and health names the decisions, not the camera.
     await until(async () => (await get(`${url}/healthz`)).status === 503, '/healthz reports frames not decided');
     const health = JSON.parse((await get(`${url}/healthz`)).body) as { failing: string[] };
     expect(health.failing.join(' ')).toMatch(/no frame decided for \d+ s/);
-    const decided = await metric('linewatch_frames_classified_total');
-    const dropped = await metric('linewatch_frames_dropped_total{reason="queue_full"}');
+    const decided = await metric('linewatch_frames_classified_total{camera="ops/line-1/cam-1"}');
+    const dropped = await metric('linewatch_frames_dropped_total{reason="queue_full",camera="ops/line-1/cam-1"}');
     const pingsWhenHung = count(notify.messages, 'WATCHDOG=1');
     // Three watchdog intervals without a ping (systemd would have restarted the service) while
     // the camera kept delivering (into a full queue) and nothing was decided.
     await new Promise((resolve) => setTimeout(resolve, 3_000));
-    await until(async () => (await metric('linewatch_frames_dropped_total{reason="queue_full"}')) > dropped, 'frames still captured (and dropped) while inference hangs');
+    await until(async () => (await metric('linewatch_frames_dropped_total{reason="queue_full",camera="ops/line-1/cam-1"}')) > dropped, 'frames still captured (and dropped) while inference hangs');
     expect(count(notify.messages, 'WATCHDOG=1')).toBe(pingsWhenHung);
-    expect(await metric('linewatch_frames_classified_total')).toBe(decided);
+    expect(await metric('linewatch_frames_classified_total{camera="ops/line-1/cam-1"}')).toBe(decided);
     expect(daemon.child.exitCode).toBeNull();
   });
 
@@ -145,11 +145,11 @@ describe('systemd notify and watchdog (real NOTIFY_SOCKET)', () => {
       expect(match, `${pattern} in\n${metrics.body.slice(0, 3000)}`).not.toBeNull();
       return Number(match![1]);
     };
-    const classified = value(/^linewatch_frames_classified_total (\d+)$/m);
+    const classified = value(/^linewatch_frames_classified_total\{camera="ops\/line-1\/cam-1"\} (\d+)$/m);
     expect(classified).toBeGreaterThanOrEqual(3);
-    expect(value(/^linewatch_frames_captured_total (\d+)$/m)).toBeGreaterThanOrEqual(classified);
+    expect(value(/^linewatch_frames_captured_total\{camera="ops\/line-1\/cam-1"\} (\d+)$/m)).toBeGreaterThanOrEqual(classified);
     // Threshold 0: every decision is an anomaly, and each went through every stage.
-    expect(value(/^linewatch_decisions_total\{result="anomaly"\} (\d+)$/m)).toBe(classified);
+    expect(value(/^linewatch_decisions_total\{result="anomaly",camera="ops\/line-1\/cam-1"\} (\d+)$/m)).toBe(classified);
     for (const stage of ['preprocess', 'inference', 'classify']) {
       expect(value(new RegExp(`^linewatch_stage_seconds_count\\{stage="${stage}"\\} (\\d+)$`, 'm'))).toBeGreaterThanOrEqual(classified);
     }
