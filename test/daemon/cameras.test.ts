@@ -21,8 +21,8 @@ interface CameraEntry {
 
 const status = async (url: string) => JSON.parse((await get(`${url}/status`)).body) as { capture: { source: string }; cameras: CameraEntry[]; decisions: { classified: number } };
 
-/** A GStreamer test camera (videotestsrc), small frames at a steady rate. */
-const testCamera = () => ({ source: 'gstreamer', gstreamer: { preset: 'test', width: 32, height: 32, fps: 30 } });
+/** A GStreamer test camera (videotestsrc), small frames at a steady rate; raw frames unless `frames` says jpeg. */
+const testCamera = (frames: 'auto' | 'jpeg' = 'auto') => ({ source: 'gstreamer', frames, gstreamer: { preset: 'test', width: 32, height: 32, fps: 30 } });
 
 it('runs three real GStreamer cameras in one daemon: events on each camera\'s own topic, per-camera status and counts, and a reload of the list (rolled back whole when a camera cannot start)', async () => {
   const dir = tempDir();
@@ -32,7 +32,7 @@ it('runs three real GStreamer cameras in one daemon: events on each camera\'s ow
   cleanups.push(() => events.close());
   const cameras = [
     { camera: 'top', capture: testCamera() },
-    { camera: 'side', capture: testCamera(), roi: { x: 0, y: 0, width: 16, height: 16 } },
+    { camera: 'side', capture: testCamera('jpeg'), roi: { x: 0, y: 0, width: 16, height: 16 } },
     { camera: 'top', line: 'line-2', capture: testCamera() },
   ];
   const settings = {
@@ -62,7 +62,9 @@ it('runs three real GStreamer cameras in one daemon: events on each camera\'s ow
     expect(message.topic).toBe(`linewatch/${site}/${line}/${camera}/events`);
   }
 
-  // Each camera's ROI crops its own frames: the side camera's anomaly images are its 16x16 corner, the others' whole 32x32 frames.
+  // Each camera's ROI crops its own frames. The side camera sends JPEG: its anomaly images are its
+  // 16x16 corner. The top camera sends raw frames, cropped and scaled in its pipeline: its images
+  // are what the model saw, 28x28.
   const imageSize = async (topic: string) => {
     const { image } = JSON.parse(events.messages.find((m) => m.topic === topic)!.payload) as { image: { path: string } };
     let size = '';
@@ -76,7 +78,7 @@ it('runs three real GStreamer cameras in one daemon: events on each camera\'s ow
     return size;
   };
   expect(await imageSize(topics[1]!)).toBe('16x16');
-  expect(await imageSize(topics[0]!)).toBe('32x32');
+  expect(await imageSize(topics[0]!)).toBe('28x28');
 
   // Per-camera status: each camera's capture and the decisions of its frames; they add up to the totals.
   await until(async () => (await status(url)).cameras.every((c) => c.decisions.classified >= 30), 'every camera with 30 frames decided');
