@@ -81,6 +81,21 @@ it('stop() with nothing to send does not wait for an absent broker; before start
   expect(Date.now() - started).toBeLessThan(15_000);
 });
 
+it('stop() with nothing to send does not wait for a broker that takes the connection but never answers', async () => {
+  const broker = await startMosquitto();
+  cleanups.push(() => broker.stop());
+  await broker.freeze();
+  // A connect timeout past the deadline: only stop() itself can decide not to wait.
+  const mqtt = new MqttSession({ url: broker.url, clientId: `drain-${randomUUID()}`, connectTimeoutMs: 60_000 });
+  cleanups.push(() => mqtt.stop());
+  const drain = new OutboxDrain(new Outbox(db), mqtt, { topicRoot: root });
+  drain.start();
+  mqtt.start();
+  const started = Date.now();
+  await drain.stop(started + 30_000);
+  expect(Date.now() - started).toBeLessThan(15_000);
+});
+
 it('drains only its own stream, on <root><stream>', async () => {
   const broker = await startMosquitto();
   cleanups.push(() => broker.stop());
