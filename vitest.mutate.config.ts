@@ -16,6 +16,7 @@ const unitTests = [
   'test/knn/evaluate.test.ts',
   'test/events/outbox.test.ts',
   'test/events/publisher.test.ts',
+  'test/events/drain.test.ts',
   'test/capture/jpeg-splitter.test.ts',
   'test/capture/frame-queue.test.ts',
   'test/config/config.test.ts',

@@ -125,6 +125,8 @@ describe('JpegSplitter', async () => {
       ],
       ['FF00 in the header (stuffing belongs to scan data only)', Buffer.concat([Buffer.from([...SOI, ...app0, 0xff, 0x00]), a]), [a], { corrupt: 1 }],
       ['a segment length below 2', Buffer.concat([Buffer.from([...SOI, 0xff, 0xe0, 0x00, 0x01]), a]), [a], { corrupt: 1 }],
+      // Not a frame: read as a length, it would rewind over the length bytes into the scan.
+      ['an SOS length below 2', Buffer.concat([Buffer.from([...SOI, 0xff, 0xda, 0x00, 0x01, 0x12, ...EOI]), a]), [a], { corrupt: 1 }],
       ['a byte other than FF where a marker should start, even D9', Buffer.concat([Buffer.from([...SOI, 0xd9]), a]), [a], { corrupt: 1 }],
       ['the same after a standalone marker', Buffer.concat([Buffer.from([...SOI, 0xff, 0x01, 0xd9]), a]), [a], { corrupt: 1 }],
     ];

@@ -1,8 +1,8 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, configKeys, configuredCameras, envName, frameLimits, loadConfig } from '../../dist/config/index.js';
+import { ConfigError, configKeys, configuredCameras, DEFAULT_CONFIG_PATH, envName, frameLimits, loadConfig } from '../../dist/config/index.js';
 
 function configFile(text: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'lw-config-'));
@@ -242,6 +242,49 @@ describe('config', () => {
     } finally {
       process.off('warning', onWarning);
     }
+  });
+
+  it('lists each problem on its own line, with a hint for every kind of file problem', () => {
+    const path = configFile('sitee: a\nmqtt:\n  urll: x\n');
+    expect(failure(() => loadConfig({ path, env: {} })).message).toBe(
+      `invalid configuration in ${path}:\n  - unknown key mqtt.urll (misspelt? docs/configuration.md lists every key)\n  - unknown key sitee (misspelt? docs/configuration.md lists every key)`,
+    );
+    expect(failure(() => loadConfig({ path: configFile('capture:\n  replay:\n    fpss: 1\n'), env: {} })).message).toContain('unknown key capture.replay.fpss (misspelt?');
+    expect(failure(() => loadConfig({ path: tmpdir(), env: {} })).hint).toContain('--config');
+    expect(failure(() => loadConfig({ path: configFile('just words\n'), env: {} })).hint).toBe('see config/example.yml');
+    expect(failure(() => loadConfig({ path: configFile('mqtt: [unclosed\n'), env: {} })).hint).toBe('fix the YAML syntax at the line shown');
+    // No --config and no LINEWATCH_CONFIG: the documented default path.
+    if (!existsSync(DEFAULT_CONFIG_PATH)) expect(failure(() => loadConfig({ env: {} })).message).toBe(`no configuration file at ${DEFAULT_CONFIG_PATH}`);
+  });
+
+  it('quotes keys and values as written, cut after 200 characters or 100 for a repeated key', () => {
+    // A key with a quote in it keeps the quote; only the outer quotes of its JSON form go.
+    expect(failure(() => loadConfig({ path: configFile("'si\"te': 1\n"), env: {} })).message).toContain('unknown key si\\"te (misspelt?');
+    // A value whose JSON is exactly 200 characters is quoted whole; one more is cut, with its length.
+    const at200 = `a ${'b'.repeat(196)}`;
+    const whole = failure(() => loadConfig({ path: configFile(`site: "${at200}"\n`), env: {} })).message;
+    expect(whole).toContain(`(got "${at200}")`);
+    const cut = failure(() => loadConfig({ path: configFile(`site: "${at200}c"\n`), env: {} })).message;
+    expect(cut).toContain(`(got "${at200}c... (201 characters))`);
+    const longKey = 'k'.repeat(150);
+    expect(failure(() => loadConfig({ path: configFile(`${longKey}: 1\n${longKey}: 2\n`), env: {} })).message).toContain(`the key "${'k'.repeat(100)}" appears twice`);
+  });
+
+  it('takes a variable set to undefined as unset and a choice as text, and tells two collection keys apart from a repeated key', () => {
+    const path = configFile('knn:\n  k: 7\n');
+    expect(loadConfig({ path, env: { LINEWATCH_KNN_K: undefined, LINEWATCH_NOT_A_KEY: undefined } }).config.knn.k).toBe(7);
+    // A choice is text, as a string is: not YAML, whose comment would hide the rest of the value.
+    expect(failure(() => loadConfig({ path, env: { LINEWATCH_LOG_LEVEL: 'debug # verbose' } })).message).toContain('(got "debug # verbose", from LINEWATCH_LOG_LEVEL)');
+    // Collection keys are refused by the schema as unknown keys, not as one key "appearing twice".
+    const err = failure(() => loadConfig({ path: configFile('? [a]\n: 1\n? [b]\n: 2\n'), env: {} }));
+    expect(err.message).toContain('unknown key');
+    expect(err.message).not.toContain('appears twice');
+  });
+
+  it('refuses 50 aliases of a value, which the yaml package by default lets through, and takes 49', () => {
+    const aliases = (n: number) => configFile(`site: &s a\nline: [${Array(n).fill('*s').join(', ')}]\n`);
+    expect(failure(() => loadConfig({ path: aliases(49), env: {} })).message).not.toContain('aliases');
+    expect(failure(() => loadConfig({ path: aliases(50), env: {} })).message).toContain('uses more YAML aliases (*name) than a configuration needs');
   });
 
   it('documents every key in docs/configuration.md', () => {

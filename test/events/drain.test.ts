@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import type { Logger } from '../../dist/common/index.js';
+import { setLogFormat, setLogSink, type Logger } from '../../dist/common/index.js';
 import { createAnomalyEvent, Outbox, OutboxDrain, SPARKPLUG_STREAM } from '../../dist/events/index.js';
 import { MqttSession } from '../../dist/mqtt/index.js';
 import { openDatabase, type Db } from '../../dist/storage/index.js';
@@ -81,6 +81,21 @@ it('stop() with nothing to send does not wait for an absent broker; before start
   expect(Date.now() - started).toBeLessThan(15_000);
 });
 
+it('stop() with nothing to send does not wait for a broker that takes the connection but never answers', async () => {
+  const broker = await startMosquitto();
+  cleanups.push(() => broker.stop());
+  await broker.freeze();
+  // A connect timeout past the deadline: only stop() itself can decide not to wait.
+  const mqtt = new MqttSession({ url: broker.url, clientId: `drain-${randomUUID()}`, connectTimeoutMs: 60_000 });
+  cleanups.push(() => mqtt.stop());
+  const drain = new OutboxDrain(new Outbox(db), mqtt, { topicRoot: root });
+  drain.start();
+  mqtt.start();
+  const started = Date.now();
+  await drain.stop(started + 30_000);
+  expect(Date.now() - started).toBeLessThan(15_000);
+});
+
 it('drains only its own stream, on <root><stream>', async () => {
   const broker = await startMosquitto();
   cleanups.push(() => broker.stop());
@@ -130,5 +145,25 @@ it('keeps delivered events it could not delete, says so, and sends them again on
   // Acknowledged again on the new connection, and deleted this time.
   await until(() => outbox.backlog() === 0, 'the kept event delivered again after the reconnect', 10_000);
   expect(drain.status().delivered).toBe(2);
+  await drain.stop(Date.now());
+});
+
+it('logs as the events component when it is given no logger', async () => {
+  const lines: string[] = [];
+  setLogSink({ write: (line) => void lines.push(line) });
+  setLogFormat('json');
+  cleanups.push(() => {
+    setLogSink({ write: (line) => process.stderr.write(line) });
+    setLogFormat(process.stderr.isTTY ? 'text' : 'json');
+  });
+  const broker = await startMosquitto();
+  cleanups.push(() => broker.stop());
+  const mqtt = session(broker.url);
+  const drain = new OutboxDrain(new Outbox(db), mqtt, { topicRoot: root });
+  drain.start();
+  mqtt.start();
+  const started = () => lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line['msg'] === 'delivering the outbox');
+  await until(() => started() !== undefined, 'the drain to log that it delivers the outbox', 10_000);
+  expect(started()).toMatchObject({ level: 'info', component: 'events', backlog: 0 });
   await drain.stop(Date.now());
 });

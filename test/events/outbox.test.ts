@@ -63,6 +63,15 @@ describe('outbox', () => {
     expect(reopened.append(createAnomalyEvent(decision(3)))).toBeGreaterThan(seqs[2]!);
   });
 
+  it('counts the rows ack() deleted, not the acks asked for (the daemon subtracts them from a cached backlog)', () => {
+    const outbox = new Outbox(db);
+    const seqs = [0, 1, 2].map((i) => outbox.append(createAnomalyEvent(decision(i))));
+    expect(outbox.ack([seqs[0]!, 99_999])).toBe(1);
+    expect(outbox.ack([seqs[0]!, seqs[1]!, seqs[2]!])).toBe(2);
+    expect(outbox.deleted).toBe(3);
+    expect(outbox.backlog()).toBe(0);
+  });
+
   it('commits with the caller\'s transaction or not at all', () => {
     const outbox = new Outbox(db);
     db.exec('CREATE TABLE decisions (frame INTEGER)');
