@@ -24,15 +24,19 @@ class ImageProblem(Exception):
 
 
 def read_gray(path: Path, size: int) -> np.ndarray:
-    """Decode one JPEG or PNG to uint8 gray at size x size, as the daemon's preprocessing does:
-    alpha dropped, resized, colour turned gray with Pillow's luma (src/preprocess/tensor.ts uses
-    the same integer formula). Images at the model size give exactly the daemon's pixels; resized
-    ones differ by a fraction of a grey level on average (two lanczos3 implementations). Raises
-    ImageProblem for what the daemon would refuse."""
+    """Decode one JPEG or PNG to uint8 gray at size x size, as the daemon's preprocessing does
+    (src/preprocess/tensor.ts). A JPEG: decoded at the smallest DCT scale that keeps it at least
+    size x size, luma only (Pillow's draft, the daemon's fast path), then Pillow's bilinear resize.
+    A PNG: alpha dropped, resized with lanczos3 (sharp's default), then Pillow's luma (the daemon
+    uses the same integer formula). Images at the model size give exactly the daemon's pixels;
+    resized ones differ by a fraction of a grey level on average. Raises ImageProblem for what the
+    daemon would refuse."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise ImageProblem('are not .png, .jpg or .jpeg files', 'move them out of the folder (hidden files are ignored)')
     try:
         img = Image.open(path)
+        if img.format == 'JPEG' and img.mode != 'CMYK' and img.size != (size, size):
+            img.draft('L', (size, size))
         img.load()  # decode now: a truncated file fails here, not in the middle of training
     except (OSError, SyntaxError, ValueError):
         raise ImageProblem('cannot be decoded (corrupt or truncated)',
@@ -41,10 +45,11 @@ def read_gray(path: Path, size: int) -> np.ndarray:
         raise ImageProblem(f'are {img.format} images; the daemon reads only JPEG and PNG', 'convert them to PNG')
     if img.mode == 'CMYK':
         raise ImageProblem('are CMYK images; the daemon reads gray and RGB only', 'convert them to RGB or gray')
-    # The daemon's order: alpha dropped, resized with sharp's default kernel (lanczos3), then luma.
+    # The daemon's order: alpha dropped, resized (bilinear for a JPEG, lanczos3 for a PNG), then luma.
+    jpeg = img.format == 'JPEG'
     img = img.convert('L' if img.mode in ('1', 'L', 'LA', 'I', 'I;16', 'F') else 'RGB')
     if img.size != (size, size):
-        img = img.resize((size, size), Image.LANCZOS)
+        img = img.resize((size, size), Image.BILINEAR if jpeg else Image.LANCZOS)
     return np.asarray(img.convert('L'), dtype=np.uint8)
 
 
