@@ -1,5 +1,7 @@
 """The kNN classifier exactly as docs/architecture.md defines it for the daemon, the
 anomaly-vs-good metrics, and the calibration of k / threshold / unknownDistance."""
+import sys
+
 import numpy as np
 
 WEIGHT_EPS = 1e-6
@@ -90,7 +92,8 @@ def calibrate(oof: list, good_label: str):
     unknownDistance: the largest nearest-reference distance any good training query had, so no
     good training item would have been called unknown; k and threshold: best out-of-fold F1 among
     the k whose scores take at least MIN_DISTINCT_SCORES values, ties broken towards k = 5 and
-    threshold = 0.5 (the documented defaults).
+    threshold = 0.5 (the documented defaults); when no k does (a tiny folder), the k with the most
+    distinct scores, with a warning.
     Returns (settings, out-of-fold F1, number of distinct out-of-fold scores of those settings)."""
     max_k = min(max(K_CHOICES), min(len(r) for _, _, r, _ in oof))
     folds = []
@@ -100,21 +103,22 @@ def calibrate(oof: list, good_label: str):
     dist_all = np.concatenate([f[0] for f in folds])
     y = np.concatenate([f[2] for f in folds])
     unknown = round(float(dist_all[~y, 0].max()), 4)
-    best, most = None, 0
+    best = fallback = None
     for k in (k for k in K_CHOICES if k <= max_k):
         score = np.concatenate([knn_scores(d[:, :k], lab[:, :k], unknown, good_label) for d, lab, _ in folds])
         distinct = len(np.unique(score))
-        most = max(most, distinct)
-        if distinct < MIN_DISTINCT_SCORES:
-            continue
         for t in THRESHOLDS:
             f1 = metrics(y, score >= t, score)['f1'] if y.any() else 0.0
             key = (round(f1, 6), -abs(k - 5), -abs(t - 0.5))
-            if best is None or key > best[0]:
+            if distinct >= MIN_DISTINCT_SCORES and (best is None or key > best[0]):
                 best = (key, k, t, distinct)
+            if fallback is None or (distinct, key) > (fallback[3], fallback[0]):
+                fallback = (key, k, t, distinct)
     if best is None:
-        # A user's too-small labeled folder: say so, without a stack trace.
-        raise SystemExit(f'the out-of-fold scores take at most {most} distinct values, fewer than '
-                         f'{MIN_DISTINCT_SCORES}: label more images (each label in several) to calibrate the threshold')
+        # A tiny labeled folder (or a model whose vectors do not separate): the run still ends with
+        # a bundle and a report, whose distinct-scores column shows why the threshold barely tunes.
+        best = fallback
+        print(f'warning: the out-of-fold scores take at most {best[3]} distinct values, fewer than {MIN_DISTINCT_SCORES}: '
+              'the threshold will barely tune; label more images (each label in several)', file=sys.stderr)
     settings = {'k': best[1], 'threshold': best[2], 'unknownDistance': unknown, 'goodLabel': good_label}
     return settings, best[0][0], best[3]
