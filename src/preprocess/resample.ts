@@ -31,6 +31,14 @@ interface Taps {
  * averages every source pixel: no aliasing), the filter the training pipeline resizes with.
  * Taps may reach outside the box into the rest of the image, as Pillow's `box` does.
  */
+/**
+ * ITU-R 601-2 luma with the integer rounding of Pillow's convert('L'), so colour frames turn gray
+ * exactly as in a Python training pipeline (libvips' own b-w is linear-light).
+ */
+export function lumaOf(r: number, g: number, b: number): number {
+  return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
+}
+
 function taps(start: number, length: number, full: number, out: number): Taps {
   const scale = length / out;
   const filterScale = Math.max(scale, 1);
@@ -84,7 +92,7 @@ export function resampleInto(image: RawImage, box: Box, layout: TensorLayout, ou
       if (luma) {
         let sum = 0;
         for (let k = 0, p = base + first * 3; k < n; k++, p += 3) {
-          sum += h.weights[w + k]! * ((pixels[p]! * 19595 + pixels[p + 1]! * 38470 + pixels[p + 2]! * 7471 + 0x8000) >> 16);
+          sum += h.weights[w + k]! * lumaOf(pixels[p]!, pixels[p + 1]!, pixels[p + 2]!);
         }
         across[to + x] = sum;
       } else if (channels === 1) {

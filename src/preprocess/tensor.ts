@@ -1,7 +1,7 @@
 import { isRawImage, UserError, type RawImage } from '../common/index.js';
 import { checkEncoded, checkRoi, explainFailure, ImageError, imageLimitDefaults, open, roiOutside, type ImageLimits, type Roi } from './image.js';
 import { decodeJpeg, JpegDataError, type DctScale } from './jpeg.js';
-import { resampleInto, type Box, type TensorLayout } from './resample.js';
+import { lumaOf, resampleInto, type Box, type TensorLayout } from './resample.js';
 import { readImageHeader } from './size.js';
 
 /** What the model wants; the manifest's `input` object fits this shape. */
@@ -151,11 +151,7 @@ export class Preprocessor {
       if (channels === 1) {
         for (let i = 0; i < plane; i++) out[i] = lut[data[i]!]!;
       } else {
-        // ITU-R 601-2 luma with the integer rounding of Pillow's convert('L'), so colour frames
-        // turn gray exactly as in a Python training pipeline (libvips' own b-w is linear-light).
-        for (let i = 0, p = 0; i < plane; i++, p += 3) {
-          out[i] = lut[(data[p]! * 19595 + data[p + 1]! * 38470 + data[p + 2]! * 7471 + 0x8000) >> 16]!;
-        }
+        for (let i = 0, p = 0; i < plane; i++, p += 3) out[i] = lut[lumaOf(data[p]!, data[p + 1]!, data[p + 2]!)]!;
       }
       return;
     }
