@@ -17,7 +17,9 @@ for f in samples/line/frames/*.jpg; do
   for copy in $(seq 1 "$copies"); do ln -s "$PWD/$f" "$work/frames/$label/$copy-$name"; done
 done
 mkdir -p "$work/few/good"
-find "$work/frames/good" -name '1-*' | head -30 | while read -r f; do ln -s "$(readlink "$f")" "$work/few/good/"; done
+# The first 30 copies (a process substitution: `find | head` would end the script on find's SIGPIPE under pipefail).
+mapfile -t firsts < <(find "$work/frames/good" -name '1-*')
+for f in "${firsts[@]:0:30}"; do ln -s "$(readlink "$f")" "$work/few/good/"; done
 total="$(find "$work/frames" -name '*.jpg' | wc -l)"
 
 for bundle in default-fp32 default-int8; do
