@@ -47,6 +47,14 @@ export function configuredCameras(config: Config): CameraConfig[] {
     if (deviceTopics.has(c.camera)) {
       throw new ConfigError(`cameras.${i}.camera "${c.camera}" is the name of one of the device's own topics`, `name the camera something other than ${[...deviceTopics].join(', ')}`);
     }
+    // Sparkplug names a device by its camera alone (the edge node is one line of one site).
+    const named = cameras.findIndex((other) => other.camera === c.camera);
+    if (config.mqtt.profile !== 'json' && named < i) {
+      throw new ConfigError(
+        `cameras.${named} and cameras.${i} are both named "${c.camera}": with mqtt.profile ${config.mqtt.profile} each camera is a Sparkplug device named by its camera`,
+        'give each camera its own camera name',
+      );
+    }
   });
   return cameras;
 }

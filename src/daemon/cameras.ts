@@ -23,7 +23,7 @@ interface Entry {
  */
 export class Cameras {
   readonly feed = new FrameFanIn();
-  /** In the configuration's order: the first camera is the one `status.capture` and Sparkplug show. */
+  /** In the configuration's order: the first camera is the one `status.capture` shows. */
   private entries: Entry[];
 
   /**

@@ -1,5 +1,5 @@
 import type { Logger } from '../common/index.js';
-import { configuredCameras, type Config } from '../config/index.js';
+import type { Config } from '../config/index.js';
 import { ControlApi, MqttCommands } from '../control/index.js';
 import { announceAvailability, availabilityWill, OutboxDrain, StatsReporter, type AnomalyEvent, type Outbox, type OutboxRow } from '../events/index.js';
 import { defaultClientId, MqttSession, topicRoot, type DeviceNames, type SessionOptions } from '../mqtt/index.js';
@@ -93,8 +93,6 @@ export class Messaging {
         session: sessionOptions(m.profile === 'both' ? `${clientId}-spb` : clientId, sparkplugLog),
         groupId: s.groupId ?? config.site,
         edgeNodeId: s.edgeNodeId ?? config.line,
-        // One device, the first camera: the edge node does not map several cameras yet.
-        deviceId: configuredCameras(config)[0]!.camera,
         primaryHostId: s.primaryHostId,
         reportIntervalMs: s.reportIntervalMs,
         db: sparkplug.db,

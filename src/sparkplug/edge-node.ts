@@ -14,6 +14,7 @@ import {
   EVENT_SCORE,
   eventBirthSamples,
   nodeSamples,
+  type CameraState,
   REBIRTH,
   toMetric,
   WRITABLE,
@@ -42,7 +43,8 @@ export interface EdgeNodeOptions extends EdgeNodeIdentity {
 export interface EdgeNodeStatus extends SessionStatus {
   groupId: string;
   edgeNodeId: string;
-  deviceId: string;
+  /** Its devices: one per camera, named by the camera. */
+  devices: string[];
   /** bdSeq of the current (or last) CONNECT: its NBIRTH and NDEATH carry it. */
   bdSeq: number | null;
   /** seq of the last message sent (NBIRTH is 0). */
@@ -102,10 +104,16 @@ export class EdgeNode {
   private host: { online: boolean; attempt: number } | null = null;
   private lastOnlineTimestamp: number | null = null;
   private readonly reportedNode = new Map<string, MetricValue>();
-  private readonly reportedDevice = new Map<string, MetricValue>();
+  /** By device: what its DBIRTH and DDATA last reported. */
+  private readonly reportedDevices = new Map<string, Map<string, MetricValue>>();
   private birthLabels = '';
-  private last: LastDecision | null = null;
-  private frames = { count: 0, at: 0, perSecond: 0 };
+  /** The devices of the last birth, where events go. */
+  private birthDevices: string[] = [];
+  /** The cameras as last seen: the devices status shows and DCMD may name. */
+  private devices: string[] = [];
+  /** By camera key: its last decision, and its frame rate over the last report interval. */
+  private readonly last = new Map<string, LastDecision>();
+  private readonly frames = new Map<string, { count: number; at: number; perSecond: number }>();
   private counters = { births: 0, ddataSent: 0, eventsSent: 0, historicalSent: 0, eventsDelivered: 0, handled: 0, refused: 0 };
   private refusalLog = { at: 0, since: 0 };
   private timer: NodeJS.Timeout | null = null;
@@ -125,9 +133,9 @@ export class EdgeNode {
     this.graceMs = 1.5 * (options.session.keepaliveSeconds ?? 30) * 1000;
   }
 
-  /** Every decision, for the last label and score. */
-  readonly consume: DecisionConsumer = ({ decision }) => {
-    this.last = { label: decision.label, score: decision.score };
+  /** Every decision, for its camera's last label and score. */
+  readonly consume: DecisionConsumer = ({ frame, decision }) => {
+    if (frame.camera) this.last.set(frame.camera.key, { label: decision.label, score: decision.score });
   };
 
   start(): void {
@@ -143,7 +151,7 @@ export class EdgeNode {
       this.session.onReady(() => this.pump()),
       o.outbox.onAppend(() => this.pump()),
     ];
-    this.frames = { count: o.line().capture.framesReceived, at: Date.now(), perSecond: 0 };
+    this.measure(o.line(), Date.now());
     this.timer = setInterval(() => this.tick(), o.reportIntervalMs);
     this.session.start();
   }
@@ -166,7 +174,7 @@ export class EdgeNode {
       ...this.session.status(),
       groupId: o.groupId,
       edgeNodeId: o.edgeNodeId,
-      deviceId: o.deviceId,
+      devices: this.devices,
       bdSeq: this.bdSeq,
       seq: link?.born ? link.seq : null,
       born: this.sendable() !== null,
@@ -220,14 +228,14 @@ export class EdgeNode {
    */
   private birth(link: Link, fresh: boolean): void {
     const now = Date.now();
-    const line = this.options.line();
-    const node = nodeSamples(line, this.options.outbox.backlog(SPARKPLUG_STREAM));
-    const device = [...deviceSamples(line, this.last, this.frames.perSecond), ...eventBirthSamples];
+    const o = this.options;
+    const line = o.line();
+    const node = nodeSamples(line, o.outbox.backlog(SPARKPLUG_STREAM));
     this.reportedNode.clear();
-    this.reportedDevice.clear();
     changed(node, this.reportedNode);
-    changed(device, this.reportedDevice);
+    this.reportedDevices.clear();
     this.birthLabels = labelsOf(line);
+    this.birthDevices = line.cameras.map((c) => c.camera);
     link.seq = 0;
     const nbirth: UMetric[] = [
       // bdSeq of this connection's will, also after a Rebirth (§5 "Commands", rebirth-action-3).
@@ -236,8 +244,14 @@ export class EdgeNode {
       { name: REBIRTH, type: 'Boolean', value: false, timestamp: now },
       ...node.map((s) => toMetric(s, now)),
     ];
-    link.connection.publish(nodeTopic(this.options, 'NBIRTH'), encodePayload({ timestamp: now, seq: 0, metrics: nbirth }), { qos: 0, retain: false });
-    this.publish(link, deviceTopic(this.options, 'DBIRTH'), device.map((s) => toMetric(s, now)), now);
+    link.connection.publish(nodeTopic(o, 'NBIRTH'), encodePayload({ timestamp: now, seq: 0, metrics: nbirth }), { qos: 0, retain: false });
+    // A DBIRTH per camera, each with every metric of its device.
+    for (const camera of line.cameras) {
+      const reported = new Map<string, MetricValue>();
+      this.reportedDevices.set(camera.camera, reported);
+      const device = changed([...this.deviceSamples(camera, line), ...eventBirthSamples], reported);
+      this.publish(link, deviceTopic(o, 'DBIRTH', camera.camera), device.map((s) => toMetric(s, now)), now);
+    }
     link.born = true;
     this.counters.births++;
     if (fresh) {
@@ -245,7 +259,28 @@ export class EdgeNode {
       link.cursor = 0;
       link.written = [];
     }
-    this.log.info('Sparkplug births sent', { bdSeq: this.bdSeq, group: this.options.groupId, edgeNode: this.options.edgeNodeId, device: this.options.deviceId, fresh });
+    this.log.info('Sparkplug births sent', { bdSeq: this.bdSeq, group: o.groupId, edgeNode: o.edgeNodeId, devices: this.birthDevices, fresh });
+  }
+
+  private deviceSamples(camera: CameraState, line: LineState) {
+    return deviceSamples(camera, line.classifier, this.last.get(camera.key) ?? null, this.frames.get(camera.key)?.perSecond ?? 0);
+  }
+
+  /** Each camera's frames per second since the last call; the devices status shows. */
+  private measure(line: LineState, now: number): void {
+    this.devices = line.cameras.map((c) => c.camera);
+    const keys = new Set(line.cameras.map((c) => c.key));
+    for (const key of this.frames.keys()) {
+      if (keys.has(key)) continue;
+      this.frames.delete(key);
+      this.last.delete(key);
+    }
+    for (const camera of line.cameras) {
+      const count = camera.capture.framesReceived;
+      const before = this.frames.get(camera.key);
+      const perSecond = before && now > before.at ? Math.round(((count - before.count) * 10_000) / (now - before.at)) / 10 : (before?.perSecond ?? 0);
+      this.frames.set(camera.key, { count, at: now, perSecond });
+    }
   }
 
   /** One message after the NBIRTH: seq one more, 255 wrapping to 0 (§6 "Payload", sequence-num-incrementing). QoS 0, not retained. */
@@ -261,11 +296,11 @@ export class EdgeNode {
     try {
       const line = this.options.line();
       const now = Date.now();
-      const frames = line.capture.framesReceived;
-      if (now > this.frames.at) this.frames = { count: frames, at: now, perSecond: Math.round(((frames - this.frames.count) * 10_000) / (now - this.frames.at)) / 10 };
+      this.measure(line, now);
       const link = this.sendable();
       if (!link) return;
-      // NBIRTH must name every metric of the session (§5 "Data Publish"): a label added or gone means a rebirth.
+      // NBIRTH must name every metric of the session (§5 "Data Publish"): a label added or gone means a
+      // rebirth. (A reload that changes the cameras builds a new edge node: NDEATH, then its births.)
       if (labelsOf(line) !== this.birthLabels) {
         this.birth(link, false);
       } else {
@@ -281,9 +316,12 @@ export class EdgeNode {
   private report(link: Link, line: LineState, now: number): void {
     const node = changed(nodeSamples(line, this.options.outbox.backlog(SPARKPLUG_STREAM)), this.reportedNode);
     if (node.length > 0) this.publish(link, nodeTopic(this.options, 'NDATA'), node.map((s) => toMetric(s, now)), now);
-    const device = changed(deviceSamples(line, this.last, this.frames.perSecond), this.reportedDevice);
-    if (device.length > 0) {
-      this.publish(link, deviceTopic(this.options, 'DDATA'), device.map((s) => toMetric(s, now)), now);
+    for (const camera of line.cameras) {
+      const reported = this.reportedDevices.get(camera.camera);
+      if (!reported) continue;
+      const device = changed(this.deviceSamples(camera, line), reported);
+      if (device.length === 0) continue;
+      this.publish(link, deviceTopic(this.options, 'DDATA', camera.camera), device.map((s) => toMetric(s, now)), now);
       this.counters.ddataSent++;
     }
   }
@@ -332,7 +370,9 @@ export class EdgeNode {
         { name: EVENT_LABEL, type: 'String', value: event.label, timestamp: at, isHistorical: historical },
         { name: EVENT_SCORE, type: 'Double', value: event.score, timestamp: at, isHistorical: historical },
       ];
-      this.publish(link, deviceTopic(this.options, 'DDATA'), metrics, Date.now(), () => link.written.push({ seq: row.seq, at: Date.now() }));
+      // From the camera that saw it; an event stored under a camera no longer configured goes out from the first device.
+      const device = this.birthDevices.includes(event.camera) ? event.camera : this.birthDevices[0]!;
+      this.publish(link, deviceTopic(this.options, 'DDATA', device), metrics, Date.now(), () => link.written.push({ seq: row.seq, at: Date.now() }));
       this.counters.ddataSent++;
       this.counters.eventsSent++;
       if (historical) this.counters.historicalSent++;
@@ -398,11 +438,11 @@ export class EdgeNode {
     if (link) this.birth(link, false);
   }
 
-  /** DCMD: writes to threshold, k and unknown distance, all or none, through the control API. */
+  /** DCMD to any camera: writes to the line's threshold, k and unknown distance, all or none, through the control API. */
   private async deviceCommand(topic: string, payload: Buffer): Promise<void> {
     const device = topic.slice(topic.lastIndexOf('/') + 1);
-    if (device !== this.options.deviceId) {
-      this.refuse(`DCMD refused: this edge node has no device "${device}"`, { devices: [this.options.deviceId] });
+    if (!this.devices.includes(device)) {
+      this.refuse(`DCMD refused: this edge node has no device "${device}"`, { devices: this.devices });
       return;
     }
     const metrics = this.decode(payload, 'DCMD');

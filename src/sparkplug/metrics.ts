@@ -1,12 +1,22 @@
 import type { TypeStr, UMetric } from './payload.js';
 
+/** One camera, a device of the edge node: what its metrics are read from. */
+export interface CameraState {
+  /** `site/line/camera`: the key of its frames and decisions. */
+  key: string;
+  /** The camera's name: its device id. */
+  camera: string;
+  capture: { state: string; framesReceived: number; framesDropped: number; droppedWhileBusy: number };
+  decisions: { good: number; anomalies: number };
+}
+
 /** What the metrics are read from: a structural subset of the daemon's status. */
 export interface LineState {
-  capture: { state: string; framesReceived: number; framesDropped: number; droppedWhileBusy: number };
+  /** In the configuration's order; each is a device. */
+  cameras: CameraState[];
   model: { name: string; version: string; provider: string };
   references: { total: number; byLabel: Record<string, number> };
   classifier: { k: number; threshold: number; unknownDistance: number };
-  decisions: { good: number; anomalies: number };
 }
 
 /** The last decided frame (any decision, good or anomaly). */
@@ -53,19 +63,19 @@ export function nodeSamples(line: LineState, backlog: number): Sample[] {
   ];
 }
 
-/** The camera's metrics, apart from the event metrics. */
-export function deviceSamples(line: LineState, last: LastDecision | null, framesPerSecond: number): Sample[] {
+/** A camera's metrics, apart from the event metrics. The classifier is the line's: each device shows it, and a write to any one sets it. */
+export function deviceSamples(camera: CameraState, classifier: LineState['classifier'], last: LastDecision | null, framesPerSecond: number): Sample[] {
   return [
-    { name: 'Decisions/Anomalies', type: 'Int64', value: line.decisions.anomalies },
-    { name: 'Decisions/Good', type: 'Int64', value: line.decisions.good },
+    { name: 'Decisions/Anomalies', type: 'Int64', value: camera.decisions.anomalies },
+    { name: 'Decisions/Good', type: 'Int64', value: camera.decisions.good },
     { name: 'Decisions/Last Label', type: 'String', value: last?.label ?? null },
     { name: 'Decisions/Last Score', type: 'Double', value: last?.score ?? null },
     { name: 'Capture/Frames Per Second', type: 'Double', value: framesPerSecond },
-    { name: 'Capture/Dropped Frames', type: 'Int64', value: line.capture.framesDropped + line.capture.droppedWhileBusy },
-    { name: 'Capture/State', type: 'String', value: line.capture.state },
-    { name: 'Classifier/Threshold', type: 'Double', value: line.classifier.threshold },
-    { name: 'Classifier/K', type: 'Int32', value: line.classifier.k },
-    { name: 'Classifier/Unknown Distance', type: 'Double', value: line.classifier.unknownDistance },
+    { name: 'Capture/Dropped Frames', type: 'Int64', value: camera.capture.framesDropped + camera.capture.droppedWhileBusy },
+    { name: 'Capture/State', type: 'String', value: camera.capture.state },
+    { name: 'Classifier/Threshold', type: 'Double', value: classifier.threshold },
+    { name: 'Classifier/K', type: 'Int32', value: classifier.k },
+    { name: 'Classifier/Unknown Distance', type: 'Double', value: classifier.unknownDistance },
   ];
 }
 

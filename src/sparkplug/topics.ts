@@ -4,19 +4,17 @@ export const NAMESPACE = 'spBv1.0';
 export type NodeVerb = 'NBIRTH' | 'NDEATH' | 'NDATA' | 'NCMD';
 export type DeviceVerb = 'DBIRTH' | 'DDEATH' | 'DDATA' | 'DCMD';
 
-/** The edge node's identity: its topics are built from it. */
+/** The edge node's identity: its topics are built from it (its devices are its cameras). */
 export interface EdgeNodeIdentity {
   groupId: string;
   edgeNodeId: string;
-  /** One device per camera. */
-  deviceId: string;
 }
 
 export function nodeTopic(id: EdgeNodeIdentity, verb: NodeVerb): string {
   return `${NAMESPACE}/${id.groupId}/${verb}/${id.edgeNodeId}`;
 }
 
-export function deviceTopic(id: EdgeNodeIdentity, verb: DeviceVerb, deviceId: string = id.deviceId): string {
+export function deviceTopic(id: EdgeNodeIdentity, verb: DeviceVerb, deviceId: string): string {
   return `${NAMESPACE}/${id.groupId}/${verb}/${id.edgeNodeId}/${deviceId}`;
 }
 

@@ -341,6 +341,16 @@ describe('config', () => {
       expect(configuredCameras(loadConfig({ path: configFile('cameras:\n  - camera: a\n  - camera: a\n    line: other\n'), env: {} }).config)).toHaveLength(2);
     });
 
+    it('refuses two cameras of one name with Sparkplug, whose devices are named by the camera alone', () => {
+      const list = 'cameras:\n  - camera: a\n  - camera: b\n  - camera: a\n    line: other\n';
+      for (const profile of ['sparkplug', 'both']) {
+        const err = failure(() => loadConfig({ path: configFile(`${list}mqtt: {profile: ${profile}}\n`), env: {} }));
+        expect(err.message).toContain(`cameras.0 and cameras.2 are both named "a": with mqtt.profile ${profile}`);
+        expect(err.hint).toBe('give each camera its own camera name');
+      }
+      expect(configuredCameras(loadConfig({ path: configFile('cameras:\n  - camera: a\n  - camera: b\n    line: other\nmqtt: {profile: sparkplug}\n'), env: {} }).config)).toHaveLength(2);
+    });
+
     it('refuses an empty list, and a camera named like a device topic', () => {
       expect(failure(() => loadConfig({ path: configFile('cameras: []\n'), env: {} })).message).toMatch(/cameras: at least one camera .* \(got \[\]\)/);
       expect(failure(() => loadConfig({ path: configFile('cameras:\n  - camera: cmd\n'), env: {} })).message).toContain('cameras.0.camera "cmd"');

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { collectMessages, startMosquitto } from '../helpers/mosquitto.js';
-import { runLinewatch, tempDir, type LogLine, type RunningLinewatch } from '../helpers/daemon.js';
-import { device, eventArrivals, metric, node, num, sparkplugConfig, startHost, type SparkplugMessage } from './host.js';
+import { join } from 'node:path';
+import { makeLabeledImages, runLinewatch, tempDir, tinyModel, writeConfig, type LogLine, type RunningLinewatch } from '../helpers/daemon.js';
+import { device, eventArrivals, group, metric, node, num, sparkplugConfig, startHost, type SparkplugMessage } from './host.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -162,6 +163,81 @@ describe('profile both', () => {
     const status = await statusOf(daemon);
     expect(status.events.sparkplug).toMatchObject({ connected: true, born: true });
     expect((status.events as unknown as { mqtt: { connected: boolean } }).mqtt.connected).toBe(true);
+    expect(await daemon.stop('SIGTERM')).toBe(0);
+  });
+});
+
+describe('several cameras', () => {
+  it('makes each camera a device: a DBIRTH each, its own decisions, its events as its DDATA, DCMD to any of them, and a reload that removes one', async () => {
+    const dir = tempDir();
+    const broker = await startMosquitto();
+    cleanups.push(() => broker.stop());
+    const host = await startHost(broker.url);
+    cleanups.push(() => host.close());
+    const json = await collectMessages(broker.url, `linewatch/site-a/${node}/+/events`);
+    cleanups.push(() => json.close());
+    const replay = async (name: string) => ({ source: 'replay', replay: { folder: join(await makeLabeledImages(join(dir, name), 3), 'good'), fps: 20, loop: true } });
+    const settings = {
+      site: 'site-a',
+      line: node,
+      cameras: [
+        { camera: 'cam-a', capture: await replay('frames-a') },
+        { camera: 'cam-b', capture: await replay('frames-b') },
+      ],
+      stateDir: join(dir, 'state'),
+      model: tinyModel,
+      enroll: { folder: await makeLabeledImages(join(dir, 'refs')) },
+      knn: { threshold: 0 },
+      mqtt: { url: broker.url, profile: 'both', keepaliveS: 1 },
+      sparkplug: { groupId: group, reportIntervalMs: 100 },
+      http: { enabled: true, port: 0 },
+      log: { format: 'json' },
+    };
+    const daemon = track(runLinewatch(['run', '--config', writeConfig(dir, settings)]));
+
+    // NBIRTH, then a DBIRTH per camera in the configuration's order, seq continuing.
+    await host.waitFor((all) => all.filter((m) => m.verb === 'DBIRTH').length >= 2);
+    expect(host.messages.slice(0, 3).map((m) => [m.verb, m.device, num(m.payload.seq)])).toEqual([['NBIRTH', null, 0], ['DBIRTH', 'cam-a', 1], ['DBIRTH', 'cam-b', 2]]);
+
+    // Each camera's JSON events arrive as DDATA of its own device, with the same ids.
+    const byCamera = (camera: string) => json.messages.filter((m) => m.topic.endsWith(`/${camera}/events`)).map((m) => (JSON.parse(m.payload) as { id: string }).id);
+    await json.waitFor(() => byCamera('cam-a').length >= 5 && byCamera('cam-b').length >= 5, 20_000);
+    const ids = { 'cam-a': byCamera('cam-a').slice(0, 5), 'cam-b': byCamera('cam-b').slice(0, 5) };
+    await host.waitFor(() => [...ids['cam-a'], ...ids['cam-b']].every((id) => eventArrivals(host.messages).has(id)));
+    const deviceOf = (id: string) => host.messages.find((m) => m.verb === 'DDATA' && metric(m, 'Event/Id')?.value === id)!.device;
+    expect(ids['cam-a'].map(deviceOf)).toEqual(Array(5).fill('cam-a'));
+    expect(ids['cam-b'].map(deviceOf)).toEqual(Array(5).fill('cam-b'));
+
+    // Each device counts its own camera's decisions: their sum is the line's.
+    const lastCount = (camera: string) => Math.max(0, ...host.messages.filter((m) => m.device === camera && metric(m, 'Decisions/Anomalies')).map((m) => num(metric(m, 'Decisions/Anomalies')!.value)));
+    await host.waitFor(() => lastCount('cam-a') > 10 && lastCount('cam-b') > 10);
+    const status = (await (await fetch(String((await daemon.waitForLog((l) => l.msg === 'running')).status))).json()) as {
+      cameras: { camera: string; decisions: { anomalies: number } }[];
+      events: { sparkplug: Record<string, unknown> };
+    };
+    for (const camera of status.cameras) expect(lastCount(camera.camera)).toBeLessThanOrEqual(camera.decisions.anomalies);
+    expect(status.cameras.map((c) => c.decisions.anomalies).every((n) => n < lastCount('cam-a') + lastCount('cam-b'))).toBe(true);
+    expect(status.events.sparkplug).toMatchObject({ devices: ['cam-a', 'cam-b'] });
+
+    // A write to either device sets the line's classifier: both report it. A device it does not have is refused.
+    const written = host.messages.length;
+    await host.command('DCMD', [{ name: 'Classifier/Threshold', type: 'Double', value: 0.25 }], 'cam-b');
+    await host.command('DCMD', [{ name: 'Classifier/Threshold', type: 'Double', value: 0.5 }], 'cam-9');
+    await host.waitFor((all) => ['cam-a', 'cam-b'].every((d) => all.slice(written).some((m) => m.device === d && metric(m, 'Classifier/Threshold')?.value === 0.25)));
+    await daemon.waitForLog((l) => l.msg === 'DCMD refused: this edge node has no device "cam-9"');
+
+    // A reload that removes cam-b ends the session (NDEATH) and births what is left, cam-b no more.
+    const reloaded = host.messages.length;
+    writeConfig(dir, { ...settings, cameras: settings.cameras.slice(0, 1) });
+    daemon.child.kill('SIGHUP');
+    await daemon.waitForLog((l) => l.msg === 'configuration reloaded');
+    await host.waitFor((all) => all.slice(reloaded).some((m) => m.verb === 'DBIRTH'));
+    const after = host.messages.slice(reloaded).filter((m) => m.verb !== 'DDATA' && m.verb !== 'NDATA');
+    expect(after.slice(0, 3).map((m) => [m.verb, m.device])).toEqual([['NDEATH', null], ['NBIRTH', null], ['DBIRTH', 'cam-a']]);
+    // cam-a goes on (its frames are good now, at threshold 0.25); cam-b is heard of no more.
+    const births = host.messages.length;
+    await host.waitFor((all) => all.slice(births).filter((m) => m.device === 'cam-a' && metric(m, 'Decisions/Good')).length >= 3);
+    expect(host.messages.slice(reloaded).some((m) => m.device === 'cam-b')).toBe(false);
     expect(await daemon.stop('SIGTERM')).toBe(0);
   });
 });
