@@ -281,6 +281,13 @@ export class Daemon {
       model: s.model,
       problems: s.problems,
       outbox: { backlog: s.events.backlog, delivered: s.events.mqtt?.delivered ?? 0 },
+      // Each camera's share of the counts above, so SCADA can tell a silent camera from a quiet line.
+      cameras: s.cameras.map((c) => ({
+        camera: c.key,
+        state: c.capture.state,
+        frames: { captured: c.capture.framesReceived, dropped: c.capture.framesDropped + c.capture.droppedWhileBusy, invalid: c.decisions.invalidFrames },
+        decisions: { classified: c.decisions.classified, good: c.decisions.good, anomalies: c.decisions.anomalies },
+      })),
     };
   }
 

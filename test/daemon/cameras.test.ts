@@ -30,6 +30,8 @@ it('runs three real GStreamer cameras in one daemon: events on each camera\'s ow
   cleanups.push(() => broker.stop());
   const events = await collectMessages(broker.url, 'linewatch/multi/+/+/events');
   cleanups.push(() => events.close());
+  const stats = await collectMessages(broker.url, 'linewatch/multi/line-1/stats', { qos: 0 });
+  cleanups.push(() => stats.close());
   const cameras = [
     { camera: 'top', capture: testCamera() },
     { camera: 'side', capture: testCamera('jpeg'), roi: { x: 0, y: 0, width: 16, height: 16 } },
@@ -44,7 +46,7 @@ it('runs three real GStreamer cameras in one daemon: events on each camera\'s ow
     enroll: { folder: await makeLabeledImages(join(dir, 'refs')) },
     // Every frame is an anomaly: each camera's events show where its frames went.
     knn: { threshold: 0 },
-    mqtt: { url: broker.url },
+    mqtt: { url: broker.url, statsIntervalS: 1 },
     // A fixed port, so linewatch status finds the daemon from the same file.
     http: { port: await freePort() },
     log: { format: 'json' },
@@ -90,6 +92,14 @@ it('runs three real GStreamer cameras in one daemon: events on each camera\'s ow
   // Fair shares, by counts: no camera has fewer than half the decisions of the busiest one.
   const counts = s.cameras.map((c) => c.decisions.classified);
   expect(Math.min(...counts), `decisions per camera ${counts}`).toBeGreaterThanOrEqual(Math.max(...counts) / 2);
+  // The stats message gives each camera's share of its counts.
+  type StatsCamera = { camera: string; state: string; frames: { captured: number }; decisions: { classified: number; anomalies: number } };
+  const [message] = await stats.waitFor((m) => m.length > 0 && (JSON.parse(m.at(-1)!.payload) as { cameras: StatsCamera[] }).cameras.every((c) => c.decisions.classified > 0), 20_000).then((m) => m.slice(-1));
+  const body = JSON.parse(message!.payload) as { frames: { captured: number }; decisions: { classified: number }; cameras: StatsCamera[] };
+  expect(body.cameras.map((c) => [c.camera, c.state])).toEqual([['multi/line-1/top', 'running'], ['multi/line-1/side', 'running'], ['multi/line-2/top', 'running']]);
+  expect(body.cameras.reduce((n, c) => n + c.decisions.classified, 0)).toBe(body.decisions.classified);
+  expect(body.cameras.reduce((n, c) => n + c.frames.captured, 0)).toBe(body.frames.captured);
+  for (const c of body.cameras) expect(c.decisions.anomalies).toBe(c.decisions.classified);
   const cli = await runCommand(['status', '--config', config]);
   expect(cli.stdout).toMatch(/^camera multi\/line-1\/side: \S+ running, \d+ frames, \d+ dropped, \d+ restarts, [1-9]\d* decided$/m);
   expect(cli.stdout.match(/^camera /gm)).toHaveLength(3);
