@@ -93,23 +93,24 @@ function live() {
   const img = $('#frame');
   const roi = $('#roi');
   let last = null;
-  let cropped = false;
-  // The ROI box in percent of the frame, once its size is known; a raw camera frame is the ROI already.
+  // The frame's camera's ROI, null when the frame is the ROI already (a raw camera frame).
+  let box = null;
+  // The ROI box in percent of the frame, once its size is known.
   img.addEventListener('load', () => {
     roi.hidden = true;
-    if (!seen.roi || cropped || !img.naturalWidth) return;
+    if (!box || !img.naturalWidth) return;
     roi.hidden = false;
-    roi.style.left = (100 * seen.roi.x) / img.naturalWidth + '%';
-    roi.style.top = (100 * seen.roi.y) / img.naturalHeight + '%';
-    roi.style.width = (100 * seen.roi.width) / img.naturalWidth + '%';
-    roi.style.height = (100 * seen.roi.height) / img.naturalHeight + '%';
+    roi.style.left = (100 * box.x) / img.naturalWidth + '%';
+    roi.style.top = (100 * box.y) / img.naturalHeight + '%';
+    roi.style.width = (100 * box.width) / img.naturalWidth + '%';
+    roi.style.height = (100 * box.height) / img.naturalHeight + '%';
   });
-  const source = new EventSource('/ui/stream');
+  const source = new EventSource('/ui/stream' + (seen.camera ? '?camera=' + encodeURIComponent(seen.camera) : ''));
   source.addEventListener('frame', (e) => {
     const f = JSON.parse(e.data);
-    cropped = f.cropped;
-    img.src = '/ui/frames/' + f.seq;
-    $('#origin').textContent = '#' + f.seq + ' ' + f.origin;
+    box = f.cropped ? null : f.roi;
+    img.src = '/ui/frames/' + f.id;
+    $('#origin').textContent = (seen.cameras.length > 1 && f.camera ? f.camera + ' ' : '') + '#' + f.seq + ' ' + f.origin;
     const decision = $('#decision');
     decision.textContent = (f.anomaly ? 'ANOMALY ' : 'good ') + f.label + ' · score ' + fixed(f.score) + ' (threshold ' + fixed(f.threshold, 2) + ')';
     decision.className = 'decision ' + (f.anomaly ? 'bad' : 'ok');
@@ -230,6 +231,8 @@ button:hover { background: #e8f0f7; }
 .error, .bad { color: #b00020; }
 .ok, .done { color: #11702f; }
 .note { color: #5b6570; font-size: 0.85rem; margin: 0.1rem 0; }
+nav.cameras { display: flex; gap: 0.8rem; flex-wrap: wrap; margin-bottom: 0.6rem; }
+nav.cameras a[aria-current] { font-weight: 600; }
 .live { display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 1fr); gap: 1rem; }
 .frame-box { position: relative; display: inline-block; max-width: 100%; }
 .frame-box img { display: block; max-width: 100%; min-width: 320px; image-rendering: pixelated; background: #000; }

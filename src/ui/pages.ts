@@ -49,12 +49,14 @@ ${options.error ? html`<p class="error" role="alert">${options.error}</p>` : ''}
 <button type="submit">Log in</button></form></main></body></html>`.text;
 }
 
-export function livePage(viewer: Viewer, data: { latest: LiveFrame | undefined; roi: { x: number; y: number; width: number; height: number } | null }): string {
+export function livePage(viewer: Viewer, data: { latest: LiveFrame | undefined; camera: string | null; cameras: string[] }): string {
+  const link = (camera: string | null, label: string) =>
+    html`<a href="/ui/live${camera === null ? '' : `?camera=${encodeURIComponent(camera)}`}"${camera === data.camera ? html` aria-current="true"` : ''}>${label}</a>`;
   return layout(
     viewer,
     'live',
     'Live',
-    html`<div class="live"><figure class="frame"><div class="frame-box"><img id="frame" alt="the latest frame"><div id="roi" class="roi" hidden></div></div>
+    html`${data.cameras.length > 1 ? html`<nav class="cameras" aria-label="cameras">${link(null, 'every camera')}${data.cameras.map((c) => link(c, c))}</nav>` : ''}<div class="live"><figure class="frame"><div class="frame-box"><img id="frame" alt="the latest frame"><div id="roi" class="roi" hidden></div></div>
 <figcaption id="origin">waiting for frames…</figcaption></figure>
 <section><p class="decision" id="decision">–</p><h2>Nearest references</h2><div id="neighbours" class="thumbs"></div>
 <h2>Camera and model</h2><dl class="facts"><dt>Frames per second</dt><dd id="fps">–</dd><dt>Dropped frames</dt><dd id="dropped">–</dd>

@@ -17,7 +17,7 @@ export interface UiParts {
   models: ModelManager;
   images: AnomalyImages;
   config: () => Config;
-  status: () => StatusView & { capture: { framesReceived: number; framesDropped: number; droppedWhileBusy: number }; model: { provider: string } };
+  status: () => StatusView & { capture: { framesReceived: number; framesDropped: number; droppedWhileBusy: number }; cameras: { key: string }[]; model: { provider: string } };
   health: () => { ok: boolean; failing: string[]; warnings: string[] };
   needRestart: () => string[];
 }
@@ -88,7 +88,13 @@ export class WebUi {
       { method: 'GET', path: '/', access: 'read', handle: () => redirect('/ui/live') },
       { method: 'GET', path: '/ui', access: 'read', handle: () => redirect('/ui/live') },
       { method: 'POST', path: '/ui/logout', access: 'write', handle: (req) => this.logout(req) },
-      page('live', (viewer) => livePage(viewer, { latest: this.live.latest, roi: parts.config().preprocess.roi })),
+      page('live', (viewer, req) => {
+        const cameras = parts.status().cameras.map((c) => c.key);
+        // One camera's frames (?camera=site/line/camera), or every camera's: an unknown name shows them all.
+        const asked = req.query.get('camera');
+        const camera = asked !== null && cameras.includes(asked) ? asked : null;
+        return livePage(viewer, { latest: this.live.latest(camera ?? undefined), camera, cameras });
+      }),
       page('review', (viewer, req) => this.review(viewer, req)),
       page('references', (viewer, req) => this.references(viewer, req)),
       page('threshold', (viewer) => this.threshold(viewer)),
@@ -96,10 +102,10 @@ export class WebUi {
         return modelsPage(viewer, { list: parts.models.list(), status: parts.models.status() });
       }),
       page('status', (viewer) => statusPage(viewer, { status: parts.status(), health: parts.health(), needRestart: parts.needRestart(), config: redactSecrets(parts.config()) })),
-      { method: 'GET', path: '/ui/stream', access: 'read', handle: () => this.stream() },
-      { method: 'GET', path: '/ui/frames/:seq', access: 'read', handle: async (req) => {
-        const data = await this.live.frame(Number(req.params['seq']));
-        return data ? { status: 200, type: imageType(data), body: data } : refusal(404, 'gone', `frame ${req.params['seq']} is no longer kept`, 'the live page shows the latest frame');
+      { method: 'GET', path: '/ui/stream', access: 'read', handle: (req) => this.stream(req.query.get('camera') ?? undefined) },
+      { method: 'GET', path: '/ui/frames/:id', access: 'read', handle: async (req) => {
+        const data = await this.live.frame(Number(req.params['id']));
+        return data ? { status: 200, type: imageType(data), body: data } : refusal(404, 'gone', `frame ${req.params['id']} is no longer kept`, 'the live page shows the latest frame');
       } },
       { method: 'GET', path: '/ui/references/:id/thumbnail', access: 'read', handle: (req) => {
         const thumbnail = parts.store.get(Number(req.params['id']))?.thumbnail;
@@ -210,9 +216,9 @@ export class WebUi {
     return json(200, { ok: true }, { 'set-cookie': this.cookie('', 0) });
   }
 
-  /** Server-sent events: `frame` (the latest decided frame, at most 5 a second) and `status` (every second). */
-  private stream(): HttpAnswer {
-    const latest = this.live.latest;
+  /** Server-sent events: `frame` (the latest decided frame of `camera`, or of any, at most 5 a second) and `status` (every second). */
+  private stream(camera: string | undefined): HttpAnswer {
+    const latest = this.live.latest(camera);
     const event = (name: string, data: unknown) => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
     return {
       status: 200,
@@ -220,7 +226,7 @@ export class WebUi {
       headers: { 'x-accel-buffering': 'no' },
       body: 'retry: 2000\n\n' + (latest ? event('frame', latest) : '') + event('status', this.statusTick()),
       stream: (write, closed) => {
-        const unsubscribe = this.live.subscribe((frame) => write(event('frame', frame)));
+        const unsubscribe = this.live.subscribe((frame) => write(event('frame', frame)), camera);
         const timer = setInterval(() => write(event('status', this.statusTick())), statusTickMs);
         closed.addEventListener('abort', () => {
           unsubscribe();

@@ -100,6 +100,12 @@ it('runs three real GStreamer cameras in one daemon: events on each camera\'s ow
   expect(body.cameras.reduce((n, c) => n + c.decisions.classified, 0)).toBe(body.decisions.classified);
   expect(body.cameras.reduce((n, c) => n + c.frames.captured, 0)).toBe(body.frames.captured);
   for (const c of body.cameras) expect(c.decisions.anomalies).toBe(c.decisions.classified);
+  // The web UI's live page of one camera: a link per camera, and that camera's latest frame, with its ROI.
+  const livePage = (await get(`${url}/ui/live?camera=${encodeURIComponent('multi/line-1/side')}`)).body;
+  expect(livePage.match(/<nav class="cameras".*?<\/nav>/)![0].match(/<a /g)).toHaveLength(4);
+  expect(livePage).toContain('aria-current="true">multi/line-1/side</a>');
+  const shown = JSON.parse(livePage.match(/<script type="application\/json" id="live-data">(.*?)<\/script>/)![1]!) as { latest: { camera: string; id: number; roi: unknown } };
+  expect(shown.latest).toMatchObject({ camera: 'multi/line-1/side', roi: { x: 0, y: 0, width: 16, height: 16 } });
   const cli = await runCommand(['status', '--config', config]);
   expect(cli.stdout).toMatch(/^camera multi\/line-1\/side: \S+ running, \d+ frames, \d+ dropped, \d+ restarts, [1-9]\d* decided$/m);
   expect(cli.stdout.match(/^camera /gm)).toHaveLength(3);

@@ -23,7 +23,7 @@ describe('LiveView frames', () => {
     for (let y = 0; y < 20; y++) for (let x = 0; x < 30; x++) pixels[y * 32 + x] = x < 15 ? 20 : 230;
     live.consume(decided(2, { width: 30, height: 20, channels: 1, stride: 32, pixels, cropped: true }));
 
-    expect(live.latest).toMatchObject({ seq: 2, cropped: true });
+    expect(live.latest()).toMatchObject({ id: 2, seq: 2, cropped: true });
     expect(await live.frame(1)).toBe(jpeg);
     const first = live.frame(2);
     expect(live.frame(2)).toBe(first);
@@ -35,6 +35,42 @@ describe('LiveView frames', () => {
     expect(at(3, 7)).toBeLessThan(40);
     expect(at(26, 7)).toBeGreaterThan(210);
     expect(live.frame(3)).toBeUndefined();
+    live.close();
+  });
+});
+
+/** A decided frame of a camera (its `site/line/camera` and ROI). */
+function fromCamera(seq: number, key: string, data: Buffer) {
+  const d = decided(seq, data) as unknown as { frame: Record<string, unknown> };
+  d.frame['camera'] = { key, site: 's', line: 'l', camera: key.split('/')[2], roi: { x: 1, y: 2, width: 3, height: 4 } };
+  return d as unknown as Parameters<LiveView['consume']>[0];
+}
+
+describe('LiveView with several cameras', () => {
+  it('keeps each camera\'s frames apart: its latest frame, its image by the view\'s own id (seqs repeat across cameras), its ROI, and a stream of one camera only', async () => {
+    const live = new LiveView();
+    const image = (shade: number) => sharp({ create: { width: 8, height: 8, channels: 3, background: { r: shade, g: shade, b: shade } } }).png().toBuffer();
+    const [a, b] = [await image(10), await image(240)];
+    const pushed: { camera: string | null; seq: number }[] = [];
+    const unsubscribe = live.subscribe((f) => pushed.push({ camera: f.camera, seq: f.seq }), 's/l/b');
+    live.consume(fromCamera(1, 's/l/a', a));
+    live.consume(fromCamera(1, 's/l/b', b));
+    live.consume(fromCamera(2, 's/l/a', a));
+
+    expect(live.latest()).toMatchObject({ camera: 's/l/a', seq: 2 });
+    const ofB = live.latest('s/l/b')!;
+    expect(ofB).toMatchObject({ camera: 's/l/b', seq: 1, roi: { x: 1, y: 2, width: 3, height: 4 } });
+    expect(live.latest('s/l/c')).toBeUndefined();
+    // Both cameras sent a frame 1: each image is found by its own id.
+    expect(await live.frame(ofB.id)).toBe(b);
+    expect(await live.frame(live.latest('s/l/a')!.id)).toBe(a);
+    // The stream of camera b is told of b's frame only, once.
+    await expect.poll(() => pushed.length).toBe(1);
+    expect(pushed).toEqual([{ camera: 's/l/b', seq: 1 }]);
+    live.consume(fromCamera(3, 's/l/a', a));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(pushed).toHaveLength(1);
+    unsubscribe();
     live.close();
   });
 });
