@@ -98,7 +98,7 @@ export type E2eReply =
       volatile: RunFigures | null;
       cameras: CamerasFigures;
       swap: SwapFigures;
-      daemon: { model: string; precision: string; provider: string; references: number; index: string; startMs: number };
+      daemon: { model: string; precision: string; provider: string; references: number; index: string; startMs: number; allocator: string };
       rss: { atS: number; bytes: number }[];
       measuredFromS: number;
       measuredToS: number;
@@ -130,6 +130,15 @@ Outbox.prototype.ack = function (this: Outbox, seqs: readonly number[]): number 
   }
   return removed;
 };
+
+/** Whether the LD_PRELOAD of jemalloc took (ld.so only warns when the library is missing). */
+function allocator(): string {
+  try {
+    return readFileSync('/proc/self/maps', 'utf8').includes('jemalloc') ? 'jemalloc' : "the C library's malloc";
+  } catch {
+    return 'unknown';
+  }
+}
 
 const sleep = (s: number) => new Promise((resolve) => setTimeout(resolve, s * 1000));
 
@@ -182,6 +191,7 @@ async function main(request: E2eRequest): Promise<E2eReply> {
       references: status.references.searchable,
       index: status.references.index,
       startMs: Math.round(startMs),
+      allocator: allocator(),
     };
     await sleep(request.warmupS);
     const measuredFromS = (performance.now() - t0) / 1000;

@@ -55,6 +55,8 @@ export interface CamerasSection {
 }
 
 export interface MemorySection {
+  /** The daemon process's malloc: jemalloc as the systemd unit preloads it, or the C library's when it is not installed. */
+  allocator: string;
   /** Median RSS of the daemon process over the measured full-rate run. */
   steadyMb: number;
   /** Largest distance of any sample from the steady value, in % of it. */
@@ -146,10 +148,10 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
         durationS: settings.e2e.durationS,
       },
       startMs: reply.daemon.startMs,
-      cameras: camerasFigures(reply.cameras),
+      cameras: camerasFigures(reply.cameras, reply.daemon.allocator),
     };
     const inWindow = reply.rss.filter((s) => s.atS >= reply.measuredFromS && s.atS <= reply.measuredToS);
-    return { e2e, memory: memoryFigures(inWindow, reply.measuredToS - reply.measuredFromS), swap: swapFigures(reply.swap, settings.swap.phaseS) };
+    return { e2e, memory: memoryFigures(inWindow, reply.measuredToS - reply.measuredFromS, reply.daemon.allocator), swap: swapFigures(reply.swap, settings.swap.phaseS) };
   } finally {
     await broker.stop();
   }
@@ -157,7 +159,9 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
 
 function runChild(request: E2eRequest): Promise<E2eReply> {
   return new Promise((resolve, reject) => {
-    const child = fork(new URL('./e2e-child.js', import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // The allocator the systemd unit preloads, so the memory figures are those of the daemon as shipped.
+    const env = { ...process.env, LD_PRELOAD: 'libjemalloc.so.2' };
+    const child = fork(new URL('./e2e-child.js', import.meta.url), [], { env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     let reply: E2eReply | undefined;
     child.once('message', (message: E2eReply) => (reply = message));
     child.once('error', reject);
@@ -195,7 +199,7 @@ function swapFigures(s: SwapFigures, phaseS: number): SwapSection {
   };
 }
 
-function camerasFigures(c: CamerasFigures): CamerasSection {
+function camerasFigures(c: CamerasFigures, allocator: string): CamerasSection {
   const rates = c.perCamera.map((p) => p.framesPerSecond);
   return {
     cameras: c.cameras,
@@ -204,11 +208,11 @@ function camerasFigures(c: CamerasFigures): CamerasSection {
     framesPerSecond: round(c.framesPerSecond),
     perCamera: c.perCamera.map((p) => ({ ...p, framesPerSecond: round(p.framesPerSecond) })),
     shareSpreadPct: round(((Math.max(...rates) - Math.min(...rates)) / Math.max(...rates)) * 100),
-    memory: memoryFigures(c.rss, c.seconds),
+    memory: memoryFigures(c.rss, c.seconds, allocator),
   };
 }
 
-function memoryFigures(samples: { atS: number; bytes: number }[], durationS: number): MemorySection {
+function memoryFigures(samples: { atS: number; bytes: number }[], durationS: number, allocator: string): MemorySection {
   const mb = samples.map((s) => s.bytes / 2 ** 20);
   const sorted = [...mb].sort((a, b) => a - b);
   const steady = sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
@@ -219,6 +223,7 @@ function memoryFigures(samples: { atS: number; bytes: number }[], durationS: num
   const mMean = mean(mb);
   const slope = t.reduce((acc, ti, i) => acc + (ti - tMean) * (mb[i]! - mMean), 0) / t.reduce((acc, ti) => acc + (ti - tMean) ** 2, 0);
   return {
+    allocator,
     steadyMb: round(steady),
     maxDeviationPct: round(Math.max(...mb.map((m) => (Math.abs(m - steady) / steady) * 100))),
     driftPct: round(((mean(mb.slice(-tenth)) - mean(mb.slice(0, tenth))) / steady) * 100),
