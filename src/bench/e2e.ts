@@ -19,6 +19,12 @@ export interface E2eSection {
   paced: E2eRun;
   /** Max rate again with the database on tmpfs (no fsync cost): what durable events cost, by difference. Null without /dev/shm. */
   volatileState: E2eRun | null;
+  /**
+   * Max rate on the sample line as it runs: its labelled references and the bundle's calibrated
+   * threshold, so only the anomalies (about a tenth) become events. Null without references
+   * (`--frames` given without `--references`).
+   */
+  sampleLine: E2eRun | null;
   settings: {
     model: string;
     precision: string;
@@ -110,6 +116,7 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
       durationS: settings.e2e.durationS,
       pacedS: settings.quick ? 1 : Math.min(20, settings.e2e.durationS),
       volatileDir: existsSync('/dev/shm') ? '/dev/shm' : null,
+      lineReferencesDir: settings.referencesDir,
       cameras: 4,
       swap: { pushBundleDir: settings.fp32Dir, phaseS: settings.swap.phaseS },
     };
@@ -123,6 +130,7 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
       latencyMs: roundDistribution(r.latencyMs),
       framesDropped: r.framesDropped,
       backlogAtEnd: r.backlogAtEnd,
+      cpuMsPerFrame: round(r.cpuMsPerFrame),
     });
     const saturated = run(reply.saturated);
     const e2e: E2eSection = {
@@ -131,6 +139,7 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
       saturated,
       paced: run(reply.paced),
       volatileState: reply.volatile && run(reply.volatile),
+      sampleLine: reply.sampleLine && run(reply.sampleLine),
       settings: {
         model: reply.daemon.model,
         precision: reply.daemon.precision,

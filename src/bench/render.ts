@@ -33,15 +33,16 @@ export function renderText(doc: BenchDocument): string {
     '',
     (() => {
       const s = doc.e2e.settings;
-      return `end to end (${s.model} ${s.precision} on ${s.provider}, ${s.workers}x${s.threads} threads, maxBatch ${s.maxBatch}, queue ${s.queueSize}, ${s.references} references (${s.index}), ${s.broker}, database in ${s.stateDir}, ${s.durationS} s; every frame is an event)`;
+      return `end to end (${s.model} ${s.precision} on ${s.provider}, ${s.workers}x${s.threads} threads, maxBatch ${s.maxBatch}, queue ${s.queueSize}, ${s.references} references (${s.index}), ${s.broker}, database in ${s.stateDir}, ${s.durationS} s; every frame is an event except on the sample line)`;
     })(),
     table(
-      ['replay', 'frames/s', 'events/s', 'arrival -> PUBACK p50 / p99 ms', 'dropped', 'backlog at end'],
+      ['replay', 'frames/s', 'events/s', 'CPU ms per frame', 'arrival -> PUBACK p50 / p99 ms', 'dropped', 'backlog at end'],
       [
         ['max rate', doc.e2e.saturated] as const,
         [`${doc.e2e.paced.fps} fps`, doc.e2e.paced] as const,
         ...(doc.e2e.volatileState ? [['max rate, database on tmpfs (not durable; comparison only)', doc.e2e.volatileState] as const] : []),
-      ].map(([name, r]) => [name, r.framesPerSecond, r.eventsPerSecond, lat(r.latencyMs), r.framesDropped, r.backlogAtEnd]),
+        ...(doc.e2e.sampleLine ? [["max rate on the sample line (its references, the bundle's threshold: only anomalies are events)", doc.e2e.sampleLine] as const] : []),
+      ].map(([name, r]) => [name, r.framesPerSecond, r.eventsPerSecond, r.cpuMsPerFrame, lat(r.latencyMs), r.framesDropped, r.backlogAtEnd]),
     ),
     (() => {
       const c = doc.e2e.cameras;
