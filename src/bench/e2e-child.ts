@@ -27,6 +27,11 @@ export interface E2eRequest {
   pacedS: number;
   /** For a third run at full rate with the database on this tmpfs folder (fsync free), or null to skip it. */
   volatileDir: string | null;
+  /**
+   * The sample line's labelled references (good and defect folders): a run at full rate with them
+   * enrolled and the bundle's calibrated threshold, so only the anomalies become events. Null: no references, no such run.
+   */
+  lineReferencesDir: string | null;
   /** GStreamer test cameras run together through one pipeline, for `durationS` like the saturated run. */
   cameras: number;
   /** The swap run: this bundle is pushed (a signed copy with another version), then swapped out and back; `phaseS` per measured phase. */
@@ -43,6 +48,8 @@ export interface RunFigures {
   latencyMs: Distribution;
   framesDropped: number;
   backlogAtEnd: number;
+  /** CPU time of the daemon's process (every thread: main, encoder workers, libuv pool) per frame decided. */
+  cpuMsPerFrame: number;
 }
 
 /** Frame read (capturedAt) to decision (handed to the pipeline's consumers), ms, over a phase of the swap run. */
@@ -96,9 +103,10 @@ export type E2eReply =
       saturated: RunFigures;
       paced: RunFigures;
       volatile: RunFigures | null;
+      sampleLine: RunFigures | null;
       cameras: CamerasFigures;
       swap: SwapFigures;
-      daemon: { model: string; precision: string; provider: string; references: number; index: string; startMs: number };
+      daemon: { model: string; precision: string; provider: string; references: number; index: string; startMs: number; allocator: string };
       rss: { atS: number; bytes: number }[];
       measuredFromS: number;
       measuredToS: number;
@@ -131,6 +139,15 @@ Outbox.prototype.ack = function (this: Outbox, seqs: readonly number[]): number 
   return removed;
 };
 
+/** Whether the LD_PRELOAD of jemalloc took (ld.so only warns when the library is missing). */
+function allocator(): string {
+  try {
+    return readFileSync('/proc/self/maps', 'utf8').includes('jemalloc') ? 'jemalloc' : "the C library's malloc";
+  } catch {
+    return 'unknown';
+  }
+}
+
 const sleep = (s: number) => new Promise((resolve) => setTimeout(resolve, s * 1000));
 
 async function main(request: E2eRequest): Promise<E2eReply> {
@@ -147,21 +164,22 @@ async function main(request: E2eRequest): Promise<E2eReply> {
     for (const name of frames.slice(0, 200)) {
       copyFileSync(join(request.framesDir, name), join(references, name));
     }
-    const common = (stateDir = join(work, 'state'), models: Partial<Config['models']> = {}) => ({
+    const common = (stateDir = join(work, 'state'), models: Partial<Config['models']> = {}, line = false) => ({
       stateDir,
       model: request.bundleDir,
       inference: request.inference,
-      // threshold 0: every frame is an anomaly, so every frame travels to the broker.
-      knn: { threshold: 0 },
-      enroll: { folder: join(work, 'references') },
+      // threshold 0: every frame is an anomaly, so every frame travels to the broker. The sample
+      // line keeps the bundle's calibrated threshold and its labelled references.
+      knn: line ? {} : { threshold: 0 },
+      enroll: { folder: line ? request.lineReferencesDir : join(work, 'references') },
       mqtt: { url: request.brokerUrl, clientId: `linewatch-bench-${process.pid}`, statsIntervalS: 3600 },
       http: { enabled: false },
       models,
       log: { level: 'warn', format: 'json' },
     });
-    const config = (fps: number, stateDir?: string, models?: Partial<Config['models']>): Config =>
+    const config = (fps: number, stateDir?: string, models?: Partial<Config['models']>, line?: boolean): Config =>
       configSchema.parse({
-        ...common(stateDir, models),
+        ...common(stateDir, models, line),
         capture: { source: 'replay', queueSize: request.queueSize, replay: { folder: request.framesDir, fps, loop: true } },
         preprocess: { roi: request.roi },
       });
@@ -182,6 +200,7 @@ async function main(request: E2eRequest): Promise<E2eReply> {
       references: status.references.searchable,
       index: status.references.index,
       startMs: Math.round(startMs),
+      allocator: allocator(),
     };
     await sleep(request.warmupS);
     const measuredFromS = (performance.now() - t0) / 1000;
@@ -211,6 +230,13 @@ async function main(request: E2eRequest): Promise<E2eReply> {
         rmSync(volatileState, { recursive: true, force: true });
       }
     }
+    let sampleLine: RunFigures | null = null;
+    if (request.lineReferencesDir) {
+      daemon = await Daemon.start(config(0, join(work, 'state-line'), {}, true), log);
+      await sleep(Math.min(request.warmupS, 2));
+      sampleLine = await measure(daemon, 0, request.pacedS);
+      await daemon.stop({ flushTimeoutMs: 10_000 });
+    }
     const cameras = await measureCameras(request, join(request.framesDir, frames[0]!), saturated.framesPerSecond, (fpsEach, width, height) =>
       configSchema.parse({
         ...common(),
@@ -231,7 +257,7 @@ async function main(request: E2eRequest): Promise<E2eReply> {
     } finally {
       await daemon.stop({ flushTimeoutMs: 10_000 });
     }
-    return { ok: true, saturated, paced, volatile, cameras, swap, daemon: info, rss, measuredFromS, measuredToS };
+    return { ok: true, saturated, paced, volatile, sampleLine, cameras, swap, daemon: info, rss, measuredFromS, measuredToS };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -241,18 +267,22 @@ async function measure(daemon: Daemon, fps: number, seconds: number): Promise<Ru
   const before = daemon.status();
   const acksBefore = histogram.slice();
   const from = performance.now();
+  const cpuBefore = process.cpuUsage();
   await sleep(seconds);
+  const cpu = process.cpuUsage(cpuBefore);
   const elapsed = (performance.now() - from) / 1000;
   const after = daemon.status();
   const window = histogram.map((n, ms) => n - acksBefore[ms]!);
   const dropped = (s: typeof before) => s.capture.framesDropped + s.capture.droppedWhileBusy;
+  const frames = after.decisions.classified - before.decisions.classified;
   return {
     fps,
-    framesPerSecond: (after.decisions.classified - before.decisions.classified) / elapsed,
+    framesPerSecond: frames / elapsed,
     eventsPerSecond: window.reduce((a, b) => a + b, 0) / elapsed,
     latencyMs: histogramDistribution(window),
     framesDropped: dropped(after) - dropped(before),
     backlogAtEnd: after.events.backlog,
+    cpuMsPerFrame: (cpu.user + cpu.system) / 1000 / frames,
   };
 }
 

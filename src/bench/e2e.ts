@@ -19,6 +19,12 @@ export interface E2eSection {
   paced: E2eRun;
   /** Max rate again with the database on tmpfs (no fsync cost): what durable events cost, by difference. Null without /dev/shm. */
   volatileState: E2eRun | null;
+  /**
+   * Max rate on the sample line as it runs: its labelled references and the bundle's calibrated
+   * threshold, so only the anomalies (about a tenth) become events. Null without references
+   * (`--frames` given without `--references`).
+   */
+  sampleLine: E2eRun | null;
   settings: {
     model: string;
     precision: string;
@@ -55,6 +61,8 @@ export interface CamerasSection {
 }
 
 export interface MemorySection {
+  /** The daemon process's malloc: jemalloc as the systemd unit preloads it, or the C library's when it is not installed. */
+  allocator: string;
   /** Median RSS of the daemon process over the measured full-rate run. */
   steadyMb: number;
   /** Largest distance of any sample from the steady value, in % of it. */
@@ -108,6 +116,7 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
       durationS: settings.e2e.durationS,
       pacedS: settings.quick ? 1 : Math.min(20, settings.e2e.durationS),
       volatileDir: existsSync('/dev/shm') ? '/dev/shm' : null,
+      lineReferencesDir: settings.referencesDir,
       cameras: 4,
       swap: { pushBundleDir: settings.fp32Dir, phaseS: settings.swap.phaseS },
     };
@@ -121,6 +130,7 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
       latencyMs: roundDistribution(r.latencyMs),
       framesDropped: r.framesDropped,
       backlogAtEnd: r.backlogAtEnd,
+      cpuMsPerFrame: round(r.cpuMsPerFrame),
     });
     const saturated = run(reply.saturated);
     const e2e: E2eSection = {
@@ -129,6 +139,7 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
       saturated,
       paced: run(reply.paced),
       volatileState: reply.volatile && run(reply.volatile),
+      sampleLine: reply.sampleLine && run(reply.sampleLine),
       settings: {
         model: reply.daemon.model,
         precision: reply.daemon.precision,
@@ -146,10 +157,10 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
         durationS: settings.e2e.durationS,
       },
       startMs: reply.daemon.startMs,
-      cameras: camerasFigures(reply.cameras),
+      cameras: camerasFigures(reply.cameras, reply.daemon.allocator),
     };
     const inWindow = reply.rss.filter((s) => s.atS >= reply.measuredFromS && s.atS <= reply.measuredToS);
-    return { e2e, memory: memoryFigures(inWindow, reply.measuredToS - reply.measuredFromS), swap: swapFigures(reply.swap, settings.swap.phaseS) };
+    return { e2e, memory: memoryFigures(inWindow, reply.measuredToS - reply.measuredFromS, reply.daemon.allocator), swap: swapFigures(reply.swap, settings.swap.phaseS) };
   } finally {
     await broker.stop();
   }
@@ -157,7 +168,9 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
 
 function runChild(request: E2eRequest): Promise<E2eReply> {
   return new Promise((resolve, reject) => {
-    const child = fork(new URL('./e2e-child.js', import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // The allocator the systemd unit preloads, so the memory figures are those of the daemon as shipped.
+    const env = { ...process.env, LD_PRELOAD: 'libjemalloc.so.2' };
+    const child = fork(new URL('./e2e-child.js', import.meta.url), [], { env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     let reply: E2eReply | undefined;
     child.once('message', (message: E2eReply) => (reply = message));
     child.once('error', reject);
@@ -195,7 +208,7 @@ function swapFigures(s: SwapFigures, phaseS: number): SwapSection {
   };
 }
 
-function camerasFigures(c: CamerasFigures): CamerasSection {
+function camerasFigures(c: CamerasFigures, allocator: string): CamerasSection {
   const rates = c.perCamera.map((p) => p.framesPerSecond);
   return {
     cameras: c.cameras,
@@ -204,11 +217,11 @@ function camerasFigures(c: CamerasFigures): CamerasSection {
     framesPerSecond: round(c.framesPerSecond),
     perCamera: c.perCamera.map((p) => ({ ...p, framesPerSecond: round(p.framesPerSecond) })),
     shareSpreadPct: round(((Math.max(...rates) - Math.min(...rates)) / Math.max(...rates)) * 100),
-    memory: memoryFigures(c.rss, c.seconds),
+    memory: memoryFigures(c.rss, c.seconds, allocator),
   };
 }
 
-function memoryFigures(samples: { atS: number; bytes: number }[], durationS: number): MemorySection {
+function memoryFigures(samples: { atS: number; bytes: number }[], durationS: number, allocator: string): MemorySection {
   const mb = samples.map((s) => s.bytes / 2 ** 20);
   const sorted = [...mb].sort((a, b) => a - b);
   const steady = sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
@@ -219,6 +232,7 @@ function memoryFigures(samples: { atS: number; bytes: number }[], durationS: num
   const mMean = mean(mb);
   const slope = t.reduce((acc, ti, i) => acc + (ti - tMean) * (mb[i]! - mMean), 0) / t.reduce((acc, ti) => acc + (ti - tMean) ** 2, 0);
   return {
+    allocator,
     steadyMb: round(steady),
     maxDeviationPct: round(Math.max(...mb.map((m) => (Math.abs(m - steady) / steady) * 100))),
     driftPct: round(((mean(mb.slice(-tenth)) - mean(mb.slice(0, tenth))) / steady) * 100),

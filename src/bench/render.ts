@@ -33,19 +33,20 @@ export function renderText(doc: BenchDocument): string {
     '',
     (() => {
       const s = doc.e2e.settings;
-      return `end to end (${s.model} ${s.precision} on ${s.provider}, ${s.workers}x${s.threads} threads, maxBatch ${s.maxBatch}, queue ${s.queueSize}, ${s.references} references (${s.index}), ${s.broker}, database in ${s.stateDir}, ${s.durationS} s; every frame is an event)`;
+      return `end to end (${s.model} ${s.precision} on ${s.provider}, ${s.workers}x${s.threads} threads, maxBatch ${s.maxBatch}, queue ${s.queueSize}, ${s.references} references (${s.index}), ${s.broker}, database in ${s.stateDir}, ${s.durationS} s; every frame is an event except on the sample line)`;
     })(),
     table(
-      ['replay', 'frames/s', 'events/s', 'arrival -> PUBACK p50 / p99 ms', 'dropped', 'backlog at end'],
+      ['replay', 'frames/s', 'events/s', 'CPU ms per frame', 'arrival -> PUBACK p50 / p99 ms', 'dropped', 'backlog at end'],
       [
         ['max rate', doc.e2e.saturated] as const,
         [`${doc.e2e.paced.fps} fps`, doc.e2e.paced] as const,
         ...(doc.e2e.volatileState ? [['max rate, database on tmpfs (not durable; comparison only)', doc.e2e.volatileState] as const] : []),
-      ].map(([name, r]) => [name, r.framesPerSecond, r.eventsPerSecond, lat(r.latencyMs), r.framesDropped, r.backlogAtEnd]),
+        ...(doc.e2e.sampleLine ? [["max rate on the sample line (its references, the bundle's threshold: only anomalies are events)", doc.e2e.sampleLine] as const] : []),
+      ].map(([name, r]) => [name, r.framesPerSecond, r.eventsPerSecond, r.cpuMsPerFrame, lat(r.latencyMs), r.framesDropped, r.backlogAtEnd]),
     ),
     (() => {
       const c = doc.e2e.cameras;
-      return `${c.cameras} GStreamer test cameras (videotestsrc ${c.frameSize}, ${c.fpsEach} fps each) through one pipeline: ${c.framesPerSecond} frames/s together (${c.perCamera.map((p) => `${p.camera} ${p.framesPerSecond}`).join(', ')}; spread ${c.shareSpreadPct}%), RSS steady ${c.memory.steadyMb} MB, max deviation ${c.memory.maxDeviationPct}% over ${c.memory.durationS} s`;
+      return `${c.cameras} GStreamer test cameras (videotestsrc ${c.frameSize}, ${c.fpsEach} fps each) through one pipeline: ${c.framesPerSecond} frames/s together (${c.perCamera.map((p) => `${p.camera} ${p.framesPerSecond}`).join(', ')}; spread ${c.shareSpreadPct}%), RSS (${c.memory.allocator}) steady ${c.memory.steadyMb} MB, max deviation ${c.memory.maxDeviationPct}% over ${c.memory.durationS} s`;
     })(),
     '',
     `kNN (${doc.knn.dimension}-d, ${doc.knn.queries} queries, k 10, M ${doc.knn.options.M}, efConstruction ${doc.knn.options.efConstruction}, ef ${doc.knn.options.ef}; ${doc.knn.data})`,
@@ -56,7 +57,7 @@ export function renderText(doc: BenchDocument): string {
     `crossover: ${doc.knn.crossover.references} references (${doc.knn.crossover.note}); default exactBelow ${doc.knn.options.exactBelow}`,
     `ready to classify in a fresh process with ${doc.knn.ready.references} references: ${doc.knn.ready.wallMs} ms (index ${doc.knn.ready.mode} from ${doc.knn.ready.loadedFrom}, open ${doc.knn.ready.openMs} ms)`,
     '',
-    `memory (daemon process, ${doc.memory.durationS} s at full rate, ${doc.memory.samples} samples): steady RSS ${doc.memory.steadyMb} MB, max deviation ${doc.memory.maxDeviationPct}%, drift ${doc.memory.driftPct}%, slope ${doc.memory.slopeMbPerMin} MB/min`,
+    `memory (daemon process under ${doc.memory.allocator}, ${doc.memory.durationS} s at full rate, ${doc.memory.samples} samples): steady RSS ${doc.memory.steadyMb} MB, max deviation ${doc.memory.maxDeviationPct}%, drift ${doc.memory.driftPct}%, slope ${doc.memory.slopeMbPerMin} MB/min`,
     '',
     (() => {
       const s = doc.swap;

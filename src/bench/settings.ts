@@ -14,6 +14,8 @@ export interface BenchOptions {
   fp32: string | undefined;
   int8: string | undefined;
   frames: string | undefined;
+  /** The line's labelled references (a folder per label) for the sample-line run; default: the sample line's with the default frames. */
+  references: string | undefined;
   /** Config whose inference and preprocess settings are benched; default: the schema defaults. */
   configPath: string | undefined;
 }
@@ -24,6 +26,8 @@ export interface BenchSettings {
   fp32Dir: string;
   int8Dir: string;
   framesDir: string;
+  /** For the end-to-end run on the sample line; null (no such run) with other frames and no --references. */
+  referencesDir: string | null;
   /** The daemon's inference settings (from --config, or the defaults a fresh install runs with). */
   inference: Config['inference'];
   roi: Config['preprocess']['roi'];
@@ -52,6 +56,7 @@ export function resolveSettings(options: BenchOptions): BenchSettings {
     fp32Dir: bundleDir(options.fp32, 'default-fp32', '--fp32'),
     int8Dir: bundleDir(options.int8, 'default-int8', '--int8'),
     framesDir: resolve(options.frames ?? join(packageRoot, 'samples/line/frames')),
+    referencesDir: referencesDir(options),
     inference: config.inference,
     roi: config.preprocess.roi,
     queueSize: config.capture.queueSize,
@@ -63,6 +68,13 @@ export function resolveSettings(options: BenchOptions): BenchSettings {
     // The sweep brackets the exact/HNSW crossover; 1k, 10k and 100k are the sizes the README quotes.
     knn: quick ? { sizes: [1000, 10_000], queries: 100 } : { sizes: [250, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000], queries: 1000 },
   };
+}
+
+function referencesDir(options: BenchOptions): string | null {
+  if (!options.references) return options.frames ? null : join(packageRoot, 'samples/line/references');
+  const dir = resolve(options.references);
+  if (!existsSync(dir)) throw new UserError(`no references folder at ${dir}`, 'point --references at a folder with a subfolder of images per label (good, and each defect), like samples/line/references');
+  return dir;
 }
 
 function bundleDir(given: string | undefined, name: string, option: string): string {

@@ -21,8 +21,8 @@ export interface CommandContext {
   json: boolean;
   chart: string | undefined;
   label: string | undefined;
-  /** bench: --quick, --duration, --fp32, --int8, --frames. */
-  bench?: { quick: boolean; duration: string | undefined; fp32: string | undefined; int8: string | undefined; frames: string | undefined };
+  /** bench: --quick, --duration, --fp32, --int8, --frames, --references. */
+  bench?: { quick: boolean; duration: string | undefined; fp32: string | undefined; int8: string | undefined; frames: string | undefined; references: string | undefined };
   /** keys: --name, --out, --key. */
   keys?: { name: string | undefined; out: string | undefined; key: string | undefined };
   /** classifier set: --k, --threshold, --unknown-distance; model push: --force. */
@@ -320,13 +320,13 @@ function describeLive(s: Record<string, unknown>): string {
 }
 
 const bench: Command = async (ctx) => {
-  if (ctx.args.length > 0) throw new UserError('bench takes no arguments', 'linewatch bench [--quick] [--duration SECONDS] [--fp32 DIR] [--int8 DIR] [--frames DIR] [--json]');
+  if (ctx.args.length > 0) throw new UserError('bench takes no arguments', 'linewatch bench [--quick] [--duration SECONDS] [--fp32 DIR] [--int8 DIR] [--frames DIR] [--references DIR] [--json]');
   const o = ctx.bench;
   const duration = o?.duration === undefined ? undefined : Number(o.duration);
   // The figures go to stdout; progress and the daemon's warnings to stderr.
   setLogLevel('warn');
   const document = await runBench(
-    { quick: o?.quick ?? false, durationS: duration, fp32: o?.fp32, int8: o?.int8, frames: o?.frames, configPath: ctx.configPath },
+    { quick: o?.quick ?? false, durationS: duration, fp32: o?.fp32, int8: o?.int8, frames: o?.frames, references: o?.references, configPath: ctx.configPath },
     ['linewatch bench', ...process.argv.slice(3)].join(' '),
     (line) => process.stderr.write(`bench: ${line}\n`),
   );

@@ -46,6 +46,7 @@ Options:
   --duration SECONDS       bench: length of the full-rate end-to-end run (default 60; 600 for memory drift)
   --fp32 DIR, --int8 DIR   bench: model bundles (default models/default-fp32, models/default-int8)
   --frames DIR             bench: sample frames (default samples/line/frames)
+  --references DIR         bench: the line's labelled references for the sample-line run (default samples/line/references with the default frames)
   --name NAME              keys generate: file name of the key pair (default linewatch-signing)
   --out DIR                keys generate: folder for the key pair (default the current folder)
   --key FILE               keys sign: the private key (.key)
@@ -69,6 +70,7 @@ async function main(argv: string[]): Promise<number> {
       fp32: { type: 'string' },
       int8: { type: 'string' },
       frames: { type: 'string' },
+      references: { type: 'string' },
       name: { type: 'string' },
       out: { type: 'string' },
       key: { type: 'string' },
@@ -100,7 +102,7 @@ async function main(argv: string[]): Promise<number> {
     json: values.json,
     chart: values.chart,
     label: values.label,
-    bench: { quick: values.quick, duration: values.duration, fp32: values.fp32, int8: values.int8, frames: values.frames },
+    bench: { quick: values.quick, duration: values.duration, fp32: values.fp32, int8: values.int8, frames: values.frames, references: values.references },
     keys: { name: values.name, out: values.out, key: values.key },
     control: { k: values.k, threshold: values.threshold, unknownDistance: values['unknown-distance'], force: values.force },
     role: values.role,

@@ -1,5 +1,5 @@
 import { isRawImage, type RawImage } from '../common/index.js';
-import { rawToJpeg, readImageHeader, thumbnail, type ImageLimits, type Roi } from '../preprocess/index.js';
+import { rawToJpeg, rawToPng, readImageHeader, thumbnail, type ImageLimits, type Roi } from '../preprocess/index.js';
 
 export interface KeptImage {
   image: Buffer;
@@ -7,11 +7,16 @@ export interface KeptImage {
 }
 
 /**
- * The frame itself when it can be kept as it came: no ROI, a JPEG or PNG already at most
- * `longestSide` pixels (no decode, no re-encode, no call into sharp). Undefined otherwise.
+ * The frame kept without a call into sharp, when it is already the ROI (or there is none) and at
+ * most `longestSide` pixels: a JPEG or PNG as it came, a raw frame as a PNG made here. Undefined
+ * otherwise.
  */
 export function keepAsIs(frame: Buffer | RawImage, roi: Roi | undefined, longestSide: number): KeptImage | undefined {
-  if (roi || isRawImage(frame)) return undefined;
+  if (isRawImage(frame)) {
+    const small = (frame.cropped || !roi) && Math.max(frame.width, frame.height) <= longestSide;
+    return small ? { image: rawToPng(frame), contentType: 'image/png' } : undefined;
+  }
+  if (roi) return undefined;
   const header = readImageHeader(frame);
   return header && Math.max(header.width, header.height) <= longestSide ? { image: frame, contentType: header.type } : undefined;
 }

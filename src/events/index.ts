@@ -3,7 +3,7 @@ export { Outbox, OutboxFullError, EVENTS_TOPIC, SPARKPLUG_STREAM, type OutboxRow
 export { OutboxDrain, type DrainOptions, type DrainStatus } from './drain.js';
 export { StatsReporter, STATS_SCHEMA } from './stats.js';
 export { announceAvailability, availabilityWill } from './availability.js';
-export { EventRecorder, type RecorderSettings, type RecorderStatus } from './recorder.js';
+export { EventRecorder, maxImagesWaiting, type RecorderSettings, type RecorderStatus } from './recorder.js';
 export {
   AnomalyImages,
   type AnomalyImage,

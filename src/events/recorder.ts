@@ -22,7 +22,8 @@ export interface RecorderStatus {
   refused: number;
   /** Why events are being refused right now; null while all is well. */
   refusing: string | null;
-  images: { count: number; bytes: number; oldest: string | null; failed: number };
+  /** `waiting`: images still to be cropped; `skipped`: not kept because `maxImagesWaiting` were waiting (their events are kept). */
+  images: { count: number; bytes: number; oldest: string | null; failed: number; waiting: number; skipped: number };
 }
 
 interface Pending {
@@ -32,6 +33,16 @@ interface Pending {
 
 /** Retention runs at most this often (it is a few DELETEs, but not for every frame). */
 const pruneIntervalMs = 60_000;
+
+/**
+ * Anomaly images waiting to be cropped (through sharp) at most. When anomalies come faster than
+ * the crops, the images past it are not kept (their events are): without a bound the waiting
+ * frames grew the daemon by hundreds of MB a minute at full rate.
+ */
+export const maxImagesWaiting = 256;
+
+/** Crops started together: each waits for a turn of a busy event loop, so one at a time kept about one image per turn. */
+const cropsAtOnce = 16;
 
 /**
  * The decision consumer that turns anomalies into durable events: each anomaly becomes an event
@@ -46,9 +57,13 @@ export class EventRecorder {
   /** True once the reason for the refusal has gone (the backlog drained), so status stops reporting it before the next event proves it. */
   private refusalOver: () => boolean = () => false;
   private imageFailures = 0;
+  private imagesSkipped = 0;
+  /** Anomalies whose image is still to be cropped, oldest first; at most maxImagesWaiting. */
+  private waitingCrops: Pending[] = [];
+  /** The loop cropping them, while it runs. */
+  private cropping: Promise<void> | null = null;
   private backlogCache = { value: 0, at: 0, deleted: 0 };
   private lastPrune = 0;
-  private imagesWriting: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly outbox: Outbox,
@@ -98,14 +113,14 @@ export class EventRecorder {
     return {
       refused: this.refused,
       refusing: this.refusing,
-      images: { count: s.count, bytes: s.bytes, oldest: s.oldest === null ? null : new Date(s.oldest).toISOString(), failed: this.imageFailures },
+      images: { count: s.count, bytes: s.bytes, oldest: s.oldest === null ? null : new Date(s.oldest).toISOString(), failed: this.imageFailures, waiting: this.waitingCrops.length, skipped: this.imagesSkipped },
     };
   }
 
   /** Commits what is decided but not yet stored, and waits for the images being written (on stop). */
   async flush(): Promise<void> {
     this.commit();
-    await this.imagesWriting;
+    while (this.cropping) await this.cropping;
   }
 
   /**
@@ -145,19 +160,42 @@ export class EventRecorder {
       this.log.info('anomaly', { label: event.label, score: round(event.score), frame: event.frame.origin, seq: event.frame.seq, event: event.id, model: decided.model.key });
     }
     // The events are safe; the images to crop follow (a crash in between loses only those pictures).
-    this.imagesWriting = this.imagesWriting.then(() => this.keepImages(toCrop));
+    this.queueCrops(toCrop);
+    this.pruneSometimes();
+  }
+
+  private queueCrops(items: Pending[]): void {
+    const room = maxImagesWaiting - this.waitingCrops.length;
+    if (items.length > room) {
+      const before = this.imagesSkipped;
+      this.imagesSkipped += items.length - room;
+      // The first time, then once per thousand.
+      if (before === 0 || Math.floor(before / 1000) !== Math.floor(this.imagesSkipped / 1000)) {
+        this.log.warn('anomaly images not kept: the crops fall behind the anomalies (the events are kept)', { waiting: this.waitingCrops.length, skipped: this.imagesSkipped });
+      }
+    }
+    this.waitingCrops.push(...items.slice(0, Math.max(0, room)));
+    if (!this.cropping && this.waitingCrops.length > 0) {
+      this.cropping = this.cropAll().finally(() => (this.cropping = null));
+    }
+  }
+
+  private async cropAll(): Promise<void> {
+    while (this.waitingCrops.length > 0) await this.keepImages(this.waitingCrops.splice(0, cropsAtOnce));
   }
 
   private async keepImages(pending: Pending[]): Promise<void> {
+    const { imageLongestSide } = this.settings;
+    const crops = await Promise.allSettled(pending.map(({ decided }) => anomalyImage(decided.frame.data, roiOf(decided.frame, decided.model), imageLongestSide, decided.model.frames.limits)));
     const rows: ImageRow[] = [];
-    for (const item of pending) {
-      try {
-        rows.push(imageRow(item, await anomalyImage(item.decided.frame.data, roiOf(item.decided.frame, item.decided.model), this.settings.imageLongestSide, item.decided.model.frames.limits)));
-      } catch (err) {
+    crops.forEach((crop, i) => {
+      if (crop.status === 'fulfilled') {
+        rows.push(imageRow(pending[i]!, crop.value));
+      } else {
         this.imageFailures++;
-        this.log.warn('anomaly image not kept', { event: item.event.id, error: errorText(err) });
+        this.log.warn('anomaly image not kept', { event: pending[i]!.event.id, error: errorText(crop.reason) });
       }
-    }
+    });
     if (rows.length > 0) {
       try {
         this.outbox.transaction(() => {
@@ -168,13 +206,16 @@ export class EventRecorder {
         this.log.warn('anomaly images not kept (the events are)', { events: rows.length, error: errorText(err) });
       }
     }
+  }
+
+  private pruneSometimes(): void {
     if (Date.now() - this.lastPrune > pruneIntervalMs) {
       this.lastPrune = Date.now();
       try {
         const pruned = this.images.prune();
         if (pruned.removed > 0) this.log.info('old anomaly images removed (retention)', { removed: pruned.removed, bytes: pruned.bytes });
       } catch (err) {
-        // A full disk must not break the chain of image writes: retention tries again next time.
+        // A full disk must not stop the events: retention tries again next time.
         this.log.warn('old anomaly images not removed', { error: errorText(err) });
       }
     }

@@ -37,6 +37,22 @@ export function openDatabase(path: string, options: { readonly?: boolean } = {})
 }
 
 /**
+ * Runs `fn` with its commits not fsync'd (synchronous=NORMAL), then restores the connection's
+ * level. In WAL mode such a commit is written to the WAL but only made durable by the next
+ * fsync'd commit (or checkpoint): a power cut may undo it, never corrupt the database. Only for
+ * writes that may be undone: the deletes of delivered events (an undone one is sent again).
+ */
+export function withoutFsync<T>(db: Db, fn: () => T): T {
+  const level = db.pragma('synchronous', { simple: true }) as number;
+  db.pragma('synchronous = NORMAL');
+  try {
+    return fn();
+  } finally {
+    db.pragma(`synchronous = ${level}`);
+  }
+}
+
+/**
  * The folder, and the file itself made 0640 before SQLite sees it: SQLite gives the -wal and -shm
  * files the mode of the database file, so all three stay private whatever the umask.
  */

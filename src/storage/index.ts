@@ -1,2 +1,2 @@
-export { openDatabase, migrate, isDiskFull, type Db } from './database.js';
+export { openDatabase, migrate, isDiskFull, withoutFsync, type Db } from './database.js';
 export { DiskReserve } from './reserve.js';

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,6 +14,7 @@ const tinyModel = join(root, 'test/fixtures/tiny-model');
 
 describe('linewatch bench --quick --json', () => {
   let frames: string;
+  let references: string;
 
   beforeAll(async () => {
     frames = mkdtempSync(join(tmpdir(), 'linewatch-bench-frames-'));
@@ -28,13 +29,20 @@ describe('linewatch bench --quick --json', () => {
       }
       await sharp(pixels, { raw: { width: 112, height: 112, channels: 3 } }).jpeg({ quality: 90 }).toFile(join(frames, `${String(i).padStart(6, '0')}-good.jpg`));
     }
+    // The line's references: the same items, good, so the sample-line run decides every frame good.
+    references = mkdtempSync(join(tmpdir(), 'linewatch-bench-references-'));
+    mkdirSync(join(references, 'good'));
+    cpSync(frames, join(references, 'good'), { recursive: true });
   });
-  afterAll(() => rmSync(frames, { recursive: true, force: true }));
+  afterAll(() => {
+    rmSync(frames, { recursive: true, force: true });
+    rmSync(references, { recursive: true, force: true });
+  });
 
   it('prints one document with every section, in numbers', async () => {
     const { stdout } = await promisify(execFile)(
       process.execPath,
-      [join(root, 'dist/cli/main.js'), 'bench', '--quick', '--json', '--fp32', tinyModel, '--int8', tinyModel, '--frames', frames],
+      [join(root, 'dist/cli/main.js'), 'bench', '--quick', '--json', '--fp32', tinyModel, '--int8', tinyModel, '--frames', frames, '--references', references],
       { maxBuffer: 16 * 1024 * 1024, timeout: 150_000 },
     );
     const doc = JSON.parse(stdout);
@@ -75,6 +83,12 @@ describe('linewatch bench --quick --json', () => {
     expect(doc.e2e.saturated.latencyMs.samples).toBeGreaterThan(0);
     positive(doc.e2e.paced.framesPerSecond);
     if (doc.e2e.volatileState) positive(doc.e2e.volatileState.framesPerSecond);
+    positive(doc.e2e.saturated.cpuMsPerFrame);
+    // The sample line (samples/line/references beside the frames): only its anomalies become events.
+    positive(doc.e2e.sampleLine.framesPerSecond);
+    positive(doc.e2e.sampleLine.cpuMsPerFrame);
+    expect(doc.e2e.sampleLine.eventsPerSecond).toBeLessThan(doc.e2e.sampleLine.framesPerSecond);
+    expect(doc.targets.map((t: { name: string }) => t.name)).toContain('e2e on the sample line');
     // Four GStreamer test cameras of the frames' size through one pipeline: each one's frames decided.
     expect(doc.e2e.cameras.frameSize).toBe('112x112');
     expect(doc.e2e.cameras.perCamera.map((c: { camera: string }) => c.camera)).toEqual(['site/line/cam-1', 'site/line/cam-2', 'site/line/cam-3', 'site/line/cam-4']);
@@ -111,7 +125,7 @@ describe('linewatch bench --quick --json', () => {
     }
     expect(doc.swap.withoutSwap.latencyMs.samples).toBeGreaterThan(0);
 
-    expect(doc.targets.length).toBe(13);
+    expect(doc.targets.length).toBe(14);
     expect(doc.targets.map((t: { name: string }) => t.name)).toEqual(expect.arrayContaining(['swap pause', 'several cameras: aggregate', 'several cameras: fair shares', 'RSS steady with several cameras']));
     for (const target of doc.targets) {
       expect(typeof target.met).toBe('boolean');

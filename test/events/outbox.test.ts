@@ -54,6 +54,8 @@ describe('outbox', () => {
     expect(outbox.peek(10, seqs[0]).map((r) => r.seq)).toEqual(seqs.slice(1));
     expect(outbox.ack([seqs[1]!])).toBe(1);
     expect(outbox.ack([seqs[1]!])).toBe(0);
+    // The deletes commit without an fsync; the events after them are fsync'd again.
+    expect(db.pragma('synchronous', { simple: true })).toBe(2);
 
     db.close();
     db = openDatabase(join(dir, 'linewatch.db'));

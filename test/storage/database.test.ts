@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { restrictUmask, UserError } from '../../dist/common/index.js';
-import { openDatabase } from '../../dist/storage/index.js';
+import { openDatabase, withoutFsync } from '../../dist/storage/index.js';
 import { tempDir } from '../helpers/daemon.js';
 
 const modeOf = (path: string) => (statSync(path).mode & 0o777).toString(8);
@@ -63,5 +63,27 @@ describe('openDatabase file modes', () => {
     }
     mkdirSync(join(file + '-ok'));
     expect(() => openDatabase(join(file + '-ok', 'linewatch.db')).close()).not.toThrow();
+  });
+});
+
+describe('withoutFsync', () => {
+  it('commits with synchronous=NORMAL and gives the connection back at FULL, also when the write throws', () => {
+    const db = openDatabase(join(tempDir('linewatch-without-fsync-'), 'linewatch.db'));
+    try {
+      const level = () => db.pragma('synchronous', { simple: true });
+      expect(level()).toBe(2);
+      db.exec('CREATE TABLE t (x INTEGER)');
+      const seen = withoutFsync(db, () => {
+        db.prepare('INSERT INTO t VALUES (1)').run();
+        return level();
+      });
+      expect(seen).toBe(1);
+      expect(level()).toBe(2);
+      expect(() => withoutFsync(db, () => db.prepare('INSERT INTO missing VALUES (1)').run())).toThrow(/no such table/);
+      expect(level()).toBe(2);
+      expect(db.prepare('SELECT COUNT(*) FROM t').pluck().get()).toBe(1);
+    } finally {
+      db.close();
+    }
   });
 });
