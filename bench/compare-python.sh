@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # linewatch eval against the plain Python pipeline (bench/python_pipeline.py) on the same frames
 # and cores: the sample frames, 10 copies each (3,000 images), in labeled folders.
-# linewatch's start-up is excluded by timing a 30-image eval too and taking the difference.
+# linewatch's start-up is excluded by timing a 30-image eval too and taking the difference, for the wall
+# time and for the CPU time (user + sys of every thread: what the images cost on a shared machine).
 #   npm run build && bash bench/compare-python.sh [copies]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,13 +23,17 @@ mapfile -t firsts < <(find "$work/frames/good" -name '1-*')
 for f in "${firsts[@]:0:30}"; do ln -s "$(readlink "$f")" "$work/few/good/"; done
 total="$(find "$work/frames" -name '*.jpg' | wc -l)"
 
+# Wall and CPU seconds (user + sys, every thread) of a command, as "real user sys".
+TIMEFORMAT='%R %U %S'
+timed() { { time "$@" > /dev/null; } 2>&1 | tail -1; }
 for bundle in default-fp32 default-int8; do
   printf 'site: bench\nstateDir: %s\nmodel: %s\n' "$work/state-$bundle" "$PWD/models/$bundle" > "$work/$bundle.yml"
   node dist/cli/main.js enroll samples/line/references --config "$work/$bundle.yml" > /dev/null
-  t0=$(date +%s.%N); node dist/cli/main.js eval "$work/few" --config "$work/$bundle.yml" --json > /dev/null; t1=$(date +%s.%N)
-  node dist/cli/main.js eval "$work/frames" --config "$work/$bundle.yml" --json > /dev/null; t2=$(date +%s.%N)
-  awk -v b="$bundle" -v n="$total" -v few="$(find "$work/few" -name '*.jpg' | wc -l)" -v a="$t0" -v m="$t1" -v e="$t2" \
-    'BEGIN { s = (e - m) - (m - a); printf "{\"pipeline\": \"linewatch eval %s\", \"images\": %d, \"seconds\": %.3f, \"imagesPerSecond\": %d}\n", b, n - few, s, (n - few) / s }'
+  few_t="$(timed node dist/cli/main.js eval "$work/few" --config "$work/$bundle.yml" --json)"
+  all_t="$(timed node dist/cli/main.js eval "$work/frames" --config "$work/$bundle.yml" --json)"
+  awk -v b="$bundle" -v n="$total" -v few="$(find "$work/few" -name '*.jpg' | wc -l)" -v f="$few_t" -v a="$all_t" \
+    'BEGIN { split(f, x, " "); split(a, y, " "); s = y[1] - x[1]; c = (y[2] + y[3]) - (x[2] + x[3]);
+             printf "{\"pipeline\": \"linewatch eval %s\", \"images\": %d, \"seconds\": %.3f, \"imagesPerSecond\": %d, \"cpuMsPerImage\": %.3f}\n", b, n - few, s, (n - few) / s, c / (n - few) * 1000 }'
 done
 /usr/bin/python3 -m bench.python_pipeline "$work/frames" samples/line/references
 /usr/bin/python3 -m bench.python_pipeline "$work/frames" samples/line/references --int8

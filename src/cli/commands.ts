@@ -117,7 +117,7 @@ async function enrollLive(config: Config, images: LabeledImage[]): Promise<Enrol
 async function enrollOffline(config: Config, log: Logger, images: LabeledImage[]): Promise<Enrolled> {
   const { model, store, close } = await openModel(config, log);
   try {
-    const { ids: _ids, ...result } = await enroll(images, model, store, { labeledBy: labeledBy('cli', osUser()), log });
+    const { ids: _ids, ...result } = await enroll(images, model, store, { labeledBy: labeledBy('cli', osUser()), log, blockingReads: true });
     return { result, references: { total: store.count(), byLabel: Object.fromEntries(store.countByLabel()) }, model: model.key, where: { running: false, database: databasePath(config) } };
   } finally {
     await close();
@@ -160,7 +160,7 @@ const classify: Command = async (ctx) => {
     const results: Record<string, unknown>[] = [];
     const lines: string[] = [];
     let failed = 0;
-    for await (const item of embedImages(ctx.args.map((path) => ({ path, label: '' })), model)) {
+    for await (const item of embedImages(ctx.args.map((path) => ({ path, label: '' })), model, { blockingReads: true })) {
       if ('error' in item) {
         failed++;
         results.push({ image: item.image.path, error: item.error });
@@ -191,7 +191,7 @@ const evalCommand: Command = async (ctx) => {
     const goodLabel = model.classifier.settings.goodLabel;
     const samples: Sample[] = [];
     const skipped: { path: string; reason: string }[] = [];
-    for await (const item of embedImages(images, model)) {
+    for await (const item of embedImages(images, model, { blockingReads: true })) {
       if ('error' in item) {
         skipped.push({ path: item.image.path, reason: item.error });
         continue;

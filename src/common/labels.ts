@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { UserError } from './errors.js';
 
 /*
@@ -9,15 +8,12 @@ import { UserError } from './errors.js';
  */
 export const LABEL_MAX_LENGTH = 64;
 export const LABEL_RULE = `1 to ${LABEL_MAX_LENGTH} letters, digits, spaces, dots, dashes or underscores, starting with a letter, digit or underscore`;
-const LABEL = new RegExp(`^[\\p{L}\\p{N}_][\\p{L}\\p{M}\\p{N} ._-]{0,${LABEL_MAX_LENGTH - 1}}$`, 'u');
-
-/** A label as given, trimmed; surrounding spaces are a slip, never part of the name. */
-export const labelSchema = z.string().trim().regex(LABEL, LABEL_RULE);
+export const LABEL_PATTERN = new RegExp(`^[\\p{L}\\p{N}_][\\p{L}\\p{M}\\p{N} ._-]{0,${LABEL_MAX_LENGTH - 1}}$`, 'u');
 
 /** The trimmed label, or a UserError saying where it came from, what a label may hold and (`fix`) what to do. */
 export function checkLabel(raw: string, where: string, fix = 'use another label'): string {
   const label = raw.trim();
-  if (!LABEL.test(label)) {
+  if (!LABEL_PATTERN.test(label)) {
     throw new UserError(`${where}: ${JSON.stringify(raw.length > 80 ? `${raw.slice(0, 80)}...` : raw)} is not a usable label`, `${fix}: a label is ${LABEL_RULE}`);
   }
   return label;

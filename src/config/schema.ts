@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { labelSchema } from '../common/index.js';
+import { labelSchema } from '../common/label-schema.js';
 
 /**
  * The whole configuration, every key with its default. docs/configuration.md documents each key;

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { labelSchema as label, RequestError } from '../common/index.js';
+import { RequestError } from '../common/index.js';
+import { labelSchema as label } from '../common/label-schema.js';
 import type { AnomalyImages } from '../events/index.js';
 import type { OverrideStore, ReferenceFilter, ReferenceStore } from '../knn/index.js';
 import { embedItem, enroll, type ModelManager } from '../models/index.js';

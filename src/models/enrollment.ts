@@ -1,7 +1,7 @@
 import type { Dirent } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
-import { addCount, checkLabel, errorText, readRegularFile, UserError, type Logger, type RawImage } from '../common/index.js';
+import { addCount, checkLabel, errorText, readRegularFile, readRegularFileSync, UserError, type Logger, type RawImage } from '../common/index.js';
 import type { Encoder } from '../inference/index.js';
 import type { NewReference, ReferenceSource, ReferenceStore } from '../knn/index.js';
 import { thumbnail, type Roi } from '../preprocess/index.js';
@@ -64,41 +64,67 @@ export async function listLabeledImages(folder: string, label?: string): Promise
   return images.sort(byPath);
 }
 
+const imageFile = (maxBytes: number) => ({ what: 'image', maxBytes, hint: 'give regular JPEG or PNG files within capture.maxFrameBytes' });
+
 /** An image file to enroll, classify or judge: a regular file within the frame size limit (capture.maxFrameBytes). */
 export function readImageFile(path: string, maxBytes: number): Promise<Buffer> {
-  return readRegularFile(path, { what: 'image', maxBytes, hint: 'give regular JPEG or PNG files within capture.maxFrameBytes' });
+  return readRegularFile(path, imageFile(maxBytes));
 }
 
-/** Reads, preprocesses and embeds images in chunks; unreadable images are reported, not fatal. */
+export interface EmbedOptions {
+  /**
+   * Read the files on this thread, blocking it, instead of through libuv's pool: five round trips
+   * a file (open, stat, read, end, close) cost more of a one-shot command's thread than the JPEG
+   * decode of a small frame. Only for commands that do nothing else meanwhile (eval, classify,
+   * offline enroll): in the daemon a slow disk would stall the frames.
+   */
+  blockingReads?: boolean;
+}
+
+/**
+ * Reads, preprocesses and embeds images in chunks, in order; unreadable images are reported, not
+ * fatal. The next chunk is read and preprocessed (on this thread) while the encoder's worker
+ * embeds the current one, so the two stages overlap instead of taking turns.
+ */
 export async function* embedImages(
   images: readonly LabeledImage[],
   model: ModelRuntime,
-): AsyncGenerator<{ image: LabeledImage; data: Buffer; vector: Float32Array } | { image: LabeledImage; error: string }> {
-  for (let start = 0; start < images.length; start += chunkSize) {
-    const chunk = images.slice(start, start + chunkSize);
-    type Prepared = { image: LabeledImage; data: Buffer; tensor: Float32Array } | { image: LabeledImage; error: string };
-    const prepared = await Promise.all(
-      chunk.map(async (image): Promise<Prepared> => {
-        try {
-          const data = image.data ?? (await readImageFile(image.path, model.frames.limits.maxBytes));
-          const tensor = model.frames.createTensor();
-          await model.frames.toTensor(data, tensor);
-          return { image, data, tensor };
-        } catch (err) {
-          return { image, error: errorText(err) };
-        }
-      }),
-    );
-    const vectors = await embedAll(
-      model.encoder,
-      prepared.flatMap((p) => ('tensor' in p ? [p.tensor] : [])),
-    );
-    let next = 0;
-    for (const p of prepared) {
-      if ('tensor' in p) yield { image: p.image, data: p.data, vector: vectors[next++]! };
-      else yield p;
-    }
+  options: EmbedOptions = {},
+): AsyncGenerator<EmbeddedImage> {
+  const chunkAt = (start: number) => (start < images.length ? embedChunk(images.slice(start, start + chunkSize), model, options) : undefined);
+  let next = chunkAt(0);
+  for (let start = 0; next; start += chunkSize) {
+    const current = next;
+    next = chunkAt(start + chunkSize);
+    // Awaited next time round; if this chunk fails first, the next one's failure has no one to tell.
+    next?.catch(() => undefined);
+    yield* await current;
   }
+}
+
+type EmbeddedImage = { image: LabeledImage; data: Buffer; vector: Float32Array } | { image: LabeledImage; error: string };
+
+async function embedChunk(chunk: readonly LabeledImage[], model: ModelRuntime, { blockingReads = false }: EmbedOptions): Promise<EmbeddedImage[]> {
+  const limits = imageFile(model.frames.limits.maxBytes);
+  type Prepared = { image: LabeledImage; data: Buffer; tensor: Float32Array } | { image: LabeledImage; error: string };
+  const prepared = await Promise.all(
+    chunk.map(async (image): Promise<Prepared> => {
+      try {
+        const data = image.data ?? (blockingReads ? readRegularFileSync(image.path, limits) : await readRegularFile(image.path, limits));
+        const tensor = model.frames.createTensor();
+        await model.frames.toTensor(data, tensor);
+        return { image, data, tensor };
+      } catch (err) {
+        return { image, error: errorText(err) };
+      }
+    }),
+  );
+  const vectors = await embedAll(
+    model.encoder,
+    prepared.flatMap((p) => ('tensor' in p ? [p.tensor] : [])),
+  );
+  let next = 0;
+  return prepared.map((p) => ('tensor' in p ? { image: p.image, data: p.data, vector: vectors[next++]! } : p));
 }
 
 /**
@@ -110,7 +136,7 @@ export async function enroll(
   model: ModelRuntime,
   store: ReferenceStore,
   /** labeledBy: who gave the labels (the control API caller; `enroll` for a folder at start). */
-  options: { source?: ReferenceSource; labeledBy?: string; log?: Logger } = {},
+  options: { source?: ReferenceSource; labeledBy?: string; log?: Logger } & EmbedOptions = {},
 ): Promise<EnrollResult & { ids: number[] }> {
   const known = store.origins();
   const fresh = images.filter((image) => !known.has(image.path));
@@ -124,7 +150,7 @@ export async function enroll(
     result.ids.push(...ids);
     batch = [];
   };
-  for await (const item of embedImages(fresh, model)) {
+  for await (const item of embedImages(fresh, model, options)) {
     if ('error' in item) {
       result.skipped.push({ path: item.image.path, reason: item.error });
       options.log?.warn('image skipped', { path: item.image.path, reason: item.error });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { checkLabel, labelSchema, UserError } from '../../dist/common/index.js';
+import { checkLabel, UserError } from '../../dist/common/index.js';
+import { labelSchema } from '../../dist/common/label-schema.js';
 
 function refusal(raw: string): UserError {
   try {
