@@ -92,14 +92,15 @@ def evaluate_knn(queries, query_labels, refs, ref_labels, settings: dict) -> dic
     return out
 
 
-def calibrate(oof: list, good_label: str):
+def calibrate(oof: list, good_label: str, smoothing: int = 0):
     """Choose classifier settings from out-of-fold queries on training labels only.
     oof: list of (query vectors, query labels, reference vectors, reference labels), one per fold.
     unknownDistance: the largest nearest-reference distance any good training query had, so no
     good training item would have been called unknown; k and threshold: best out-of-fold F1 among
     the k whose scores take at least MIN_DISTINCT_SCORES values, ties broken towards k = 5 and
     threshold = 0.5 (the documented defaults); when no k does (a tiny folder), the k with the most
-    distinct scores, with a warning.
+    distinct scores, with a warning. smoothing > 0 judges each threshold by the mean out-of-fold F1
+    of the thresholds within +-smoothing steps of 0.01 (a plateau rather than one lucky point).
     Returns (settings, out-of-fold F1, number of distinct out-of-fold scores of those settings)."""
     max_k = min(max(K_CHOICES), min(len(r) for _, _, r, _ in oof))
     folds = []
@@ -113,9 +114,12 @@ def calibrate(oof: list, good_label: str):
     for k in (k for k in K_CHOICES if k <= max_k):
         score = np.concatenate([knn_scores(d[:, :k], lab[:, :k], unknown, good_label) for d, lab, _ in folds])
         distinct = len(np.unique(score))
-        for t in THRESHOLDS:
-            # decisions only: metrics() would also compute the AUROC (a Python loop) at every threshold
-            f1 = decisions(y, score >= t)['f1'] if y.any() else 0.0
+        # decisions only: metrics() would also compute the AUROC (a Python loop) at every threshold
+        f1s = np.array([decisions(y, score >= t)['f1'] if y.any() else 0.0 for t in THRESHOLDS])
+        if smoothing:
+            f1s = np.convolve(np.pad(f1s, smoothing, mode='edge'), np.full(2 * smoothing + 1, 1 / (2 * smoothing + 1)),
+                              'valid')
+        for t, f1 in zip(THRESHOLDS, f1s):
             key = (round(f1, 6), -abs(k - 5), -abs(t - 0.5))
             if distinct >= MIN_DISTINCT_SCORES and (best is None or key > best[0]):
                 best = (key, k, t, distinct)

@@ -180,11 +180,13 @@ def input_normalisation(pretrain: np.ndarray):
     return mean, std, normalise
 
 
-def choose_length(x, labels: np.ndarray, fold: np.ndarray, lengths: list, good: str, fit, vectors, name: str):
+def choose_length(x, labels: np.ndarray, fold: np.ndarray, lengths: list, good: str, fit, vectors, name: str,
+                  calibrate=knn.calibrate):
     """Out-of-fold calibration of a model fine-tuned on the labeled items x: each fold's model never
     saw its queries. A few labels are overfitted quickly, so the training length is chosen the same
     way, from lengths. fit(x, labels, lengths) gives one model per length; vectors(model, x) its
-    vectors. Returns (settings, calibration, length) of the best out-of-fold F1."""
+    vectors; calibrate(oof, good) the settings (eval.calibrate). Returns (settings, calibration, length)
+    of the best out-of-fold F1."""
     per_length = [[] for _ in lengths]
     for f in range(FOLDS):
         held, kept = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
@@ -192,27 +194,28 @@ def choose_length(x, labels: np.ndarray, fold: np.ndarray, lengths: list, good: 
             oof.append((vectors(model, x[held]), labels[held], vectors(model, x[kept]), labels[kept]))
     best = None
     for length, oof in zip(lengths, per_length):
-        settings, *calibration = knn.calibrate(oof, good)
+        settings, *calibration = calibrate(oof, good)
         log(f'{name}, {len(x)} labels, {length} steps: out-of-fold F1 {calibration[0]:.3f}')
         if best is None or calibration[0] > best[1][0]:
             best = (settings, calibration, length)
     return best
 
 
-def compare_at(n, feats, labels, test_f, test_y, lengths: list, seed: int, good: str):
+def compare_at(n, feats, labels, test_f, test_y, lengths: list, seed: int, good: str, calibrate=knn.calibrate):
     """autoencoder+kNN and fine-tuned+kNN on n labels (their encoder vectors feats), each calibrated
     out of fold on those labels only and scored on the test vectors. Returns their report rows and
     the bundle candidates {model: (projection or None, settings, out-of-fold F1)}."""
     fold = stratified_folds(labels, seed)
     oof = [(feats[fold == f], labels[fold == f], feats[fold != f], labels[fold != f]) for f in range(FOLDS)]
-    settings, *calibration = knn.calibrate(oof, good)
+    settings, *calibration = calibrate(oof, good)
     rows = [knn_row('autoencoder+kNN', n, settings, calibration, test_f, test_y, feats, labels)]
     candidates = {'autoencoder+kNN': (None, settings, calibration[0])}
 
     def fit(x, y, steps):
         return train_projection(x, list(y), steps, seed)
 
-    settings, calibration, steps = choose_length(feats, labels, fold, lengths, good, fit, project, 'fine-tuned')
+    settings, calibration, steps = choose_length(feats, labels, fold, lengths, good, fit, project, 'fine-tuned',
+                                                 calibrate)
     proj = fit(feats, labels, [steps])[0]
     candidates['fine-tuned+kNN'] = (proj, settings, calibration[0])
     rows.append(knn_row('fine-tuned+kNN', n, settings, calibration, project(proj, test_f), test_y,
