@@ -60,7 +60,8 @@ def auroc(y_true: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def metrics(y_true, y_pred, score) -> dict:
+def decisions(y_true, y_pred) -> dict:
+    """Precision, recall and F1 of the decisions (anomaly = positive), with their counts."""
     y_true, y_pred = np.asarray(y_true, bool), np.asarray(y_pred, bool)
     tp = int((y_true & y_pred).sum())
     fp = int((~y_true & y_pred).sum())
@@ -68,8 +69,13 @@ def metrics(y_true, y_pred, score) -> dict:
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {'precision': precision, 'recall': recall, 'f1': f1, 'auroc': auroc(y_true, score),
-            'tp': tp, 'fp': fp, 'fn': fn, 'n': len(y_true)}
+    return {'precision': precision, 'recall': recall, 'f1': f1, 'tp': tp, 'fp': fp, 'fn': fn, 'n': len(y_true)}
+
+
+def metrics(y_true, y_pred, score) -> dict:
+    out = decisions(y_true, y_pred)
+    return {'precision': out['precision'], 'recall': out['recall'], 'f1': out['f1'], 'auroc': auroc(y_true, score),
+            **{k: out[k] for k in ('tp', 'fp', 'fn', 'n')}}
 
 
 def evaluate_knn(queries, query_labels, refs, ref_labels, settings: dict) -> dict:
@@ -86,14 +92,15 @@ def evaluate_knn(queries, query_labels, refs, ref_labels, settings: dict) -> dic
     return out
 
 
-def calibrate(oof: list, good_label: str):
+def calibrate(oof: list, good_label: str, smoothing: int = 0):
     """Choose classifier settings from out-of-fold queries on training labels only.
     oof: list of (query vectors, query labels, reference vectors, reference labels), one per fold.
     unknownDistance: the largest nearest-reference distance any good training query had, so no
     good training item would have been called unknown; k and threshold: best out-of-fold F1 among
     the k whose scores take at least MIN_DISTINCT_SCORES values, ties broken towards k = 5 and
     threshold = 0.5 (the documented defaults); when no k does (a tiny folder), the k with the most
-    distinct scores, with a warning.
+    distinct scores, with a warning. smoothing > 0 judges each threshold by the mean out-of-fold F1
+    of the thresholds within +-smoothing steps of 0.01 (a plateau rather than one lucky point).
     Returns (settings, out-of-fold F1, number of distinct out-of-fold scores of those settings)."""
     max_k = min(max(K_CHOICES), min(len(r) for _, _, r, _ in oof))
     folds = []
@@ -107,8 +114,12 @@ def calibrate(oof: list, good_label: str):
     for k in (k for k in K_CHOICES if k <= max_k):
         score = np.concatenate([knn_scores(d[:, :k], lab[:, :k], unknown, good_label) for d, lab, _ in folds])
         distinct = len(np.unique(score))
-        for t in THRESHOLDS:
-            f1 = metrics(y, score >= t, score)['f1'] if y.any() else 0.0
+        # decisions only: metrics() would also compute the AUROC (a Python loop) at every threshold
+        f1s = np.array([decisions(y, score >= t)['f1'] if y.any() else 0.0 for t in THRESHOLDS])
+        if smoothing:
+            f1s = np.convolve(np.pad(f1s, smoothing, mode='edge'), np.full(2 * smoothing + 1, 1 / (2 * smoothing + 1)),
+                              'valid')
+        for t, f1 in zip(THRESHOLDS, f1s):
             key = (round(f1, 6), -abs(k - 5), -abs(t - 0.5))
             if distinct >= MIN_DISTINCT_SCORES and (best is None or key > best[0]):
                 best = (key, k, t, distinct)

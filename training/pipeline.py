@@ -168,6 +168,63 @@ def project(proj, features: np.ndarray) -> np.ndarray:
         return proj(torch.from_numpy(features)).numpy()
 
 
+def input_normalisation(pretrain: np.ndarray):
+    """The model's input mean and std (rounded as the manifest gives them) over the pretraining
+    images, and the function that normalises images with them."""
+    mean, std = round(float((pretrain / 255.0).mean()), 4), round(float((pretrain / 255.0).std()), 4)
+
+    def normalise(imgs):
+        """Exactly the daemon's input: pixel / 255, then (x - mean) / std, NCHW float32."""
+        return torch.from_numpy(((imgs / 255.0 - mean) / std).astype(np.float32))[:, None]
+
+    return mean, std, normalise
+
+
+def choose_length(x, labels: np.ndarray, fold: np.ndarray, lengths: list, good: str, fit, vectors, name: str,
+                  calibrate=knn.calibrate):
+    """Out-of-fold calibration of a model fine-tuned on the labeled items x: each fold's model never
+    saw its queries. A few labels are overfitted quickly, so the training length is chosen the same
+    way, from lengths. fit(x, labels, lengths) gives one model per length; vectors(model, x) its
+    vectors; calibrate(oof, good) the settings (eval.calibrate). Returns (settings, calibration, length)
+    of the best out-of-fold F1."""
+    per_length = [[] for _ in lengths]
+    for f in range(FOLDS):
+        held, kept = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
+        for oof, model in zip(per_length, fit(x[kept], labels[kept], lengths)):
+            oof.append((vectors(model, x[held]), labels[held], vectors(model, x[kept]), labels[kept]))
+    best = None
+    for length, oof in zip(lengths, per_length):
+        settings, *calibration = calibrate(oof, good)
+        log(f'{name}, {len(x)} labels, {length} steps: out-of-fold F1 {calibration[0]:.3f}')
+        if best is None or calibration[0] > best[1][0]:
+            best = (settings, calibration, length)
+    return best
+
+
+def compare_at(n, feats, labels, test_f, test_y, lengths: list, seed: int, good: str, calibrate=knn.calibrate):
+    """autoencoder+kNN and fine-tuned+kNN on n labels (their encoder vectors feats), each calibrated
+    out of fold on those labels only and scored on the test vectors. Returns their report rows and
+    the bundle candidates {model: (projection or None, settings, out-of-fold F1)}."""
+    fold = stratified_folds(labels, seed)
+    oof = [(feats[fold == f], labels[fold == f], feats[fold != f], labels[fold != f]) for f in range(FOLDS)]
+    settings, *calibration = calibrate(oof, good)
+    rows = [knn_row('autoencoder+kNN', n, settings, calibration, test_f, test_y, feats, labels)]
+    candidates = {'autoencoder+kNN': (None, settings, calibration[0])}
+
+    def fit(x, y, steps):
+        return train_projection(x, list(y), steps, seed)
+
+    settings, calibration, steps = choose_length(feats, labels, fold, lengths, good, fit, project, 'fine-tuned',
+                                                 calibrate)
+    proj = fit(feats, labels, [steps])[0]
+    candidates['fine-tuned+kNN'] = (proj, settings, calibration[0])
+    rows.append(knn_row('fine-tuned+kNN', n, settings, calibration, project(proj, test_f), test_y,
+                        project(proj, feats), labels))
+    rows[-1]['tripletSteps'] = steps
+    log(f"{n} labels: autoencoder F1 {rows[0]['f1']:.3f}, fine-tuned F1 {rows[1]['f1']:.3f}")
+    return rows, candidates
+
+
 def knn_row(model, n, settings, calibration, queries, query_labels, refs, ref_labels):
     """calibration: (out-of-fold F1, distinct out-of-fold scores) from eval.calibrate, or None."""
     row = {'model': model, 'labels': n, 'references': len(refs), 'classifier': settings}
@@ -236,45 +293,16 @@ def main(argv=None):
 
     # Labeled images are also unlabeled images: the autoencoder pretrains on both (never on test).
     pretrain = np.concatenate([unlabeled, pool_x])
-    mean, std = round(float((pretrain / 255.0).mean()), 4), round(float((pretrain / 255.0).std()), 4)
-
-    def normalise(imgs):
-        """Exactly the daemon's input: pixel / 255, then (x - mean) / std, NCHW float32."""
-        return torch.from_numpy(((imgs / 255.0 - mean) / std).astype(np.float32))[:, None]
-
-    encoder = pretrain_autoencoder(normalise(pretrain), args.ae_epochs, args.seed)
+    mean, std, normalise = input_normalisation(pretrain)
+    encoder, _ = pretrain_autoencoder(normalise(pretrain), args.ae_epochs, args.seed)
     stages.done('autoencoder')
     pool_f, test_f = embed(encoder, normalise(pool_x)), embed(encoder, normalise(test_x))
 
     results, candidates = [], {}
     for n in args.label_sizes:
-        sel = order[:n]
-        feats, labels = pool_f[sel], pool_y[sel]
-        fold = stratified_folds(labels, args.seed)
-        oof = [(feats[fold == f], labels[fold == f], feats[fold != f], labels[fold != f]) for f in range(FOLDS)]
-        settings, *calibration = knn.calibrate(oof, good)
-        results.append(knn_row('autoencoder+kNN', n, settings, calibration, test_f, test_y, feats, labels))
-        candidates[n] = {'autoencoder+kNN': (None, settings, calibration[0])}
-        # Out-of-fold calibration of the fine-tuned model: each fold's projection never saw its
-        # queries. A few labels are overfitted quickly, so the training length is chosen the same way.
-        best = None
-        for steps in args.triplet_steps:
-            oof = []
-            for f in range(FOLDS):
-                proj = train_projection(feats[fold != f], list(labels[fold != f]), steps, args.seed)
-                oof.append((project(proj, feats[fold == f]), labels[fold == f],
-                            project(proj, feats[fold != f]), labels[fold != f]))
-            settings, *calibration = knn.calibrate(oof, good)
-            log(f'{n} labels, {steps} steps: out-of-fold F1 {calibration[0]:.3f}')
-            if best is None or calibration[0] > best[1][0]:
-                best = (settings, calibration, steps)
-        settings, calibration, steps = best
-        proj = train_projection(feats, list(labels), steps, args.seed)
-        candidates[n]['fine-tuned+kNN'] = (proj, settings, calibration[0])
-        results.append(knn_row('fine-tuned+kNN', n, settings, calibration, project(proj, test_f), test_y,
-                               project(proj, feats), labels))
-        results[-1]['tripletSteps'] = steps
-        log(f"{n} labels: autoencoder F1 {results[-2]['f1']:.3f}, fine-tuned F1 {results[-1]['f1']:.3f}")
+        rows, candidates[n] = compare_at(n, pool_f[order[:n]], pool_y[order[:n]], test_f, test_y,
+                                         args.triplet_steps, args.seed, good)
+        results += rows
     stages.done('fine-tuning')
 
     model, names = train_supervised(normalise(pool_x), list(pool_y), args.supervised_epochs, args.seed)

@@ -1,5 +1,6 @@
 """Training loops: autoencoder pretraining, triplet fine-tuning of the projection on frozen
 encoder vectors, and the supervised classifier baseline."""
+import copy
 import math
 import time
 
@@ -7,7 +8,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .model import Classifier, Decoder, Encoder, make_projection
+from .model import WIDTHS, Classifier, Decoder, Encoder, make_projection
 
 
 def log(msg: str):
@@ -37,14 +38,65 @@ def _fit(modules, opt, n: int, epochs: int, batch: int, lr: float, loss_of, name
         log(f'{name} epoch {epoch + 1}/{epochs} {metric} {total / n:.4f}')
 
 
-def pretrain_autoencoder(x: torch.Tensor, epochs: int, seed: int, batch: int = 128, lr: float = 2e-3) -> Encoder:
-    """Unsupervised: reconstruct normalised images through the 128-d bottleneck (MSE)."""
+def pretrain_autoencoder(x: torch.Tensor, epochs: int, seed: int, batch: int = 128, lr: float = 2e-3,
+                         widths: tuple = WIDTHS, augment=None):
+    """Unsupervised: reconstruct normalised images through the 128-d bottleneck (MSE). augment, when
+    given, maps a batch to altered copies that are both input and target (not denoising).
+    Returns the encoder and the decoder."""
     torch.manual_seed(seed)
-    encoder, decoder = Encoder(), Decoder(size=x.shape[-1])
+    encoder, decoder = Encoder(widths=widths), Decoder(size=x.shape[-1])
     params = list(encoder.parameters()) + list(decoder.parameters())
     opt = torch.optim.Adam(params, lr=lr)
-    _fit([encoder, decoder], opt, len(x), epochs, batch, lr,
-         lambda idx: F.mse_loss(decoder(encoder(x[idx])), x[idx]), 'autoencoder', 'mse')
+
+    def loss_of(idx):
+        batch_x = x[idx] if augment is None else augment(x[idx])
+        return F.mse_loss(decoder(encoder(batch_x)), batch_x)
+
+    _fit([encoder, decoder], opt, len(x), epochs, batch, lr, loss_of, 'autoencoder', 'mse')
+    return encoder.eval(), decoder.eval()
+
+
+def random_affine(x: torch.Tensor, shift: float = 2.0, degrees: float = 10.0, scale: float = 0.1,
+                  flip: bool = True) -> torch.Tensor:
+    """Each image of a normalised batch moved on its own: a horizontal flip (half of them), a
+    rotation of up to +-degrees, a scale of 1 +- scale and a shift of up to +-shift pixels; the
+    area uncovered is background (the batch's darkest value, the empty belt)."""
+    n, _, h, w = x.shape
+    angle = (torch.rand(n) * 2 - 1) * math.radians(degrees)
+    zoom = 1 + (torch.rand(n) * 2 - 1) * scale
+    mirror = torch.where(torch.rand(n) < 0.5, -1.0, 1.0) if flip else torch.ones(n)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    # affine_grid works in [-1, 1] coordinates: a shift of s pixels is 2 s / size.
+    tx, ty = ((torch.rand(2, n) * 2 - 1) * shift * 2) / torch.tensor([[w], [h]])
+    theta = torch.stack([torch.stack([cos * mirror, -sin, tx], 1), torch.stack([sin * mirror, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    background = x.amin()
+    return F.grid_sample(x - background, grid, mode='bilinear', padding_mode='zeros', align_corners=False) + background
+
+
+def nt_xent_loss(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's normalised-temperature cross-entropy: z holds two views of each of n images (rows i
+    and i + n); each view's positive is the other view of its image, the 2n - 2 others negatives."""
+    z = F.normalize(z, dim=1)
+    n = len(z) // 2
+    sim = (z @ z.T / temperature).fill_diagonal_(float('-inf'))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    return F.cross_entropy(sim, target)
+
+
+def pretrain_contrastive(encoder: Encoder, x: torch.Tensor, epochs: int, seed: int, batch: int = 256,
+                         lr: float = 5e-4, temperature: float = 0.2) -> Encoder:
+    """Self-supervised (SimCLR): two random_affine views of each unlabeled image are pulled together
+    and pushed from the other images' views, through a small MLP head that is then dropped."""
+    torch.manual_seed(seed)
+    head = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64))
+    opt = torch.optim.Adam(list(encoder.parameters()) + list(head.parameters()), lr=lr)
+
+    def loss_of(idx):
+        views = torch.cat([random_affine(x[idx]), random_affine(x[idx])])
+        return nt_xent_loss(head(encoder(views)), temperature)
+
+    _fit([encoder, head], opt, len(x), epochs, batch, lr, loss_of, 'contrastive', 'nt-xent')
     return encoder.eval()
 
 
@@ -72,24 +124,33 @@ def batch_hard_triplet_loss(emb: torch.Tensor, labels: torch.Tensor, margin: flo
     return F.relu((hardest_pos - hardest_neg) / (hardest_neg.mean() + eps) + margin).mean()
 
 
-def train_projection(features: np.ndarray, labels: list, steps: int, seed: int, batch: int = 256,
-                     lr: float = 1e-3, margin: float = 0.5) -> torch.nn.Module:
+def label_indices(labels) -> torch.Tensor:
+    names = sorted(set(labels))
+    return torch.tensor([names.index(lab) for lab in labels])
+
+
+def train_projection(features: np.ndarray, labels: list, lengths: list, seed: int, batch: int = 256,
+                     lr: float = 1e-3, margin: float = 0.5) -> list:
     """Fine-tune only the projection: the encoder is frozen, so its vectors are computed once and
-    the projection trains on them (no augmentation), which takes seconds."""
+    the projection trains on them (no augmentation), which takes seconds. One run of max(lengths)
+    steps; returns the projection as it was after each of lengths steps (the learning rate is
+    constant, so each is exactly what a run of that length gives)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    names = sorted(set(labels))
-    y = torch.tensor([names.index(lab) for lab in labels])
+    y = label_indices(labels)
     x = torch.as_tensor(features)
     proj = make_projection()
     opt = torch.optim.Adam(proj.parameters(), lr=lr)
-    for step in range(steps):
+    snapshots = {}
+    for step in range(1, max(lengths) + 1):
         idx = torch.as_tensor(rng.permutation(len(x))[:batch])
         loss = batch_hard_triplet_loss(proj(x[idx]), y[idx], margin)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return proj.eval()
+        if step in lengths:
+            snapshots[step] = copy.deepcopy(proj).eval()
+    return [snapshots[n] for n in lengths]
 
 
 def _augment(x: torch.Tensor) -> torch.Tensor:

