@@ -1,9 +1,12 @@
 import { createHash } from 'node:crypto';
-import { copyFileSync, cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UserError } from '../../dist/common/index.js';
+import { writeGraphFile } from '../../dist/knn/graph-files.js';
 import { ReferenceStore, VectorIndex, type OpenVectorIndexOptions } from '../../dist/knn/index.js';
 import { openDatabase, type Db } from '../../dist/storage/index.js';
+import { canMountTmpfs, MiB, mountTmpfs } from '../helpers/tmpfs.js';
 import { clusteredVectors, naiveNearest, quietLogger, tempFolder, unit } from './helpers.js';
 
 const model = 'fmnist-triplet@1.0.0';
@@ -364,5 +367,140 @@ describe('VectorIndex, what it refuses and when it saves or rebuilds', () => {
     const again = reopen(path);
     expect(again.index.stats()).toMatchObject({ loadedFrom: 'saved', reconciled: { added: 0, removed: 0 }, count: 68 });
     again.db.close();
+  });
+});
+
+describe('VectorIndex, its saved graph files', () => {
+  const dimension = 8;
+  const enrollAs = (store: ReferenceStore, modelKey: string, count: number, seed: number) =>
+    store.addMany(modelKey, clusteredVectors(count, dimension, 3, 2, seed).map((vector, i) => ({ reference: { label: 'good', source: 'human' as const, origin: `${modelKey}-${i}` }, vector })));
+  const openAs = (store: ReferenceStore, modelKey: string, logger = quietLogger()) => VectorIndex.open(store, { modelKey, dimension, exactBelow: 0, logger });
+  const record = (db: Db, modelKey = model) =>
+    db.prepare('SELECT file, file_sha256, saved_at, id_checksum FROM knn_saved_index WHERE model_key = ?').get(modelKey) as { file: string; file_sha256: string; saved_at: number; id_checksum: string };
+
+  it('names the file by its content hash, keeps it private, leaves no temporary file, and rewrites nothing at a start that finds it up to date', () => {
+    const { db, store, path } = freshStore();
+    enrollAs(store, model, 60, 51);
+    openAs(store, model);
+    const saved = record(db);
+    const file = join(`${path}-hnsw`, saved.file);
+    expect(createHash('sha256').update(readFileSync(file)).digest('hex')).toBe(saved.file_sha256);
+    expect(statSync(file).mode & 0o777).toBe(0o640);
+    expect(readdirSync(`${path}-hnsw`)).toEqual([saved.file]);
+    // A rewrite, even of the same bytes, would be a new file renamed over this one.
+    const written = statSync(file).ino;
+    db.close();
+    const again = openDatabase(path);
+    expect(openAs(new ReferenceStore(again), model).stats()).toMatchObject({ loadedFrom: 'saved', reconciled: { added: 0, removed: 0 } });
+    expect(record(again)).toEqual(saved);
+    expect(statSync(file).ino).toBe(written);
+    again.close();
+  });
+
+  it('writes the same id checksum as the versions before it, so an upgrade keeps trusting saved graphs', () => {
+    // The checksum (the sum and the xor of murmur3's finaliser of each id) is part of the saved
+    // record's format: a changed hash would make every graph saved before an upgrade look stale.
+    // The value was checked against an independent implementation of fmix32.
+    const { db, store } = freshStore();
+    expect(enrollAs(store, model, 60, 52)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    openAs(store, model);
+    expect(record(db).id_checksum).toBe('85002fed-860736a9');
+    db.close();
+  });
+
+  it('removes only the graph files of the model whose vectors are dropped, whatever its key holds', () => {
+    // `am.1@1`'s file pattern must not match `cam.1@1` (anchored) nor `am-1@1` (the dot escaped).
+    const { db, store, path } = freshStore();
+    const keys = ['am.1@1', 'cam.1@1', 'am-1@1'];
+    keys.forEach((key, i) => {
+      enrollAs(store, key, 20, 53 + i);
+      openAs(store, key);
+    });
+    const files = Object.fromEntries(keys.map((key) => [key, record(db, key).file]));
+    expect(readdirSync(`${path}-hnsw`).sort()).toEqual(Object.values(files).sort());
+    store.removeVectorsOf('am.1@1');
+    expect(readdirSync(`${path}-hnsw`).sort()).toEqual([files['cam.1@1'], files['am-1@1']].sort());
+    db.close();
+    const again = freshStore(path);
+    for (const key of ['cam.1@1', 'am-1@1']) expect(openAs(again.store, key).stats()).toMatchObject({ loadedFrom: 'saved', count: 20 });
+    again.db.close();
+  });
+
+  it('saves nothing for an in-memory database', () => {
+    const db = openDatabase(':memory:');
+    const store = new ReferenceStore(db);
+    enrollAs(store, model, 20, 56);
+    const index = openAs(store, model);
+    expect(index.stats()).toMatchObject({ mode: 'hnsw', count: 20 });
+    index.save();
+    expect(db.prepare('SELECT count(*) AS n FROM knn_saved_index').pluck().get()).toBe(0);
+    expect(existsSync(':memory:-hnsw')).toBe(false);
+    db.close();
+  });
+});
+
+describe('VectorIndex saves on a full disk', () => {
+  it('a graph file whose write fails leaves nothing behind', () => {
+    // hnswlib throws when it cannot open or write its file (a folder it may not write, say).
+    const dir = join(folder.dir, 'failed-write');
+    expect(() =>
+      writeGraphFile(dir, model, (path) => {
+        writeFileSync(path, 'half a graph');
+        throw new Error('cannot write the index');
+      }),
+    ).toThrow('cannot write the index');
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it.skipIf(!canMountTmpfs)('keeps a change in memory when its automatic save fails, refuses an explicit save by name, and saves once there is room (a real 8 MiB tmpfs; needs root)', () => {
+    const dimension = 8;
+    const disk = mountTmpfs(8 * MiB);
+    try {
+      const path = join(disk.path, 'linewatch.db');
+      const db = openDatabase(path);
+      const store = new ReferenceStore(db);
+      const vectors = clusteredVectors(500, dimension, 3, 2, 57);
+      const enrollSome = (from: number, to: number) =>
+        store
+          .addMany(model, vectors.slice(from, to).map((vector, i) => ({ reference: { label: 'good', source: 'human' as const, origin: `${from + i}` }, vector })))
+          .map((referenceId, i) => ({ referenceId, vector: vectors[from + i]! }));
+      enrollSome(0, 300);
+      const lines: string[] = [];
+      const index = open(store, dimension, { exactBelow: 0, logger: quietLogger(lines) });
+      const good = db.prepare('SELECT * FROM knn_saved_index').get();
+      const rest = enrollSome(300, 500);
+
+      // Someone else takes the rest of the disk; the references are written to the table first.
+      const other = join(disk.path, 'other');
+      writeFileSync(other, Buffer.alloc(disk.free(), 1));
+      index.addMany(rest);
+      expect(lines.at(-1)).toBe('could not save the vector index; it stays in memory and is saved or rebuilt later');
+      expect(index.search(rest[0]!.vector, 1)[0]!.referenceId).toBe(rest[0]!.referenceId);
+      let refused: unknown;
+      try {
+        index.save();
+      } catch (err) {
+        refused = err;
+      }
+      expect(refused).toBeInstanceOf(UserError);
+      expect(refused).toMatchObject({
+        message: `cannot save the vector index of ${model}: the disk is full`,
+        hint: 'free space in stateDir; until then the index is rebuilt from the references at each start',
+      });
+      expect(db.prepare('SELECT * FROM knn_saved_index').get()).toEqual(good);
+
+      rmSync(other);
+      index.save();
+      const saved = db.prepare('SELECT file, count FROM knn_saved_index').get() as { file: string; count: number };
+      expect(saved.count).toBe(500);
+      // The file the failed save left (hnswlib writes what fits without an error) went with the next save.
+      expect(readdirSync(`${path}-hnsw`)).toEqual([saved.file]);
+      db.close();
+      const again = openDatabase(path);
+      expect(open(new ReferenceStore(again), dimension, { exactBelow: 0 }).stats()).toMatchObject({ loadedFrom: 'saved', reconciled: { added: 0, removed: 0 }, count: 500 });
+      again.close();
+    } finally {
+      disk.unmount();
+    }
   });
 });
