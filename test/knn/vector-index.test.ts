@@ -7,7 +7,7 @@ import { writeGraphFile } from '../../dist/knn/graph-files.js';
 import { ReferenceStore, VectorIndex, type OpenVectorIndexOptions } from '../../dist/knn/index.js';
 import { openDatabase, type Db } from '../../dist/storage/index.js';
 import { canMountTmpfs, MiB, mountTmpfs } from '../helpers/tmpfs.js';
-import { clusteredVectors, naiveNearest, quietLogger, tempFolder, unit } from './helpers.js';
+import { clusteredVectors, naiveNearest, quietLogger, tempFolder, unit, type LogEntry } from './helpers.js';
 
 const model = 'fmnist-triplet@1.0.0';
 
@@ -311,6 +311,32 @@ describe('VectorIndex, what it refuses and when it saves or rebuilds', () => {
     store.removeVectorsOf(model);
     expect(savedRows(db)).toBe(0);
     expect(graphFiles(path)).toEqual([]);
+    db.close();
+  });
+
+  it('logs a first build at info and the rebuild of a saved graph it cannot use at warn, each with its reason', () => {
+    const { db, path } = graphStore(60);
+    db.close();
+    const entries: LogEntry[] = [];
+    const building = (reason: string, level: LogEntry['level']) => ({ level, msg: 'building the HNSW index from the vectors table', fields: { modelKey: model, reason } });
+    reopen(path, { logger: quietLogger([], entries) }).db.close();
+    expect(entries.filter((e) => e.msg.startsWith('building'))).toEqual([building('no saved index', 'info')]);
+    expect(entries.at(-1)).toMatchObject({ level: 'info', msg: 'vector index ready', fields: { modelKey: model, mode: 'hnsw', loadedFrom: 'rebuilt', count: 60 } });
+    entries.length = 0;
+    reopen(path, { M: 8, logger: quietLogger([], entries) }).db.close();
+    expect(entries.filter((e) => e.msg.startsWith('building'))).toEqual([building('HNSW parameters changed', 'warn')]);
+  });
+
+  it('makes room for at least 1024 points, and grows by half again when full', () => {
+    const { db, store } = graphStore(60);
+    const index = open(store, dimension, { exactBelow: 0 });
+    expect(index.stats().capacity).toBe(1024);
+    const more = clusteredVectors(965, dimension, 3, 2, 44);
+    const ids = store.addMany(model, more.map((vector, i) => ({ reference: { label: 'good', source: 'human' as const, origin: `m-${i}` }, vector })));
+    index.addMany(ids.slice(0, 964).map((referenceId, i) => ({ referenceId, vector: more[i]! })));
+    expect(index.stats()).toMatchObject({ count: 1024, capacity: 1024 });
+    index.add(ids[964]!, more[964]!);
+    expect(index.stats()).toMatchObject({ count: 1025, capacity: 1536 });
     db.close();
   });
 
