@@ -19,6 +19,7 @@ const unitTests = [
   'test/events/drain.test.ts',
   'test/capture/jpeg-splitter.test.ts',
   'test/capture/frame-queue.test.ts',
+  'test/capture/raw-frames.test.ts',
   'test/config/config.test.ts',
   'test/daemon/reload.test.ts',
   'test/control/api.test.ts',
