@@ -238,6 +238,41 @@ describe('VectorIndex, HNSW', () => {
   });
 });
 
+describe('VectorIndex, HNSW, what it removes and finds', () => {
+  const dimension = 16;
+
+  it('finds the live neighbours among many deleted points, at their true distances', () => {
+    // 990 of 1000 points deleted: hnswlib searches on past deleted points until it holds ef live ones (or has seen them all).
+    const { db, store } = freshStore();
+    const byId = enroll(store, clusteredVectors(1000, dimension, 4, 2, 61));
+    const index = open(store, dimension, { exactBelow: 0 });
+    const ids = [...byId.keys()];
+    for (const id of ids.slice(0, 990)) index.remove(id);
+    const live = new Map(ids.slice(990).map((id) => [id, byId.get(id)!]));
+    const query = byId.get(ids[0]!)!;
+    const found = index.search(query, 10);
+    const truth = naiveNearest(live, query, 10);
+    expect(found.map((n) => n.referenceId)).toEqual(truth.map((n) => n.referenceId));
+    found.forEach((n, i) => expect(n.distance).toBeCloseTo(truth[i]!.distance, 5));
+    db.close();
+  });
+
+  it('finds nothing in an empty graph, and ignores removing an id it does not hold or holds no longer', () => {
+    const { db, store } = freshStore();
+    const index = open(store, dimension, { exactBelow: 0 });
+    expect(index.mode).toBe('hnsw');
+    const v = clusteredVectors(1, dimension, 1, 2, 62)[0]!;
+    expect(index.search(v, 3)).toEqual([]);
+    const [id] = store.addMany(model, [{ reference: { label: 'good', source: 'human', origin: 'one' }, vector: v }]);
+    index.add(id!, v);
+    expect(index.remove(id! + 1)).toBe(false);
+    expect(index.remove(id!)).toBe(true);
+    expect(index.remove(id!)).toBe(false);
+    expect(index.search(v, 3)).toEqual([]);
+    db.close();
+  });
+});
+
 describe('VectorIndex, growing', () => {
   it('switches from exact scan to HNSW when it reaches exactBelow, and saves the graph', () => {
     const dimension = 16;
@@ -256,6 +291,25 @@ describe('VectorIndex, growing', () => {
     const again = freshStore(path);
     expect(open(again.store, dimension, { exactBelow: 300 }).stats()).toMatchObject({ mode: 'hnsw', loadedFrom: 'saved', count: 499 });
     again.db.close();
+  });
+});
+
+describe('VectorIndex, growing at exactly exactBelow', () => {
+  it('switches at the vector that reaches exactBelow, sizes the graph half again as large, and logs it', () => {
+    const dimension = 4;
+    const { db, store } = freshStore();
+    const entries: LogEntry[] = [];
+    const index = open(store, dimension, { exactBelow: 700, logger: quietLogger([], entries) });
+    const vectors = clusteredVectors(700, dimension, 4, 2, 63);
+    const ids = store.addMany(model, vectors.map((vector, i) => ({ reference: { label: 'good', source: 'human' as const, origin: `${i}` }, vector })));
+    index.addMany(ids.slice(0, 699).map((referenceId, i) => ({ referenceId, vector: vectors[i]! })));
+    expect(index.mode).toBe('exact');
+    index.add(ids[699]!, vectors[699]!);
+    expect(index.stats()).toMatchObject({ mode: 'hnsw', count: 700, capacity: 1050 });
+    expect(entries.filter((e) => e.msg.startsWith('collection reached'))).toEqual([
+      { level: 'info', msg: 'collection reached exactBelow: building the HNSW index', fields: { modelKey: model, count: 700 } },
+    ]);
+    db.close();
   });
 });
 
@@ -374,6 +428,34 @@ describe('VectorIndex, what it refuses and when it saves or rebuilds', () => {
     }
   });
 
+  it('saves at sync() only when the table changed, and at save() only what changed since the last save', () => {
+    const { db, store, path, byId } = graphStore(60);
+    const index = open(store, dimension, { exactBelow: 0 });
+    // Every save writes a new file and renames it over the old name, even with the same bytes.
+    const written = () => {
+      const { file } = db.prepare('SELECT file FROM knn_saved_index').get() as { file: string };
+      return statSync(join(`${path}-hnsw`, file)).ino;
+    };
+    const first = written();
+    expect(index.sync()).toEqual({ added: 0, removed: 0 });
+    index.save();
+    expect(written()).toBe(first);
+    // A change made here is saved by save(), not by a sync() that finds the table unchanged.
+    const [id, vector] = [...byId][0]!;
+    index.add(id, vector);
+    expect(index.sync()).toEqual({ added: 0, removed: 0 });
+    expect(written()).toBe(first);
+    index.save();
+    const second = written();
+    expect(second).not.toBe(first);
+    // One reference removed and one added in the table: a change, though the count stays.
+    store.removeMany([id]);
+    enroll(store, clusteredVectors(1, dimension, 1, 2, 64), 'dent');
+    expect(index.sync()).toEqual({ added: 1, removed: 1 });
+    expect(written()).not.toBe(second);
+    db.close();
+  });
+
   it('saves the graph after sync() and addMany() change it, so the next start loads it as is', () => {
     const { db, store, path } = graphStore(60);
     const index = open(store, dimension, { exactBelow: 0 });
@@ -431,6 +513,7 @@ describe('VectorIndex, its saved graph files', () => {
     expect(enrollAs(store, model, 60, 52)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
     openAs(store, model);
     expect(record(db).id_checksum).toBe('85002fed-860736a9');
+    expect(db.prepare('SELECT count, max_reference_id FROM knn_saved_index').get()).toEqual({ count: 60, max_reference_id: 60 });
     db.close();
   });
 
@@ -450,6 +533,30 @@ describe('VectorIndex, its saved graph files', () => {
     const again = freshStore(path);
     for (const key of ['cam.1@1', 'am-1@1']) expect(openAs(again.store, key).stats()).toMatchObject({ loadedFrom: 'saved', count: 20 });
     again.db.close();
+  });
+
+  it('closes every descriptor a save opens', () => {
+    const { db, store } = freshStore();
+    const ids = enrollAs(store, model, 20, 58);
+    const index = openAs(store, model);
+    const open = () => readdirSync('/proc/self/fd').length;
+    const before = open();
+    for (const id of ids.slice(0, 5)) {
+      store.removeMany([id]);
+      index.sync();
+    }
+    expect(db.prepare('SELECT count FROM knn_saved_index').pluck().get()).toBe(15);
+    expect(open()).toBe(before);
+    db.close();
+  });
+
+  it('drops the vectors of a model that never had a saved graph', () => {
+    const { db, store, path } = freshStore();
+    enrollAs(store, model, 20, 59);
+    store.removeVectorsOf(model);
+    expect(store.vectorKeys()).toEqual([]);
+    expect(existsSync(`${path}-hnsw`)).toBe(false);
+    db.close();
   });
 
   it('saves nothing for an in-memory database', () => {
