@@ -559,6 +559,15 @@ describe('VectorIndex, its saved graph files', () => {
     db.close();
   });
 
+  it('a save that fails for another reason than a full disk says that reason', () => {
+    const { db, store, path } = freshStore();
+    enrollAs(store, model, 20, 60);
+    writeFileSync(`${path}-hnsw`, 'not a folder');
+    const index = openAs(store, model);
+    expect(() => index.save()).toThrow(`cannot make the folder ${path}-hnsw: a file is in the way`);
+    db.close();
+  });
+
   it('saves nothing for an in-memory database', () => {
     const db = openDatabase(':memory:');
     const store = new ReferenceStore(db);
@@ -599,7 +608,8 @@ describe('VectorIndex saves on a full disk', () => {
           .map((referenceId, i) => ({ referenceId, vector: vectors[from + i]! }));
       enrollSome(0, 300);
       const lines: string[] = [];
-      const index = open(store, dimension, { exactBelow: 0, logger: quietLogger(lines) });
+      const entries: LogEntry[] = [];
+      const index = open(store, dimension, { exactBelow: 0, logger: quietLogger(lines, entries) });
       const good = db.prepare('SELECT * FROM knn_saved_index').get();
       const rest = enrollSome(300, 500);
 
@@ -607,7 +617,11 @@ describe('VectorIndex saves on a full disk', () => {
       const other = join(disk.path, 'other');
       writeFileSync(other, Buffer.alloc(disk.free(), 1));
       index.addMany(rest);
-      expect(lines.at(-1)).toBe('could not save the vector index; it stays in memory and is saved or rebuilt later');
+      expect(entries.at(-1)).toEqual({
+        level: 'warn',
+        msg: 'could not save the vector index; it stays in memory and is saved or rebuilt later',
+        fields: { modelKey: model, error: `cannot save the vector index of ${model}: the disk is full` },
+      });
       expect(index.search(rest[0]!.vector, 1)[0]!.referenceId).toBe(rest[0]!.referenceId);
       let refused: unknown;
       try {
@@ -619,6 +633,7 @@ describe('VectorIndex saves on a full disk', () => {
       expect(refused).toMatchObject({
         message: `cannot save the vector index of ${model}: the disk is full`,
         hint: 'free space in stateDir; until then the index is rebuilt from the references at each start',
+        cause: expect.objectContaining({ code: 'SQLITE_FULL' }),
       });
       expect(db.prepare('SELECT * FROM knn_saved_index').get()).toEqual(good);
 
