@@ -254,6 +254,7 @@ describe('VectorIndex, HNSW, what it removes and finds', () => {
     const truth = naiveNearest(live, query, 10);
     expect(found.map((n) => n.referenceId)).toEqual(truth.map((n) => n.referenceId));
     found.forEach((n, i) => expect(n.distance).toBeCloseTo(truth[i]!.distance, 5));
+    expect(index.search(query, 3)).toEqual(found.slice(0, 3));
     db.close();
   });
 
