@@ -565,7 +565,13 @@ describe('VectorIndex, its saved graph files', () => {
     enrollAs(store, model, 20, 60);
     writeFileSync(`${path}-hnsw`, 'not a folder');
     const index = openAs(store, model);
-    expect(() => index.save()).toThrow(`cannot make the folder ${path}-hnsw: a file is in the way`);
+    let refused: unknown;
+    try {
+      index.save();
+    } catch (err) {
+      refused = err;
+    }
+    expect(refused).toMatchObject({ message: `cannot make the folder ${path}-hnsw: a file is in the way`, hint: 'point stateDir at a folder, or move that file away' });
     db.close();
   });
 
