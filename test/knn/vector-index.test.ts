@@ -226,16 +226,6 @@ describe('VectorIndex, HNSW', () => {
     db.close();
   });
 
-  it('returns the live neighbours even when most points are deleted', () => {
-    const { db, store } = freshStore();
-    const few = enroll(store, clusteredVectors(60, dimension, 2, 3, 21));
-    const index = open(store, dimension, { exactBelow: 0 });
-    const ids = [...few.keys()];
-    for (const id of ids.slice(0, 55)) index.remove(id);
-    const found = index.search(few.get(ids[0]!)!, 10);
-    expect(found.map((n) => n.referenceId).sort((a, b) => a - b)).toEqual(ids.slice(55));
-    db.close();
-  });
 });
 
 describe('VectorIndex, HNSW, what it removes and finds', () => {
