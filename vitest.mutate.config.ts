@@ -15,6 +15,7 @@ const unitTests = [
   'test/knn/vector-index.test.ts',
   'test/knn/evaluate.test.ts',
   'test/events/outbox.test.ts',
+  'test/storage/reserve.test.ts',
   'test/events/publisher.test.ts',
   'test/events/drain.test.ts',
   'test/capture/jpeg-splitter.test.ts',
