@@ -42,7 +42,7 @@ export class RawFrameSplitter {
     const frames: RawImage[] = [];
     let at = 0;
     while (at < chunk.length) {
-      if (!this.pending && this.filled === 0 && chunk.length - at >= this.frameBytes) {
+      if (this.filled === 0 && chunk.length - at >= this.frameBytes) {
         // A whole frame inside the chunk: a view, no copy (the chunk is not reused by the stream).
         frames.push(this.frame(chunk.subarray(at, at + this.frameBytes)));
         at += this.frameBytes;

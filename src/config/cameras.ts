@@ -18,11 +18,6 @@ export function cameraKey(levels: { site: string; line: string; camera: string }
   return `${levels.site}/${levels.line}/${levels.camera}`;
 }
 
-/** True when the configuration lists its cameras in `cameras` rather than the single-camera keys. */
-export function hasCameraList(config: Config): boolean {
-  return config.cameras !== null;
-}
-
 /**
  * The cameras of a configuration, in one shape whichever form it uses: the single camera of
  * `site`/`line`/`camera`, `capture` and `preprocess.roi` is a list of one. Two cameras with the

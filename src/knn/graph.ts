@@ -17,16 +17,18 @@ type Hnsw = InstanceType<typeof HierarchicalNSW>;
 export class Graph {
   readonly live = new Set<number>();
   readonly deleted = new Set<number>();
-  private currentEf = -1;
   /** The query as hnswlib-node takes it (a plain array), reused so a search allocates no copy. */
   private readonly point: number[];
 
   private constructor(
     private readonly hnsw: Hnsw,
     readonly dimension: number,
-    private readonly ef: number,
+    ef: number,
   ) {
     this.point = new Array<number>(dimension).fill(0);
+    // hnswlib searches with max(ef, k) candidates and goes on past points marked deleted until it
+    // holds that many live ones, so one search finds min(k, live) neighbours however many are deleted.
+    hnsw.setEf(ef);
   }
 
   /** A new graph with room for `capacity` points. */
@@ -89,20 +91,7 @@ export class Graph {
     if (want === 0) return [];
     const point = this.point;
     for (let i = 0; i < point.length; i++) point[i] = query[i]!;
-    const stored = this.live.size + this.deleted.size;
-    // hnswlib needs ef >= k; and after deletions a search can come back short (deleted points
-    // still occupy the candidate list), so widen ef until it returns `want` or covers everything.
-    let ef = Math.max(this.ef, want);
-    for (;;) {
-      if (ef !== this.currentEf) {
-        this.hnsw.setEf(ef);
-        this.currentEf = ef;
-      }
-      const found = this.hnsw.searchKnn(point, want);
-      if (found.neighbors.length >= want || ef >= stored) {
-        return found.neighbors.map((referenceId, i) => ({ referenceId, distance: cosineDistance(1 - found.distances[i]!) }));
-      }
-      ef = Math.min(ef * 4, stored);
-    }
+    const found = this.hnsw.searchKnn(point, want);
+    return found.neighbors.map((referenceId, i) => ({ referenceId, distance: cosineDistance(1 - found.distances[i]!) }));
   }
 }

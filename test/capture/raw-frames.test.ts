@@ -35,6 +35,18 @@ describe('raw frame splitting', () => {
     }
   });
 
+  it('passes a whole frame inside a chunk on as a view of the chunk; one across chunks is copied and stays as it was', () => {
+    const splitter = new RawFrameSplitter(layout);
+    const data = stream(3);
+    // Exactly one frame, then a frame and a half, then the rest.
+    const chunks = [data.subarray(0, 128), data.subarray(128, 320), data.subarray(320)];
+    const [[one], [two], [three]] = chunks.map((chunk) => splitter.push(chunk));
+    expect(values([one!, two!, three!])).toEqual([1, 2, 3].map((v) => [v, v, 128]));
+    // A view follows the chunk's bytes; a copy does not.
+    data.fill(0);
+    expect(values([one!, two!, three!])).toEqual([[0, 0, 128], [0, 0, 128], [3, 3, 128]]);
+  });
+
   it('drops a frame cut short by a restart and counts it; the next stream starts on a frame boundary', () => {
     const splitter = new RawFrameSplitter(layout);
     const data = stream(3);

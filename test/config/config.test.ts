@@ -311,7 +311,7 @@ describe('config', () => {
           'line: l1',
           'cameras:',
           '  - camera: top',
-          '    capture: {source: gstreamer, gstreamer: {preset: test}}',
+          '    capture: {source: gstreamer, maxFramePixels: 60000000, gstreamer: {preset: test}}',
           '    roi: {x: 0, y: 0, width: 10, height: 10}',
           '  - camera: side',
           '    line: l2',
@@ -329,7 +329,7 @@ describe('config', () => {
       // Relative paths of a camera resolve against the file, as the top-level ones do.
       expect(cameras[1]!.capture.replay.folder).toBe(join(path, '..', 'frames'));
       // The preprocessing admits the largest frame any camera may deliver.
-      expect(frameLimits(config).maxBytes).toBe(20_000_000);
+      expect(frameLimits(config)).toEqual({ maxBytes: 20_000_000, maxPixels: 60_000_000 });
     });
 
     it('refuses two cameras with the same topic levels, naming both', () => {
@@ -353,7 +353,11 @@ describe('config', () => {
 
     it('refuses an empty list, and a camera named like a device topic', () => {
       expect(failure(() => loadConfig({ path: configFile('cameras: []\n'), env: {} })).message).toMatch(/cameras: at least one camera .* \(got \[\]\)/);
-      expect(failure(() => loadConfig({ path: configFile('cameras:\n  - camera: cmd\n'), env: {} })).message).toContain('cameras.0.camera "cmd"');
+      for (const topic of ['cmd', 'stats', 'available']) {
+        const err = failure(() => loadConfig({ path: configFile(`cameras:\n  - camera: ok\n  - camera: ${topic}\n`), env: {} }));
+        expect(err.message).toContain(`cameras.1.camera "${topic}" is the name of one of the device's own topics`);
+        expect(err.hint).toBe('name the camera something other than cmd, stats, available');
+      }
       expect(failure(() => loadConfig({ path: configFile('cameras:\n  - capture: {source: replay}\n'), env: {} })).message).toContain('cameras.0.camera');
     });
 

@@ -10,15 +10,19 @@ export function tempFolder(): { dir: string; remove: () => void } {
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Keeps test output clean while still recording what the index logged. */
-export function quietLogger(lines: string[] = []): Logger {
-  const logger: Logger = {
-    debug: (msg) => void lines.push(msg),
-    info: (msg) => void lines.push(msg),
-    warn: (msg) => void lines.push(msg),
-    error: (msg) => void lines.push(msg),
-    child: () => logger,
+export interface LogEntry {
+  level: 'debug' | 'info' | 'warn' | 'error';
+  msg: string;
+  fields: Record<string, unknown> | undefined;
+}
+
+/** Keeps test output clean while still recording what the index logged: each message in `lines`, with its level and fields in `entries`. */
+export function quietLogger(lines: string[] = [], entries: LogEntry[] = []): Logger {
+  const record = (level: LogEntry['level']) => (msg: string, fields?: Record<string, unknown>) => {
+    lines.push(msg);
+    entries.push({ level, msg, fields });
   };
+  const logger: Logger = { debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error'), child: () => logger };
   return logger;
 }
 

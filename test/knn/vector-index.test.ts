@@ -1,10 +1,13 @@
 import { createHash } from 'node:crypto';
-import { copyFileSync, cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UserError } from '../../dist/common/index.js';
+import { writeGraphFile } from '../../dist/knn/graph-files.js';
 import { ReferenceStore, VectorIndex, type OpenVectorIndexOptions } from '../../dist/knn/index.js';
 import { openDatabase, type Db } from '../../dist/storage/index.js';
-import { clusteredVectors, naiveNearest, quietLogger, tempFolder, unit } from './helpers.js';
+import { canMountTmpfs, MiB, mountTmpfs } from '../helpers/tmpfs.js';
+import { clusteredVectors, naiveNearest, quietLogger, tempFolder, unit, type LogEntry } from './helpers.js';
 
 const model = 'fmnist-triplet@1.0.0';
 
@@ -223,14 +226,40 @@ describe('VectorIndex, HNSW', () => {
     db.close();
   });
 
-  it('returns the live neighbours even when most points are deleted', () => {
+});
+
+describe('VectorIndex, HNSW, what it removes and finds', () => {
+  const dimension = 16;
+
+  it('finds the live neighbours among many deleted points, at their true distances', () => {
+    // 990 of 1000 points deleted: hnswlib searches on past deleted points until it holds ef live ones (or has seen them all).
     const { db, store } = freshStore();
-    const few = enroll(store, clusteredVectors(60, dimension, 2, 3, 21));
+    const byId = enroll(store, clusteredVectors(1000, dimension, 4, 2, 61));
     const index = open(store, dimension, { exactBelow: 0 });
-    const ids = [...few.keys()];
-    for (const id of ids.slice(0, 55)) index.remove(id);
-    const found = index.search(few.get(ids[0]!)!, 10);
-    expect(found.map((n) => n.referenceId).sort((a, b) => a - b)).toEqual(ids.slice(55));
+    const ids = [...byId.keys()];
+    for (const id of ids.slice(0, 990)) index.remove(id);
+    const live = new Map(ids.slice(990).map((id) => [id, byId.get(id)!]));
+    const query = byId.get(ids[0]!)!;
+    const found = index.search(query, 10);
+    const truth = naiveNearest(live, query, 10);
+    expect(found.map((n) => n.referenceId)).toEqual(truth.map((n) => n.referenceId));
+    found.forEach((n, i) => expect(n.distance).toBeCloseTo(truth[i]!.distance, 5));
+    expect(index.search(query, 3)).toEqual(found.slice(0, 3));
+    db.close();
+  });
+
+  it('finds nothing in an empty graph, and ignores removing an id it does not hold or holds no longer', () => {
+    const { db, store } = freshStore();
+    const index = open(store, dimension, { exactBelow: 0 });
+    expect(index.mode).toBe('hnsw');
+    const v = clusteredVectors(1, dimension, 1, 2, 62)[0]!;
+    expect(index.search(v, 3)).toEqual([]);
+    const [id] = store.addMany(model, [{ reference: { label: 'good', source: 'human', origin: 'one' }, vector: v }]);
+    index.add(id!, v);
+    expect(index.remove(id! + 1)).toBe(false);
+    expect(index.remove(id!)).toBe(true);
+    expect(index.remove(id!)).toBe(false);
+    expect(index.search(v, 3)).toEqual([]);
     db.close();
   });
 });
@@ -253,6 +282,25 @@ describe('VectorIndex, growing', () => {
     const again = freshStore(path);
     expect(open(again.store, dimension, { exactBelow: 300 }).stats()).toMatchObject({ mode: 'hnsw', loadedFrom: 'saved', count: 499 });
     again.db.close();
+  });
+});
+
+describe('VectorIndex, growing at exactly exactBelow', () => {
+  it('switches at the vector that reaches exactBelow, sizes the graph half again as large, and logs it', () => {
+    const dimension = 4;
+    const { db, store } = freshStore();
+    const entries: LogEntry[] = [];
+    const index = open(store, dimension, { exactBelow: 700, logger: quietLogger([], entries) });
+    const vectors = clusteredVectors(700, dimension, 4, 2, 63);
+    const ids = store.addMany(model, vectors.map((vector, i) => ({ reference: { label: 'good', source: 'human' as const, origin: `${i}` }, vector })));
+    index.addMany(ids.slice(0, 699).map((referenceId, i) => ({ referenceId, vector: vectors[i]! })));
+    expect(index.mode).toBe('exact');
+    index.add(ids[699]!, vectors[699]!);
+    expect(index.stats()).toMatchObject({ mode: 'hnsw', count: 700, capacity: 1050 });
+    expect(entries.filter((e) => e.msg.startsWith('collection reached'))).toEqual([
+      { level: 'info', msg: 'collection reached exactBelow: building the HNSW index', fields: { modelKey: model, count: 700 } },
+    ]);
+    db.close();
   });
 });
 
@@ -311,6 +359,32 @@ describe('VectorIndex, what it refuses and when it saves or rebuilds', () => {
     db.close();
   });
 
+  it('logs a first build at info and the rebuild of a saved graph it cannot use at warn, each with its reason', () => {
+    const { db, path } = graphStore(60);
+    db.close();
+    const entries: LogEntry[] = [];
+    const building = (reason: string, level: LogEntry['level']) => ({ level, msg: 'building the HNSW index from the vectors table', fields: { modelKey: model, reason } });
+    reopen(path, { logger: quietLogger([], entries) }).db.close();
+    expect(entries.filter((e) => e.msg.startsWith('building'))).toEqual([building('no saved index', 'info')]);
+    expect(entries.at(-1)).toMatchObject({ level: 'info', msg: 'vector index ready', fields: { modelKey: model, mode: 'hnsw', loadedFrom: 'rebuilt', count: 60 } });
+    entries.length = 0;
+    reopen(path, { M: 8, logger: quietLogger([], entries) }).db.close();
+    expect(entries.filter((e) => e.msg.startsWith('building'))).toEqual([building('HNSW parameters changed', 'warn')]);
+  });
+
+  it('makes room for at least 1024 points, and grows by half again when full', () => {
+    const { db, store } = graphStore(60);
+    const index = open(store, dimension, { exactBelow: 0 });
+    expect(index.stats().capacity).toBe(1024);
+    const more = clusteredVectors(965, dimension, 3, 2, 44);
+    const ids = store.addMany(model, more.map((vector, i) => ({ reference: { label: 'good', source: 'human' as const, origin: `m-${i}` }, vector })));
+    index.addMany(ids.slice(0, 964).map((referenceId, i) => ({ referenceId, vector: more[i]! })));
+    expect(index.stats()).toMatchObject({ count: 1024, capacity: 1024 });
+    index.add(ids[964]!, more[964]!);
+    expect(index.stats()).toMatchObject({ count: 1025, capacity: 1536 });
+    db.close();
+  });
+
   it('rebuilds when the HNSW parameters changed since the save', () => {
     const { db, path } = graphStore(60);
     db.close();
@@ -345,6 +419,34 @@ describe('VectorIndex, what it refuses and when it saves or rebuilds', () => {
     }
   });
 
+  it('saves at sync() only when the table changed, and at save() only what changed since the last save', () => {
+    const { db, store, path, byId } = graphStore(60);
+    const index = open(store, dimension, { exactBelow: 0 });
+    // Every save writes a new file and renames it over the old name, even with the same bytes.
+    const written = () => {
+      const { file } = db.prepare('SELECT file FROM knn_saved_index').get() as { file: string };
+      return statSync(join(`${path}-hnsw`, file)).ino;
+    };
+    const first = written();
+    expect(index.sync()).toEqual({ added: 0, removed: 0 });
+    index.save();
+    expect(written()).toBe(first);
+    // A change made here is saved by save(), not by a sync() that finds the table unchanged.
+    const [id, vector] = [...byId][0]!;
+    index.add(id, vector);
+    expect(index.sync()).toEqual({ added: 0, removed: 0 });
+    expect(written()).toBe(first);
+    index.save();
+    const second = written();
+    expect(second).not.toBe(first);
+    // One reference removed and one added in the table: a change, though the count stays.
+    store.removeMany([id]);
+    enroll(store, clusteredVectors(1, dimension, 1, 2, 64), 'dent');
+    expect(index.sync()).toEqual({ added: 1, removed: 1 });
+    expect(written()).not.toBe(second);
+    db.close();
+  });
+
   it('saves the graph after sync() and addMany() change it, so the next start loads it as is', () => {
     const { db, store, path } = graphStore(60);
     const index = open(store, dimension, { exactBelow: 0 });
@@ -364,5 +466,186 @@ describe('VectorIndex, what it refuses and when it saves or rebuilds', () => {
     const again = reopen(path);
     expect(again.index.stats()).toMatchObject({ loadedFrom: 'saved', reconciled: { added: 0, removed: 0 }, count: 68 });
     again.db.close();
+  });
+});
+
+describe('VectorIndex, its saved graph files', () => {
+  const dimension = 8;
+  const enrollAs = (store: ReferenceStore, modelKey: string, count: number, seed: number) =>
+    store.addMany(modelKey, clusteredVectors(count, dimension, 3, 2, seed).map((vector, i) => ({ reference: { label: 'good', source: 'human' as const, origin: `${modelKey}-${i}` }, vector })));
+  const openAs = (store: ReferenceStore, modelKey: string, logger = quietLogger()) => VectorIndex.open(store, { modelKey, dimension, exactBelow: 0, logger });
+  const record = (db: Db, modelKey = model) =>
+    db.prepare('SELECT file, file_sha256, saved_at, id_checksum FROM knn_saved_index WHERE model_key = ?').get(modelKey) as { file: string; file_sha256: string; saved_at: number; id_checksum: string };
+
+  it('names the file by its content hash, keeps it private, leaves no temporary file, and rewrites nothing at a start that finds it up to date', () => {
+    const { db, store, path } = freshStore();
+    enrollAs(store, model, 60, 51);
+    openAs(store, model);
+    const saved = record(db);
+    const file = join(`${path}-hnsw`, saved.file);
+    expect(createHash('sha256').update(readFileSync(file)).digest('hex')).toBe(saved.file_sha256);
+    expect(statSync(file).mode & 0o777).toBe(0o640);
+    expect(readdirSync(`${path}-hnsw`)).toEqual([saved.file]);
+    // A rewrite, even of the same bytes, would be a new file renamed over this one.
+    const written = statSync(file).ino;
+    db.close();
+    const again = openDatabase(path);
+    expect(openAs(new ReferenceStore(again), model).stats()).toMatchObject({ loadedFrom: 'saved', reconciled: { added: 0, removed: 0 } });
+    expect(record(again)).toEqual(saved);
+    expect(statSync(file).ino).toBe(written);
+    again.close();
+  });
+
+  it('writes the same id checksum as the versions before it, so an upgrade keeps trusting saved graphs', () => {
+    // The checksum (the sum and the xor of murmur3's finaliser of each id) is part of the saved
+    // record's format: a changed hash would make every graph saved before an upgrade look stale.
+    // The value was checked against an independent implementation of fmix32.
+    const { db, store } = freshStore();
+    expect(enrollAs(store, model, 60, 52)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    openAs(store, model);
+    expect(record(db).id_checksum).toBe('85002fed-860736a9');
+    expect(db.prepare('SELECT count, max_reference_id FROM knn_saved_index').get()).toEqual({ count: 60, max_reference_id: 60 });
+    db.close();
+  });
+
+  it('removes only the graph files of the model whose vectors are dropped, whatever its key holds', () => {
+    // `am.1@1`'s file pattern must not match `cam.1@1` (anchored) nor `am-1@1` (the dot escaped).
+    const { db, store, path } = freshStore();
+    const keys = ['am.1@1', 'cam.1@1', 'am-1@1'];
+    keys.forEach((key, i) => {
+      enrollAs(store, key, 20, 53 + i);
+      openAs(store, key);
+    });
+    const files = Object.fromEntries(keys.map((key) => [key, record(db, key).file]));
+    expect(readdirSync(`${path}-hnsw`).sort()).toEqual(Object.values(files).sort());
+    store.removeVectorsOf('am.1@1');
+    expect(readdirSync(`${path}-hnsw`).sort()).toEqual([files['cam.1@1'], files['am-1@1']].sort());
+    db.close();
+    const again = freshStore(path);
+    for (const key of ['cam.1@1', 'am-1@1']) expect(openAs(again.store, key).stats()).toMatchObject({ loadedFrom: 'saved', count: 20 });
+    again.db.close();
+  });
+
+  it('closes every descriptor a save opens', () => {
+    const { db, store } = freshStore();
+    const ids = enrollAs(store, model, 20, 58);
+    const index = openAs(store, model);
+    const open = () => readdirSync('/proc/self/fd').length;
+    const before = open();
+    for (const id of ids.slice(0, 5)) {
+      store.removeMany([id]);
+      index.sync();
+    }
+    expect(db.prepare('SELECT count FROM knn_saved_index').pluck().get()).toBe(15);
+    expect(open()).toBe(before);
+    db.close();
+  });
+
+  it('drops the vectors of a model that never had a saved graph', () => {
+    const { db, store, path } = freshStore();
+    enrollAs(store, model, 20, 59);
+    store.removeVectorsOf(model);
+    expect(store.vectorKeys()).toEqual([]);
+    expect(existsSync(`${path}-hnsw`)).toBe(false);
+    db.close();
+  });
+
+  it('a save that fails for another reason than a full disk says that reason', () => {
+    const { db, store, path } = freshStore();
+    enrollAs(store, model, 20, 60);
+    writeFileSync(`${path}-hnsw`, 'not a folder');
+    const index = openAs(store, model);
+    let refused: unknown;
+    try {
+      index.save();
+    } catch (err) {
+      refused = err;
+    }
+    expect(refused).toMatchObject({ message: `cannot make the folder ${path}-hnsw: a file is in the way`, hint: 'point stateDir at a folder, or move that file away' });
+    db.close();
+  });
+
+  it('saves nothing for an in-memory database', () => {
+    const db = openDatabase(':memory:');
+    const store = new ReferenceStore(db);
+    enrollAs(store, model, 20, 56);
+    const index = openAs(store, model);
+    expect(index.stats()).toMatchObject({ mode: 'hnsw', count: 20 });
+    index.save();
+    expect(db.prepare('SELECT count(*) AS n FROM knn_saved_index').pluck().get()).toBe(0);
+    expect(existsSync(':memory:-hnsw')).toBe(false);
+    db.close();
+  });
+});
+
+describe('VectorIndex saves on a full disk', () => {
+  it('a graph file whose write fails leaves nothing behind', () => {
+    // hnswlib throws when it cannot open or write its file (a folder it may not write, say).
+    const dir = join(folder.dir, 'failed-write');
+    expect(() =>
+      writeGraphFile(dir, model, (path) => {
+        writeFileSync(path, 'half a graph');
+        throw new Error('cannot write the index');
+      }),
+    ).toThrow('cannot write the index');
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it.skipIf(!canMountTmpfs)('keeps a change in memory when its automatic save fails, refuses an explicit save by name, and saves once there is room (a real 8 MiB tmpfs; needs root)', () => {
+    const dimension = 8;
+    const disk = mountTmpfs(8 * MiB);
+    try {
+      const path = join(disk.path, 'linewatch.db');
+      const db = openDatabase(path);
+      const store = new ReferenceStore(db);
+      const vectors = clusteredVectors(500, dimension, 3, 2, 57);
+      const enrollSome = (from: number, to: number) =>
+        store
+          .addMany(model, vectors.slice(from, to).map((vector, i) => ({ reference: { label: 'good', source: 'human' as const, origin: `${from + i}` }, vector })))
+          .map((referenceId, i) => ({ referenceId, vector: vectors[from + i]! }));
+      enrollSome(0, 300);
+      const lines: string[] = [];
+      const entries: LogEntry[] = [];
+      const index = open(store, dimension, { exactBelow: 0, logger: quietLogger(lines, entries) });
+      const good = db.prepare('SELECT * FROM knn_saved_index').get();
+      const rest = enrollSome(300, 500);
+
+      // Someone else takes the rest of the disk; the references are written to the table first.
+      const other = join(disk.path, 'other');
+      writeFileSync(other, Buffer.alloc(disk.free(), 1));
+      index.addMany(rest);
+      expect(entries.at(-1)).toEqual({
+        level: 'warn',
+        msg: 'could not save the vector index; it stays in memory and is saved or rebuilt later',
+        fields: { modelKey: model, error: `cannot save the vector index of ${model}: the disk is full` },
+      });
+      expect(index.search(rest[0]!.vector, 1)[0]!.referenceId).toBe(rest[0]!.referenceId);
+      let refused: unknown;
+      try {
+        index.save();
+      } catch (err) {
+        refused = err;
+      }
+      expect(refused).toBeInstanceOf(UserError);
+      expect(refused).toMatchObject({
+        message: `cannot save the vector index of ${model}: the disk is full`,
+        hint: 'free space in stateDir; until then the index is rebuilt from the references at each start',
+        cause: expect.objectContaining({ code: 'SQLITE_FULL' }),
+      });
+      expect(db.prepare('SELECT * FROM knn_saved_index').get()).toEqual(good);
+
+      rmSync(other);
+      index.save();
+      const saved = db.prepare('SELECT file, count FROM knn_saved_index').get() as { file: string; count: number };
+      expect(saved.count).toBe(500);
+      // The file the failed save left (hnswlib writes what fits without an error) went with the next save.
+      expect(readdirSync(`${path}-hnsw`)).toEqual([saved.file]);
+      db.close();
+      const again = openDatabase(path);
+      expect(open(new ReferenceStore(again), dimension, { exactBelow: 0 }).stats()).toMatchObject({ loadedFrom: 'saved', reconciled: { added: 0, removed: 0 }, count: 500 });
+      again.close();
+    } finally {
+      disk.unmount();
+    }
   });
 });
