@@ -6,6 +6,7 @@ import { DiskReserve, openDatabase } from '../../dist/storage/index.js';
 import { decision } from '../events/fixtures.js';
 import { until } from '../ops/helpers.js';
 import { canMountTmpfs, MiB, mountTmpfs, type SmallDisk } from '../helpers/tmpfs.js';
+import { tempDir } from '../helpers/daemon.js';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -84,5 +85,37 @@ describe.skipIf(!canMountTmpfs)('disk full, on a real 32 MiB tmpfs (needs root)'
     }, 'the disk reserve made again once the disk has room', 10_000);
     // No longer held at its size: the database takes more than the room the delivered events left.
     expect(fill(outbox)).toBeGreaterThan(first * 1.5);
+  });
+
+  it('lets a refused write through once the disk has room, without waiting for a delete', async () => {
+    const { other, outbox, reserve } = fullDisk(12 * MiB);
+    drain(outbox);
+    // The room the delivered events left is taken again: the database is full at its held size.
+    fill(outbox);
+    rmSync(other);
+    // The write's own failure looks at the disk (at most once a second), lifts the cap and goes through.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    outbox.transaction(() => {
+      for (let i = 0; i < 50; i++) outbox.append(createAnomalyEvent(decision(next++)));
+    });
+    expect(existsSync(reserve.path)).toBe(true);
+  });
+});
+
+describe('an ack that fails for another reason than a full disk', () => {
+  it('is rethrown as it is: the reserve stays and the database is not held at its size', () => {
+    const dir = tempDir();
+    const db = openDatabase(join(dir, 'linewatch.db'));
+    cleanups.push(() => db.close());
+    const reserve = new DiskReserve(db, join(dir, 'disk-reserve'), { bytes: MiB });
+    expect(reserve.keep()).toBe(true);
+    const outbox = new Outbox(db, reserve);
+    const seq = outbox.append(createAnomalyEvent(decision(next++)));
+    const limit = db.pragma('max_page_count', { simple: true });
+    db.exec("CREATE TRIGGER kept BEFORE DELETE ON events_outbox BEGIN SELECT RAISE(ABORT, 'kept by a test trigger'); END");
+    expect(() => outbox.ack([seq])).toThrow('kept by a test trigger');
+    expect(existsSync(reserve.path)).toBe(true);
+    expect(db.pragma('max_page_count', { simple: true })).toBe(limit);
+    expect(outbox.backlog()).toBe(1);
   });
 });
