@@ -284,6 +284,7 @@ def main(argv=None):
     pred = np.asarray(names)[prob.argmax(1)]
     row = {'model': 'supervised', 'labels': len(pool_x), 'decision': 'argmax != good; score 1 - p(good)'}
     row.update(knn.metrics(test_y != good, pred != good, score))
+    row.update(knn.ranking_figures(test_y != good, score))
     row['recallByLabel'] = {lab: float((pred[test_y == lab] != good).mean()) for lab in sorted(set(test_y)) if lab != good}
     row['degenerate'] = one_answer(pred != good, good)
     results.append(row)
