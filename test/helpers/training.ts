@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
+import type { BinaryMetrics } from '../../dist/knn/index.js';
 import { repoRoot, runCommand, tempDir, writeConfig } from './daemon.js';
 
 /** Debian's python, which has the training packages (python3-torch, ...). */
@@ -67,12 +68,12 @@ export async function daemonEval(
   references: string,
   test: string,
   knn?: Record<string, number>,
-): Promise<{ precision: number; recall: number; f1: number; auroc: number }> {
+): Promise<BinaryMetrics> {
   const dir = tempDir();
   const config = writeConfig(dir, { stateDir: join(dir, 'state'), model: bundle, ...(knn ? { knn } : {}) });
   const enrolled = await runCommand(['enroll', references, '--config', config, '--json']);
   expect(enrolled.code, enrolled.stderr).toBe(0);
   const evaluated = await runCommand(['eval', test, '--config', config, '--json']);
   expect(evaluated.code, evaluated.stderr).toBe(0);
-  return (JSON.parse(evaluated.stdout) as { binary: { precision: number; recall: number; f1: number; auroc: number } }).binary;
+  return (JSON.parse(evaluated.stdout) as { binary: BinaryMetrics }).binary;
 }
