@@ -70,7 +70,7 @@ describe('product sweep (smoke)', () => {
     }
 
     const md = readFileSync(join(out, 'sweep.md'), 'utf8');
-    expect(md).toContain('## Mean over the 2 products');
+    expect(md).toContain('## Mean over the 2 product(s)');
     expect(md).toMatch(/\| trouser \| dress, t-shirt, shirt \| [0-9.]+ \|/);
     expect(md).toContain('### Mean precision-recall curves');
     for (const file of ['sweep.png', 'products/trouser.md', 'products/bag.md']) expect(statSync(join(out, file)).size).toBeGreaterThan(100);
