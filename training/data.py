@@ -115,7 +115,9 @@ def prepare_sample(fashion_root: Path, data_dir: Path, samples_dir: Path, produc
     pools = {}
     for name in [product] + defects:
         with open(Path(fashion_root) / f'{FASHION_CLASSES.index(name)}.json') as f:
-            imgs = np.asarray(json.load(f)['data'], dtype=np.uint8).reshape(-1, 28, 28)
+            # The npm package's t-shirt file also holds two empty entries.
+            imgs = np.asarray([img for img in json.load(f)['data'] if len(img) == 28 * 28], dtype=np.uint8)
+        imgs = imgs.reshape(-1, 28, 28)
         pools[name] = list(imgs[rng.permutation(len(imgs))])
 
     def take(name, n):

@@ -9,6 +9,9 @@ K_CHOICES = (1, 3, 5, 7, 9)
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.01, 0.9951, 0.01))
 # Settings whose out-of-fold scores take fewer values leave the threshold nothing to tune.
 MIN_DISTINCT_SCORES = 20
+# The precision (and recall) a technician asks for: the report's operating points.
+OPERATING_LEVEL = 0.9
+RECALL_GRID = np.round(np.linspace(0, 1, 101), 2)  # recalls at which the report gives the PR curve
 
 
 def l2_normalise(v: np.ndarray) -> np.ndarray:
@@ -78,6 +81,65 @@ def metrics(y_true, y_pred, score) -> dict:
             **{k: out[k] for k in ('tp', 'fp', 'fn', 'n')}}
 
 
+def pr_points(y_true, score):
+    """The precision-recall curve as the daemon draws it (precisionRecallCurve, src/knn/metrics.ts):
+    each distinct score used as the threshold (anomaly when score >= t), highest first, with the
+    precision and recall of that decision. Recall never falls along the points."""
+    y, s = np.asarray(y_true, bool), np.asarray(score, np.float64)
+    order = np.argsort(-s, kind='stable')
+    s, y = s[order], y[order]
+    last = np.r_[s[1:] != s[:-1], True]  # the last item of each run of equal scores
+    tp = np.cumsum(y)[last]
+    precision = tp / (np.flatnonzero(last) + 1)
+    recall = tp / y.sum() if y.any() else np.zeros(len(tp))
+    return s[last], precision, recall
+
+
+def _typed_threshold(thresholds: np.ndarray, i: int) -> float:
+    """A short decimal that makes the same decisions as thresholds[i] (so a technician can type it
+    into knn.threshold): inside (next lower distinct score, thresholds[i]], near the middle."""
+    if i + 1 == len(thresholds):
+        return min(0.0, float(thresholds[i]))  # the lowest point flags every item
+    low, high = float(thresholds[i + 1]), float(thresholds[i])
+    for digits in range(1, 10):
+        t = round((low + high) / 2, digits)
+        if low < t <= high:
+            return t
+    return high
+
+
+def operating_points(y_true, score, level: float = OPERATING_LEVEL) -> dict:
+    """The points a technician would pick on the precision-recall curve: the best precision among
+    thresholds reaching recall >= level, and the best recall among those reaching precision >=
+    level (None when no threshold does), each with its threshold."""
+    thresholds, precision, recall = pr_points(y_true, score)
+
+    def best(reached, value, tie):
+        idx = np.flatnonzero(reached)
+        if not len(idx):
+            return None
+        i = idx[np.lexsort((tie[idx], value[idx]))[-1]]
+        return {'precision': float(precision[i]), 'recall': float(recall[i]),
+                'threshold': _typed_threshold(thresholds, i)}
+
+    return {'level': level, 'precisionAtRecall': best(recall >= level, precision, recall),
+            'recallAtPrecision': best(precision >= level, recall, precision)}
+
+
+def pr_curve(y_true, score) -> dict:
+    """The interpolated precision-recall curve on RECALL_GRID: at each recall r, the best precision
+    among thresholds reaching recall >= r (its value at `level` is operating_points' precision)."""
+    _, precision, recall = pr_points(y_true, score)
+    best_from = np.maximum.accumulate(precision[::-1])[::-1]  # best precision at this recall or more
+    at = np.searchsorted(recall, RECALL_GRID, side='left')
+    return {'recall': RECALL_GRID.tolist(), 'precision': [round(float(best_from[i]), 4) for i in at]}
+
+
+def ranking_figures(y_true, score) -> dict:
+    """What the score offers beyond the calibrated threshold: operating points and the PR curve."""
+    return {'operatingPoints': operating_points(y_true, score), 'prCurve': pr_curve(y_true, score)}
+
+
 def evaluate_knn(queries, query_labels, refs, ref_labels, settings: dict) -> dict:
     """Anomaly-vs-good figures of the kNN classifier, plus recall per defect label."""
     query_labels = np.asarray(query_labels)
@@ -85,6 +147,7 @@ def evaluate_knn(queries, query_labels, refs, ref_labels, settings: dict) -> dic
     is_bad = query_labels != settings['goodLabel']
     pred = score >= settings['threshold']
     out = metrics(is_bad, pred, score)
+    out.update(ranking_figures(is_bad, score))
     # The precision-recall curve has one point per distinct score.
     out['distinctScores'] = len(np.unique(score))
     out['recallByLabel'] = {lab: float(pred[query_labels == lab].mean())

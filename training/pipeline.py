@@ -74,6 +74,9 @@ def parse_args(argv=None):
                         'everywhere, as TensorRT requires (weights are symmetric either way)')
     m.add_argument('--seed', type=int, default=7)
     p.add_argument('--smoke', action='store_true', help='tiny run for CI; requires --out, writes only there')
+    p.add_argument('--no-bundles', action='store_true',
+                   help='only compare the models on the test split: no bundles, references or parity figures '
+                        '(the product sweep, training.sweep, runs the pipeline so)')
     return p.parse_args(argv)
 
 
@@ -99,12 +102,14 @@ def resolve_paths(args):
         args.ae_epochs, args.supervised_epochs, args.triplet_steps = 1, 1, '10,20'
         args.label_sizes, args.bundle_labels = '60,120', 60
     if args.sample:
-        work = args.out / 'sample' if args.smoke else ROOT
+        # The shipped sample line lives in the repository; a run with its own --out (the smoke
+        # run, the product sweep) keeps its data and samples there too.
+        work = ROOT if args.out is None or args.out.resolve() == (ROOT / 'models').resolve() else args.out / 'sample'
         args.data_dir = work / 'training' / 'data'
         args.samples_dir = work / 'samples' / 'line'
         args.unlabeled, args.labeled, args.test = (args.data_dir / s for s in ('unlabeled', 'labeled', 'test'))
         args.out = args.out or ROOT / 'models'
-        args.report = args.report or (args.out / 'report' if args.smoke else ROOT / 'training' / 'report')
+        args.report = args.report or (ROOT / 'training' / 'report' if work == ROOT else args.out / 'report')
         args.references_out = args.references_out or args.samples_dir / 'references'
         args.parity_test = args.parity_test or args.samples_dir / 'test'
     else:
@@ -312,6 +317,7 @@ def main(argv=None):
     pred = np.asarray(names)[prob.argmax(1)]
     row = {'model': 'supervised', 'labels': len(pool_x), 'decision': 'argmax != good; score 1 - p(good)'}
     row.update(knn.metrics(test_y != good, pred != good, score))
+    row.update(knn.ranking_figures(test_y != good, score))
     row['recallByLabel'] = {lab: float((pred[test_y == lab] != good).mean()) for lab in sorted(set(test_y)) if lab != good}
     row['degenerate'] = one_answer(pred != good, good)
     results.append(row)
@@ -321,6 +327,59 @@ def main(argv=None):
     # that does best out-of-fold.
     chosen, why = choose_bundle(candidates[args.bundle_labels], args.bundle_labels)
     log(f'bundle: {chosen} ({why})')
+    by = {(r['model'], r['labels']): r for r in results}
+    bundle_row, sup = by[(chosen, args.bundle_labels)], by[('supervised', len(pool_x))]
+    report = {
+        'command': ' '.join(['/usr/bin/python3 -m training.pipeline'] + [shlex.quote(a) for a in (argv or sys.argv[1:])]),
+        'seed': args.seed, 'smoke': args.smoke,
+        'data': {'unlabeled': len(unlabeled), 'labeledPool': len(pool_x), 'test': len(test_x),
+                 'testAnomalies': int((test_y != good).sum()), 'goodLabel': good,
+                 'product': args.product if args.sample else good,
+                 'defectLabels': sorted(set(pool_y) - {good}), 'labelSizes': args.label_sizes,
+                 'testLabels': mismatch, 'inputMean': mean, 'inputStd': std,
+                 'folders': {k: shown(getattr(args, k)) for k in ('unlabeled', 'labeled', 'test')}},
+        'notes': notes,
+        'bundle': {'model': chosen, 'labels': args.bundle_labels, 'why': why},
+        'results': results,
+        'targets': {
+            'labels200VsSupervised': {
+                'text': f'{chosen} (the bundle) with {args.bundle_labels} labels F1 within 0.02 of supervised on {len(pool_x)} labels',
+                # A baseline that gives one answer to everything is no yardstick: beating it means nothing.
+                'met': None if sup['degenerate'] else bundle_row['f1'] >= sup['f1'] - 0.02,
+                'detail': f"{bundle_row['f1']:.3f} vs {sup['f1']:.3f}"
+                          + (f"; the supervised baseline {sup['degenerate']}, so it is no yardstick" if sup['degenerate'] else '')}},
+        'method': [
+            f'Encoder: ResNet18-like (4 stages x 2 basic blocks, widths 16/32/64/80, 3x3 stem, no max-pool), '
+            f'global average pool, linear to 128-d; input {args.size}x{args.size} gray, (pixel/255 - {mean}) / {std}.',
+            f'Autoencoder pretraining: {args.ae_epochs} epochs, MSE reconstruction through the 128-d vector, '
+            f'on the unlabeled and labeled images (labels unused); Adam 2e-3, cosine schedule.',
+            'Fine-tuning: encoder frozen; a randomly initialised Linear(128,128) projection trained with '
+            'online batch-hard triplet loss, cosine distance, margin 0.5, anti-collapse scaling '
+            '(divide by the batch mean hardest-negative distance); '
+            f'Adam (lr 1e-3, batches of up to 256) for {args.triplet_steps} steps, whichever gives the best '
+            'out-of-fold F1 (longer training overfits a few hundred labels); n labels drawn at random '
+            'without replacement (nested draws of one permutation).',
+            'kNN: the docs/architecture.md classifier (cosine distance on L2-normalised vectors; score = the '
+            'nearest defect\'s share of the weights 1/(d+1e-6) of the nearest good and nearest defect reference '
+            'among the k nearest, each at most unknownDistance; 1 beyond unknownDistance; anomaly when score >= '
+            'threshold); references = the n labeled samples.',
+            f'Calibration on training labels only: {FOLDS}-fold out-of-fold scores within the n labels (projection '
+            'retrained per fold); unknownDistance = largest nearest-reference distance of a good training query; '
+            f'k in {{1,3,5,7,9}} and threshold in 0.01..0.99 maximise out-of-fold F1, among the k whose '
+            f'out-of-fold scores take at least {knn.MIN_DISTINCT_SCORES} distinct values.',
+            f'Supervised: the same ResNet18-like encoder + linear head, from scratch, on all {len(pool_x)} labels '
+            f'(good + each defect label), {args.supervised_epochs} epochs, flips and +-2 px shifts, cross-entropy '
+            'with class weights inverse to the class counts.'],
+    }
+
+    def finish(wrote: str):
+        report['timing'] = {'totalSeconds': time.time() - stages.start, 'stages': stages.seconds}
+        write_report(args.report, report)
+        log(f'wrote {wrote}{args.report}; F1 {chosen} {bundle_row["f1"]:.3f}, supervised {sup["f1"]:.3f}')
+
+    if args.no_bundles:
+        return finish('')
+
     proj, settings, _ = candidates[args.bundle_labels][chosen]
     sel = order[:args.bundle_labels]
     bundle_model = Embedder(copy.deepcopy(encoder), proj).eval()
@@ -395,29 +454,11 @@ def main(argv=None):
                              'imagesPerSecond': speed['imagesPerSecond']}
     stages.done('parity')
 
-    by = {(r['model'], r['labels']): r for r in results}
-    bundle_row, sup, q = by[(chosen, args.bundle_labels)], by[('supervised', len(pool_x))], q_row
-    report = {
-        'command': ' '.join(['/usr/bin/python3 -m training.pipeline'] + [shlex.quote(a) for a in (argv or sys.argv[1:])]),
-        'seed': args.seed, 'smoke': args.smoke,
-        'data': {'unlabeled': len(unlabeled), 'labeledPool': len(pool_x), 'test': len(test_x),
-                 'testAnomalies': int((test_y != good).sum()), 'goodLabel': good,
-                 'product': args.product if args.sample else good,
-                 'defectLabels': sorted(set(pool_y) - {good}), 'labelSizes': args.label_sizes,
-                 'testLabels': mismatch, 'inputMean': mean, 'inputStd': std,
-                 'folders': {k: shown(getattr(args, k)) for k in ('unlabeled', 'labeled', 'test')}},
-        'notes': notes,
-        'bundle': {'model': chosen, 'labels': args.bundle_labels, 'why': why},
-        'results': results,
-        'targets': {
-            'labels200VsSupervised': {
-                'text': f'{chosen} (the bundle) with {args.bundle_labels} labels F1 within 0.02 of supervised on {len(pool_x)} labels',
-                # A baseline that gives one answer to everything is no yardstick: beating it means nothing.
-                'met': None if sup['degenerate'] else bundle_row['f1'] >= sup['f1'] - 0.02,
-                'detail': f"{bundle_row['f1']:.3f} vs {sup['f1']:.3f}"
-                          + (f"; the supervised baseline {sup['degenerate']}, so it is no yardstick" if sup['degenerate'] else '')},
-            'int8VsFp32': {'text': f"INT8 F1 within 0.01 of FP32 ({q['model']})",
-                           'met': abs(q['f1'] - bundle_row['f1']) <= 0.01, 'detail': f"{q['f1']:.3f} vs {bundle_row['f1']:.3f}"}},
+    q = q_row
+    report['targets']['int8VsFp32'] = {'text': f"INT8 F1 within 0.01 of FP32 ({q['model']})",
+                                       'met': abs(q['f1'] - bundle_row['f1']) <= 0.01,
+                                       'detail': f"{q['f1']:.3f} vs {bundle_row['f1']:.3f}"}
+    report.update({
         'paritySet': {'references': shown(args.references_out), 'test': shown(args.parity_test),
                       'referenceCount': len(pr_x), 'testCount': len(pt_x)},
         'parity': parity,
@@ -432,33 +473,9 @@ def main(argv=None):
                               'arithmetic)')
                            + '; torch.onnx.export opset 17 as QDQ, constants folded.',
                  'activations': args.int8_activations, 'zeroPoints': int8_summary},
-        'method': [
-            f'Encoder: ResNet18-like (4 stages x 2 basic blocks, widths 16/32/64/80, 3x3 stem, no max-pool), '
-            f'global average pool, linear to 128-d; input {args.size}x{args.size} gray, (pixel/255 - {mean}) / {std}.',
-            f'Autoencoder pretraining: {args.ae_epochs} epochs, MSE reconstruction through the 128-d vector, '
-            f'on the unlabeled and labeled images (labels unused); Adam 2e-3, cosine schedule.',
-            'Fine-tuning: encoder frozen; a randomly initialised Linear(128,128) projection trained with '
-            'online batch-hard triplet loss, cosine distance, margin 0.5, anti-collapse scaling '
-            '(divide by the batch mean hardest-negative distance); '
-            f'Adam (lr 1e-3, batches of up to 256) for {args.triplet_steps} steps, whichever gives the best '
-            'out-of-fold F1 (longer training overfits a few hundred labels); n labels drawn at random '
-            'without replacement (nested draws of one permutation).',
-            'kNN: the docs/architecture.md classifier (cosine distance on L2-normalised vectors; score = the '
-            'nearest defect\'s share of the weights 1/(d+1e-6) of the nearest good and nearest defect reference '
-            'among the k nearest, each at most unknownDistance; 1 beyond unknownDistance; anomaly when score >= '
-            'threshold); references = the n labeled samples.',
-            f'Calibration on training labels only: {FOLDS}-fold out-of-fold scores within the n labels (projection '
-            'retrained per fold); unknownDistance = largest nearest-reference distance of a good training query; '
-            f'k in {{1,3,5,7,9}} and threshold in 0.01..0.99 maximise out-of-fold F1, among the k whose '
-            f'out-of-fold scores take at least {knn.MIN_DISTINCT_SCORES} distinct values.',
-            f'Supervised: the same ResNet18-like encoder + linear head, from scratch, on all {len(pool_x)} labels '
-            f'(good + each defect label), {args.supervised_epochs} epochs, flips and +-2 px shifts, cross-entropy '
-            'with class weights inverse to the class counts.'],
-        'timing': {'totalSeconds': time.time() - stages.start, 'stages': stages.seconds},
-    }
-    write_report(args.report, report)
-    log(f'wrote {args.out}/default-fp32, {args.out}/default-int8, {args.report}; '
-        f'F1 {chosen} {bundle_row["f1"]:.3f}, supervised {sup["f1"]:.3f}, int8 {q["f1"]:.3f}')
+    })
+    log(f"INT8 F1 {q['f1']:.3f}")
+    finish(f'{args.out}/default-fp32, {args.out}/default-int8, ')
 
 
 if __name__ == '__main__':

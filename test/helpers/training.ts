@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
+import type { BinaryMetrics } from '../../dist/knn/index.js';
 import { repoRoot, runCommand, tempDir, writeConfig } from './daemon.js';
 
 /** Debian's python, which has the training packages (python3-torch, ...). */
@@ -15,12 +16,13 @@ export interface PipelineRun {
 }
 
 /**
- * `python -m training.pipeline ARGS`, run to its end (or killed after timeoutMs). Asynchronous:
- * a minute-long spawnSync would block the test worker's messages to vitest, which then fails the run.
+ * `python -m training.pipeline ARGS` (or another training module), run to its end (or killed after
+ * timeoutMs). Asynchronous: a minute-long spawnSync would block the test worker's messages to
+ * vitest, which then fails the run.
  */
-export function runPipeline(args: string[], timeoutMs = 600_000): Promise<PipelineRun> {
+export function runPipeline(args: string[], timeoutMs = 600_000, module = 'training.pipeline'): Promise<PipelineRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(python, ['-m', 'training.pipeline', ...args], { cwd: repoRoot, timeout: timeoutMs });
+    const child = spawn(python, ['-m', module, ...args], { cwd: repoRoot, timeout: timeoutMs });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -57,13 +59,21 @@ export function readReport<T>(reportDir: string): T {
   return JSON.parse(readFileSync(join(reportDir, 'report.json'), 'utf8')) as T;
 }
 
-/** The daemon's own figures for a bundle: `linewatch enroll references`, then `linewatch eval test`. */
-export async function daemonEval(bundle: string, references: string, test: string): Promise<{ f1: number; auroc: number }> {
+/**
+ * The daemon's own figures for a bundle: `linewatch enroll references`, then `linewatch eval test`;
+ * `knn` overrides the bundle's classifier settings (e.g. `{ threshold: 0.4 }`).
+ */
+export async function daemonEval(
+  bundle: string,
+  references: string,
+  test: string,
+  knn?: Record<string, number>,
+): Promise<BinaryMetrics> {
   const dir = tempDir();
-  const config = writeConfig(dir, { stateDir: join(dir, 'state'), model: bundle });
+  const config = writeConfig(dir, { stateDir: join(dir, 'state'), model: bundle, ...(knn ? { knn } : {}) });
   const enrolled = await runCommand(['enroll', references, '--config', config, '--json']);
   expect(enrolled.code, enrolled.stderr).toBe(0);
   const evaluated = await runCommand(['eval', test, '--config', config, '--json']);
   expect(evaluated.code, evaluated.stderr).toBe(0);
-  return (JSON.parse(evaluated.stdout) as { binary: { f1: number; auroc: number } }).binary;
+  return (JSON.parse(evaluated.stdout) as { binary: BinaryMetrics }).binary;
 }

@@ -4,6 +4,12 @@ import { describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/daemon.js';
 import { daemonEval, expectFinished, readReport, runPipeline } from '../helpers/training.js';
 
+interface OperatingPoint {
+  precision: number;
+  recall: number;
+  threshold: number;
+}
+
 /**
  * The whole training pipeline in miniature (one epoch on a few hundred images), then the daemon's
  * own path on what it wrote: the bundles load, and `linewatch eval` reproduces the report's parity
@@ -17,7 +23,8 @@ describe('training pipeline (smoke)', () => {
     const report = readReport<{
       smoke: boolean;
       data: { testLabels: { missingFromTest: string[]; newInTest: string[] } };
-      parity: Record<string, { f1: number; auroc: number }>;
+      parity: Record<string, { f1: number; auroc: number; tp: number; fn: number; operatingPoints: { precisionAtRecall: OperatingPoint } }>;
+      results: { model: string; operatingPoints?: { precisionAtRecall: OperatingPoint | null; recallAtPrecision: OperatingPoint | null } }[];
     }>(join(out, 'report'));
     expect(report.smoke).toBe(true);
     const md = readFileSync(join(out, 'report', 'report.md'), 'utf8');
@@ -26,6 +33,10 @@ describe('training pipeline (smoke)', () => {
     // the report names it instead of failing after all the training.
     expect(report.data.testLabels).toEqual({ missingFromTest: ['bag'], newInTest: [] });
     expect(md).toContain('labels with no test images (no recall figure): bag');
+    // Every row, supervised included, has its operating points; the full run writes the same sections.
+    for (const row of report.results) expect(row.operatingPoints?.precisionAtRecall, `${row.model} has no operating point`).toBeTruthy();
+    expect(md).toContain('## Operating points');
+    expect(md).toContain('## Precision-recall curves');
 
     const sample = join(out, 'sample', 'samples', 'line');
     for (const bundle of ['default-fp32', 'default-int8']) {
@@ -37,5 +48,15 @@ describe('training pipeline (smoke)', () => {
       expect(figures.auroc, `${bundle} AUROC is near chance: the model learned nothing`).toBeGreaterThanOrEqual(0.65);
       expect(figures.f1, `${bundle} finds no anomaly`).toBeGreaterThan(0.3);
     }
+
+    // The threshold the report gives for recall >= 0.9, set as knn.threshold, makes the daemon
+    // flag exactly the items of that operating point on the same files (one item more or less
+    // moves this smoke run's low precision by less than 0.001, so the counts are compared).
+    const parity = report.parity['default-fp32']!;
+    const point = parity.operatingPoints.precisionAtRecall;
+    const found = Math.round(point.recall * (parity.tp + parity.fn));
+    const atPoint = await daemonEval(join(out, 'default-fp32'), join(sample, 'references'), join(sample, 'test'), { threshold: point.threshold });
+    expect(atPoint.truePositives, `anomalies found at knn.threshold ${point.threshold}`).toBe(found);
+    expect(atPoint.truePositives + atPoint.falsePositives, `items flagged at knn.threshold ${point.threshold}`).toBe(Math.round(found / point.precision));
   }, 900_000);
 });
