@@ -156,11 +156,13 @@ def _bundle_sections(r: dict) -> list:
 def draw_pr_curves(ax, rows: list, title: str):
     """The interpolated PR curves of the kNN models at each label size (fine-tuned solid,
     autoencoder dotted) and of the supervised model, with the operating level marked."""
-    sizes = sorted({row['labels'] for row in rows if row['model'] != 'supervised'})
+    sizes = sorted({row['labels'] for row in rows if not row['model'].startswith('supervised')})
     colours = dict(zip(sizes, plt.cm.viridis([i / max(1, len(sizes)) for i in range(len(sizes))])))
     for row in rows:
         if row['model'] == 'supervised':
             style = {'color': 'black', 'linewidth': 2}
+        elif row['model'] == 'supervised, balanced':
+            style = {'color': 'grey', 'linewidth': 1.5, 'linestyle': '--'}
         elif row['model'] in ('fine-tuned+kNN', 'autoencoder+kNN'):
             style = {'color': colours[row['labels']], 'linestyle': '-' if row['model'] == 'fine-tuned+kNN' else ':'}
         else:

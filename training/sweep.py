@@ -50,6 +50,8 @@ DEFECT_RULE = ('Each product\'s defects are the three other classes whose mean i
 # of item is in: trousers, bags, footwear, tops (pullover, shirt: more tops; sneaker: the sample line).
 DEFAULT_PRODUCTS = ('trouser', 'bag', 'sandal', 't-shirt', 'ankle-boot', 'coat', 'dress')
 METRICS = (('f1', 'F1'), ('auroc', 'AUROC'))
+# Bumped when a product's report rows change shape: a sweep does not resume from older results.
+FORMAT = 2
 
 
 def parse_args(argv=None):
@@ -100,7 +102,7 @@ def mean_rows(products: list) -> list:
 
 
 def _column(row: dict) -> str:
-    return 'supervised' if row['model'] == 'supervised' else f"{row['model'].split('+')[0]} {row['labels']}"
+    return row['model'] if row['model'].startswith('supervised') else f"{row['model'].split('+')[0]} {row['labels']}"
 
 
 def _high_recall(row: dict) -> float:
@@ -173,7 +175,7 @@ def chart(path: Path, sweep: dict):
     products, mean = sweep['products'], sweep['mean']
     fig, (curves, bars) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={'width_ratios': [1, 1.4]})
     draw_pr_curves(curves, mean, f"mean over {len(products)} products' test splits")
-    shown = [i for i, r in enumerate(mean) if r['model'] in ('fine-tuned+kNN', 'supervised')]
+    shown = [i for i, r in enumerate(mean) if r['model'] == 'fine-tuned+kNN' or r['model'].startswith('supervised')]
     width = 0.8 / len(shown)
     for j, i in enumerate(shown):
         bars.bar([k + j * width for k in range(len(products) + 1)],
@@ -209,14 +211,15 @@ def main(argv=None):
             options = passed + ['--product', product, '--defects', ','.join(NEAREST[product])] + (
                 ['--smoke'] if args.smoke else [])
             # An interrupted sweep resumes: a product already run with the same options is kept.
-            if kept.exists() and json.loads(kept.read_text())['pipelineOptions'] == options:
+            if kept.exists() and json.loads(kept.read_text()).get('format') == FORMAT \
+                    and json.loads(kept.read_text())['pipelineOptions'] == options:
                 pipeline.log(f'{product}: kept from {kept}')
                 products.append(json.loads(kept.read_text()))
                 continue
             pipeline.main(options + ['--out', str(run), '--no-bundles'])
             report = json.loads((run / 'report' / 'report.json').read_text())
             shutil.copyfile(run / 'report' / 'report.md', args.out / 'products' / f'{product}.md')
-            products.append({'product': product, 'defects': NEAREST[product], 'pipelineOptions': options,
+            products.append({'format': FORMAT, 'product': product, 'defects': NEAREST[product], 'pipelineOptions': options,
                              'test': report['data']['test'], 'testAnomalies': report['data']['testAnomalies'],
                              'labelSizes': report['data']['labelSizes'], 'seconds': time.time() - began,
                              'loadAverage': os.getloadavg()[0],
