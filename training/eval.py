@@ -155,7 +155,16 @@ def evaluate_knn(queries, query_labels, refs, ref_labels, settings: dict) -> dic
     return out
 
 
-def calibrate(oof: list, good_label: str, smoothing: int = 0):
+def _f1(counts: dict, y: np.ndarray, anomaly_share: float = None) -> float:
+    """F1 of decisions(), or with anomalies and good items weighed to anomaly_share of the items."""
+    if anomaly_share is None:
+        return counts['f1']
+    anomaly, good = anomaly_share / y.sum(), (1 - anomaly_share) / max((~y).sum(), 1)
+    tp, fp, fn = counts['tp'] * anomaly, counts['fp'] * good, counts['fn'] * anomaly
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def calibrate(oof: list, good_label: str, smoothing: int = 0, anomaly_share: float = None):
     """Choose classifier settings from out-of-fold queries on training labels only.
     oof: list of (query vectors, query labels, reference vectors, reference labels), one per fold.
     unknownDistance: the largest nearest-reference distance any good training query had, so no
@@ -164,6 +173,8 @@ def calibrate(oof: list, good_label: str, smoothing: int = 0):
     threshold = 0.5 (the documented defaults); when no k does (a tiny folder), the k with the most
     distinct scores, with a warning. smoothing > 0 judges each threshold by the mean out-of-fold F1
     of the thresholds within +-smoothing steps of 0.01 (a plateau rather than one lucky point).
+    anomaly_share: the F1 as if anomalies were that share of the items (labels chosen for their
+    anomalies, not drawn at the stream's rate, would otherwise pull the threshold down).
     Returns (settings, out-of-fold F1, number of distinct out-of-fold scores of those settings)."""
     max_k = min(max(K_CHOICES), min(len(r) for _, _, r, _ in oof))
     folds = []
@@ -178,7 +189,7 @@ def calibrate(oof: list, good_label: str, smoothing: int = 0):
         score = np.concatenate([knn_scores(d[:, :k], lab[:, :k], unknown, good_label) for d, lab, _ in folds])
         distinct = len(np.unique(score))
         # decisions only: metrics() would also compute the AUROC (a Python loop) at every threshold
-        f1s = np.array([decisions(y, score >= t)['f1'] if y.any() else 0.0 for t in THRESHOLDS])
+        f1s = np.array([_f1(decisions(y, score >= t), y, anomaly_share) if y.any() else 0.0 for t in THRESHOLDS])
         if smoothing:
             f1s = np.convolve(np.pad(f1s, smoothing, mode='edge'), np.full(2 * smoothing + 1, 1 / (2 * smoothing + 1)),
                               'valid')

@@ -248,10 +248,123 @@ def unfreezing_runs(line: Line, cache: Path, encoder: Encoder, draws: list, seed
             record(cache, name, draw, seed, [row], testF1ByLength=by_length)
 
 
+# The daemon's living memory (src/learning, learning.* defaults): an unknown decision is never
+# admitted; the `neighbours` nearest references must share one label and include a person's; the
+# nearest within radiusShare of the label's radius (the radiusPercentile of its human references'
+# nearest-same-label distances) and not nearer than duplicateDistance; any other label's nearest at
+# least marginRatio times farther; per label at most perLabelTotal automatic references and an
+# automatic share of maxAutoShare. The hourly cap is left out (the stream is taken as hours long).
+LEARNING = {'neighbours': 5, 'radiusPercentile': 90, 'radiusShare': 0.25, 'marginRatio': 2, 'duplicateDistance': 0.002,
+            'minHumanReferences': 5, 'perLabelTotal': 500, 'maxAutoShare': 0.8}
+
+
+def label_radius(vectors: np.ndarray, percentile: float):
+    """src/learning/radius.ts: the percentile of each reference's distance to its nearest other one."""
+    if len(vectors) < 2:
+        return None
+    d = 1.0 - knn.l2_normalise(vectors) @ knn.l2_normalise(vectors).T
+    np.fill_diagonal(d, np.inf)
+    nearest = np.sort(d.min(1))
+    return float(nearest[min(len(nearest) - 1, int(np.ceil(percentile / 100 * len(nearest))) - 1)])
+
+
+def admit_stream(refs: np.ndarray, ref_labels: np.ndarray, stream: np.ndarray, settings: dict, rule: dict):
+    """The references after the daemon's admission rule has seen the stream's vectors in order.
+    Returns (vectors, labels, automatic mask)."""
+    refs, labels = list(knn.l2_normalise(refs)), list(ref_labels)
+    auto = [False] * len(refs)
+    radius = {lab: label_radius(np.asarray([r for r, l in zip(refs, labels) if l == lab]), rule['radiusPercentile'])
+              for lab in set(labels) if labels.count(lab) >= rule['minHumanReferences']}
+    for v in knn.l2_normalise(stream):
+        matrix = np.asarray(refs)
+        d = 1.0 - matrix @ v
+        order = np.argsort(d, kind='stable')
+        if d[order[0]] > settings['unknownDistance']:
+            continue  # an unknown decision
+        agreeing = order[:rule['neighbours']]
+        label = labels[agreeing[0]]
+        if len(agreeing) < rule['neighbours'] or any(labels[i] != label for i in agreeing) \
+                or all(auto[i] for i in agreeing) or radius.get(label) is None:
+            continue
+        nearest = d[agreeing[0]]
+        if nearest > rule['radiusShare'] * radius[label] or nearest < rule['duplicateDistance']:
+            continue
+        other = next((d[i] for i in order[:max(4 * rule['neighbours'], 32)] if labels[i] != label), None)
+        if other is not None and other < rule['marginRatio'] * nearest:
+            continue
+        automatic = sum(a for a, l in zip(auto, labels) if l == label)
+        if automatic >= rule['perLabelTotal'] or (automatic + 1) / (labels.count(label) + 1) > rule['maxAutoShare']:
+            continue
+        refs.append(v), labels.append(label), auto.append(True)
+    return np.asarray(refs), np.asarray(labels), np.asarray(auto)
+
+
+def living_memory_runs(line: Line, cache: Path, encoder: Encoder, draws: list, seeds: list, rules: dict):
+    """The bundle's method on 200 labels, then its references grown by the daemon's living memory
+    from the unlabeled images (the pretraining set less the drawn labels: the line's own stream,
+    never the test split), scored on the test split with the same classifier settings."""
+    pretrain_f = embed(encoder, line.normalise(line.pretrain))
+    pool_f, test_f = embed(encoder, line.normalise(line.pool_x)), embed(encoder, line.normalise(line.test_x))
+    unlabeled = len(line.pretrain) - len(line.pool_x)  # pretrain = unlabeled images, then the pool
+    for draw in draws:
+        sel = line.draw(draw)
+        stream_idx = np.setdiff1d(np.arange(len(line.pretrain)), unlabeled + sel)
+        stream_idx = np.random.default_rng(draw).permutation(stream_idx)
+        for seed in seeds:
+            rows, candidates = compare_at(LABELS, pool_f[sel], line.pool_y[sel], test_f, line.test_y, TRIPLET_STEPS,
+                                          seed, 'good')
+            proj, settings, _ = candidates['fine-tuned+kNN']
+            refs, ref_labels = project(proj, pool_f[sel]), line.pool_y[sel]
+            for name, rule in rules.items():
+                grown, grown_labels, auto = admit_stream(refs, ref_labels, project(proj, pretrain_f[stream_idx]),
+                                                         settings, rule)
+                row = knn_row(f'fine-tuned+kNN + {name}', LABELS, settings, None, project(proj, test_f), line.test_y,
+                              grown, grown_labels)
+                admitted = {lab: int(((grown_labels == lab) & auto).sum()) for lab in sorted(set(grown_labels))}
+                rows.append(row)
+                log(f'{name}: admitted {admitted}')
+            record(cache, 'living-memory', draw, seed, rows)
+
+
+def active_draw(line: Line, pool_f: np.ndarray, draw: int, first: int = 50, batch: int = 50, events: int = 25):
+    """200 labels as a technician on the line gets them: `first` drawn at random, then rounds of
+    `batch`: the `events` items autoencoder+kNN (k 5 over the labels so far) scores most anomalous
+    (what the daemon reports), the rest drawn at random. Returns the pool indices and the anomaly
+    share of the randomly drawn ones (the stream's rate as the labels estimate it)."""
+    rng = np.random.default_rng(draw)
+    order = list(rng.permutation(len(line.pool_x)))
+    chosen, random_ones = order[:first], order[:first]
+    settings = {'k': 5, 'threshold': 0.5, 'unknownDistance': 2.0, 'goodLabel': 'good'}
+    while len(chosen) < LABELS:
+        rest = np.setdiff1d(np.arange(len(pool_f)), chosen)
+        score = knn.classify(pool_f[rest], pool_f[chosen], line.pool_y[chosen], settings)
+        flagged = list(rest[np.argsort(-score, kind='stable')[:events]])
+        drawn = [i for i in order if i not in set(chosen) | set(flagged)][:batch - events]
+        chosen, random_ones = chosen + flagged + drawn, random_ones + drawn
+    share = float((line.pool_y[random_ones] != 'good').mean())
+    return np.asarray(chosen[:LABELS]), share
+
+
+def active_runs(line: Line, cache: Path, encoder: Encoder, draws: list, seeds: list):
+    pool_f, test_f = embed(encoder, line.normalise(line.pool_x)), embed(encoder, line.normalise(line.test_x))
+    for draw in draws:
+        sel, share = active_draw(line, pool_f, draw)
+        anomalies = int((line.pool_y[sel] != 'good').sum())
+        log(f'draw {draw}: {anomalies} anomalies among the 200 labels; anomaly share of the random ones {share:.3f}')
+        for seed in seeds:
+            for name, calibrate in (('active labels', knn.calibrate),
+                                    ('active labels, F1 at the estimated rate',
+                                     functools.partial(knn.calibrate, anomaly_share=share))):
+                rows, _ = compare_at(LABELS, pool_f[sel], line.pool_y[sel], test_f, line.test_y, TRIPLET_STEPS, seed,
+                                     'good', calibrate)
+                record(cache, name, draw, seed, rows, anomalies=anomalies, estimatedShare=share)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('experiment', choices=['baseline', 'fixed-steps', 'smoothed-threshold', 'ensemble', 'unfreeze', 'ae60',
-                                          'ae-wide', 'ae15', 'ae-augmented', 'contrastive', 'ae-seed'])
+                                          'ae-wide', 'ae15', 'ae-augmented', 'contrastive', 'ae-seed',
+                                          'living-memory', 'active'])
     p.add_argument('--draws', default='7', help='label draws (7: the bundle\'s)')
     p.add_argument('--seeds', default='7', help='fold and fine-tuning seeds')
     p.add_argument('--cache', type=Path, default=Path('/tmp/i12gap'))
@@ -279,6 +392,12 @@ def main(argv=None):
         ensemble_runs(line, cache, pool_f, test_f, draws, seeds)
     elif name == 'unfreeze':
         unfreezing_runs(line, cache, base, draws, seeds, name)
+    elif name == 'active':
+        active_runs(line, cache, base, draws, seeds)
+    elif name == 'living-memory':
+        # The daemon's defaults, and a looser rule (wider radius, smaller margin, no share cap).
+        loose = dict(LEARNING, radiusShare=1.0, marginRatio=1.5, maxAutoShare=1.0)
+        living_memory_runs(line, cache, base, draws, seeds, {'living memory': LEARNING, 'looser admission': loose})
     else:
         encoder = {
             'ae60': lambda: autoencoder(line, cache, epochs=60),
