@@ -13,5 +13,5 @@ const knn = await benchKnn(resolveSettings({ quick: false, durationS: undefined,
 const largest = knn.sizes[knn.sizes.length - 1];
 console.log(
   `load ${before} -> ${loadavg()[0].toFixed(2)}; HNSW query at ${largest.references}: p50 ${largest.hnswMs.p50} / mean ${largest.hnswMs.mean} / p99 ${largest.hnswMs.p99} ms, recall@10 ${largest.recallAt10}; ` +
-    `ready to classify in a fresh process with ${knn.ready.references} references: ${knn.ready.wallMs} ms (index ${knn.ready.mode} from ${knn.ready.loadedFrom}, open ${knn.ready.openMs} ms)`,
+    `ready to classify in a fresh process with ${knn.ready.references} references: ${knn.ready.wallMs} ms, ${knn.ready.cpuMs} ms of CPU (index ${knn.ready.mode} from ${knn.ready.loadedFrom}, open ${knn.ready.openMs} ms, ${knn.ready.allocator})`,
 );

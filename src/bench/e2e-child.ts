@@ -12,6 +12,7 @@ import { Outbox, type AnomalyEvent } from '../events/index.js';
 import { generateKeyPair, packBundle, signBundle } from '../inference/index.js';
 import type { DecidedFrame } from '../pipeline/index.js';
 import { readImageHeader } from '../preprocess/index.js';
+import { allocator } from './as-shipped.js';
 import { distribution, type Distribution } from './stats.js';
 
 export interface E2eRequest {
@@ -138,15 +139,6 @@ Outbox.prototype.ack = function (this: Outbox, seqs: readonly number[]): number 
   }
   return removed;
 };
-
-/** Whether the LD_PRELOAD of jemalloc took (ld.so only warns when the library is missing). */
-function allocator(): string {
-  try {
-    return readFileSync('/proc/self/maps', 'utf8').includes('jemalloc') ? 'jemalloc' : "the C library's malloc";
-  } catch {
-    return 'unknown';
-  }
-}
 
 const sleep = (s: number) => new Promise((resolve) => setTimeout(resolve, s * 1000));
 

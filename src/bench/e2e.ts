@@ -2,6 +2,7 @@ import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { UserError } from '../common/index.js';
+import { unitEnvironment } from './as-shipped.js';
 import { startBroker } from './broker.js';
 import type { CamerasFigures, ChangeFigures, E2eReply, E2eRequest, PhaseFigures, RunFigures, SwapFigures } from './e2e-child.js';
 import type { BenchSettings } from './settings.js';
@@ -168,8 +169,8 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
 
 function runChild(request: E2eRequest): Promise<E2eReply> {
   return new Promise((resolve, reject) => {
-    // The allocator the systemd unit preloads, so the memory figures are those of the daemon as shipped.
-    const env = { ...process.env, LD_PRELOAD: 'libjemalloc.so.2' };
+    // The unit's allocator and its options, so the memory figures are those of the daemon as shipped.
+    const env = { ...process.env, ...unitEnvironment() };
     const child = fork(new URL('./e2e-child.js', import.meta.url), [], { env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     let reply: E2eReply | undefined;
     child.once('message', (message: E2eReply) => (reply = message));

@@ -7,6 +7,7 @@ import { createLogger } from '../common/index.js';
 import { loadBundle } from '../inference/index.js';
 import { defaultVectorIndexOptions, ReferenceStore, VectorIndex, type NewReference } from '../knn/index.js';
 import { openDatabase } from '../storage/index.js';
+import { unitEnvironment } from './as-shipped.js';
 import type { BenchSettings } from './settings.js';
 import { distribution, round, roundDistribution, type Distribution } from './stats.js';
 
@@ -30,7 +31,18 @@ export interface KnnSection {
   sizes: KnnSize[];
   /** References at which HNSW becomes faster than the exact scan (interpolated between measured sizes). */
   crossover: { references: number; note: string };
-  ready: { references: number; wallMs: number; processReadyMs: number; openMs: number; mode: string; loadedFrom: string };
+  ready: {
+    references: number;
+    wallMs: number;
+    processReadyMs: number;
+    /** CPU time of the child up to ready (user + system): steadier than wall ms on a shared machine. */
+    cpuMs: number;
+    openMs: number;
+    mode: string;
+    loadedFrom: string;
+    /** The child's malloc, as the systemd unit sets it. */
+    allocator: string;
+  };
 }
 
 /**
@@ -134,7 +146,9 @@ function crossover(sizes: readonly KnnSize[]): { references: number; note: strin
 async function readyInFreshProcess(dbPath: string, modelKey: string, dimension: number) {
   const script = fileURLToPath(new URL('./knn-ready-child.js', import.meta.url));
   const started = performance.now();
-  const child = spawn(process.execPath, [script, dbPath, modelKey, String(dimension)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // Under the unit's allocator and its options: the graph's memory is most of the start.
+  const env = { ...process.env, ...unitEnvironment() };
+  const child = spawn(process.execPath, [script, dbPath, modelKey, String(dimension)], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   let wallMs = Number.NaN;
   child.stdout.on('data', (chunk: Buffer) => {
@@ -147,8 +161,16 @@ async function readyInFreshProcess(dbPath: string, modelKey: string, dimension: 
     child.once('exit', resolve);
   });
   if (code !== 0 || Number.isNaN(wallMs)) throw new Error(`the kNN ready-to-classify child failed (exit code ${code}): ${out}`);
-  const result = JSON.parse(out) as { readyMs: number; openMs: number; mode: string; loadedFrom: string };
-  return { wallMs: Math.round(wallMs), processReadyMs: Math.round(result.readyMs), openMs: Math.round(result.openMs), mode: result.mode, loadedFrom: result.loadedFrom };
+  const result = JSON.parse(out) as { readyMs: number; cpuMs: number; allocator: string; openMs: number; mode: string; loadedFrom: string };
+  return {
+    wallMs: Math.round(wallMs),
+    processReadyMs: Math.round(result.readyMs),
+    cpuMs: Math.round(result.cpuMs),
+    openMs: Math.round(result.openMs),
+    mode: result.mode,
+    loadedFrom: result.loadedFrom,
+    allocator: result.allocator,
+  };
 }
 
 /**

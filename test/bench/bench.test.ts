@@ -106,6 +106,9 @@ describe('linewatch bench --quick --json', () => {
     }
     positive(doc.knn.crossover.references);
     positive(doc.knn.ready.wallMs);
+    positive(doc.knn.ready.cpuMs);
+    // The ready child and the daemon child both run as the systemd unit sets the daemon up.
+    expect(doc.knn.ready.allocator).toBe(doc.memory.allocator);
 
     positive(doc.memory.steadyMb);
     finite(doc.memory.maxDeviationPct);

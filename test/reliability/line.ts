@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { unitEnvironment } from '../../dist/bench/as-shipped.js';
 import { makeLabeledImages, runLinewatch, writeConfig, tinyModel, type LogLine, type RunningLinewatch } from '../helpers/daemon.js';
 import { collectMessages, freePort, startMosquitto, type Collector, type Mosquitto } from '../helpers/mosquitto.js';
 import { makeFrames, until } from '../ops/helpers.js';
@@ -36,8 +37,8 @@ export interface Accounting {
   lost: string[];
 }
 
-/** The allocator systemd/linewatch.service preloads: the soak measures memory as it ships. */
-const asShipped = { LD_PRELOAD: 'libjemalloc.so.2' };
+/** The environment systemd/linewatch.service gives the daemon (its allocator): the soak measures memory as it ships. */
+const asShipped = unitEnvironment();
 
 export class Line {
   /** Every daemon run, in order: their logs hold the ids written to the outbox. */
