@@ -191,10 +191,13 @@ def chart(path: Path, sweep: dict):
     plt.close(fig)
 
 
-def git_commit() -> str:
+def git_commit(out: Path) -> str:
+    """HEAD, marked when files other than the sweep's own outputs (out) differ from it."""
     head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=ROOT,
-                           capture_output=True, text=True)
+    inside = out.resolve().is_relative_to(ROOT.resolve())
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--', '.']
+                           + ([f':(exclude){out.resolve()}'] if inside else []), cwd=ROOT, capture_output=True,
+                           text=True, check=True)
     return head.stdout.strip() + (' (with uncommitted changes)' if dirty.stdout.strip() else '')
 
 
@@ -228,7 +231,7 @@ def main(argv=None):
     sweep = {
         'command': ' '.join(['/usr/bin/python3 -m training.sweep'] + [shlex.quote(a) for a in (argv or sys.argv[1:])]),
         'smoke': args.smoke, 'defectRule': DEFECT_RULE,
-        'run': {'commit': git_commit(), 'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(start)),
+        'run': {'commit': git_commit(args.out), 'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(start)),
                 'machine': f'{os.cpu_count()} cores, {platform.machine()}'},
         'mean': mean_rows(products), 'products': products}
     write_json(args.out / 'sweep.json', sweep)
