@@ -339,7 +339,8 @@ def active_draw(line: Line, pool_f: np.ndarray, draw: int, first: int = 50, batc
         rest = np.setdiff1d(np.arange(len(pool_f)), chosen)
         score = knn.classify(pool_f[rest], pool_f[chosen], line.pool_y[chosen], settings)
         flagged = list(rest[np.argsort(-score, kind='stable')[:events]])
-        drawn = [i for i in order if i not in set(chosen) | set(flagged)][:batch - events]
+        taken = set(chosen) | set(flagged)
+        drawn = [i for i in order if i not in taken][:batch - events]
         chosen, random_ones = chosen + flagged + drawn, random_ones + drawn
     share = float((line.pool_y[random_ones] != 'good').mean())
     return np.asarray(chosen[:LABELS]), share

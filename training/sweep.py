@@ -214,10 +214,10 @@ def main(argv=None):
             options = passed + ['--product', product, '--defects', ','.join(NEAREST[product])] + (
                 ['--smoke'] if args.smoke else [])
             # An interrupted sweep resumes: a product already run with the same options is kept.
-            if kept.exists() and json.loads(kept.read_text()).get('format') == FORMAT \
-                    and json.loads(kept.read_text())['pipelineOptions'] == options:
+            earlier = json.loads(kept.read_text()) if kept.exists() else None
+            if earlier and earlier.get('format') == FORMAT and earlier['pipelineOptions'] == options:
                 pipeline.log(f'{product}: kept from {kept}')
-                products.append(json.loads(kept.read_text()))
+                products.append(earlier)
                 continue
             pipeline.main(options + ['--out', str(run), '--no-bundles'])
             report = json.loads((run / 'report' / 'report.json').read_text())
