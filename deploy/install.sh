@@ -130,6 +130,8 @@ else
   # dependencies' native modules are built for this machine by `npm rebuild`.
   run npm --prefix "$prefix.new" ci --omit=dev --ignore-scripts --no-audit --no-fund
   run npm --prefix "$prefix.new" rebuild --foreground-scripts
+  # linewatch's own postinstall (skipped above): hnswlib-node's index loader without per-point seeks.
+  run npm --prefix "$prefix.new" run postinstall
   if [ -d "$tensorrt_binding" ]; then
     say "putting back the TensorRT build of onnxruntime-node from $tensorrt_binding"
     run cp -a "$tensorrt_binding/." "$prefix.new/node_modules/onnxruntime-node/bin/napi-v6/linux/arm64/"

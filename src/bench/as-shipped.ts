@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
 /** The unit deploy/install.sh installs as is. */
 const unitFile = new URL('../../systemd/linewatch.service', import.meta.url);
@@ -34,4 +36,14 @@ export function allocator(): string {
   } catch {
     return 'unknown';
   }
+}
+
+/**
+ * Which index loader hnswlib-node runs: the one npm's postinstall rebuilt without per-point seeks
+ * (deploy/hnswlib-loader.mjs leaves its stamp in the package), or the published one when that
+ * rebuild was skipped.
+ */
+export function hnswlibLoader(): string {
+  const pkg = dirname(createRequire(import.meta.url).resolve('hnswlib-node/package.json'));
+  return existsSync(join(pkg, 'linewatch-loader')) ? 'without per-point seeks (deploy/hnswlib-loader.mjs)' : 'as published (per-point seeks)';
 }

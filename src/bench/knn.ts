@@ -7,7 +7,7 @@ import { createLogger } from '../common/index.js';
 import { loadBundle } from '../inference/index.js';
 import { defaultVectorIndexOptions, ReferenceStore, VectorIndex, type NewReference } from '../knn/index.js';
 import { openDatabase } from '../storage/index.js';
-import { unitEnvironment } from './as-shipped.js';
+import { hnswlibLoader, unitEnvironment } from './as-shipped.js';
 import type { BenchSettings } from './settings.js';
 import { distribution, round, roundDistribution, type Distribution } from './stats.js';
 
@@ -42,6 +42,8 @@ export interface KnnSection {
     loadedFrom: string;
     /** The child's malloc, as the systemd unit sets it. */
     allocator: string;
+    /** hnswlib-node's index loader: as npm's postinstall rebuilt it (deploy/hnswlib-loader.mjs), or as published. */
+    loader: string;
   };
 }
 
@@ -170,6 +172,7 @@ async function readyInFreshProcess(dbPath: string, modelKey: string, dimension: 
     mode: result.mode,
     loadedFrom: result.loadedFrom,
     allocator: result.allocator,
+    loader: hnswlibLoader(),
   };
 }
 

@@ -55,7 +55,7 @@ export function renderText(doc: BenchDocument): string {
       doc.knn.sizes.map((s) => [s.references, `${s.exactMs.p50} / ${s.exactMs.mean} / ${s.exactMs.p99}`, `${s.hnswMs.p50} / ${s.hnswMs.mean} / ${s.hnswMs.p99}`, s.recallAt10, s.hnswAddS]),
     ),
     `crossover: ${doc.knn.crossover.references} references (${doc.knn.crossover.note}); default exactBelow ${doc.knn.options.exactBelow}`,
-    `ready to classify in a fresh process with ${doc.knn.ready.references} references: ${doc.knn.ready.wallMs} ms, ${doc.knn.ready.cpuMs} ms of CPU (index ${doc.knn.ready.mode} from ${doc.knn.ready.loadedFrom}, open ${doc.knn.ready.openMs} ms, ${doc.knn.ready.allocator})`,
+    `ready to classify in a fresh process with ${doc.knn.ready.references} references: ${doc.knn.ready.wallMs} ms, ${doc.knn.ready.cpuMs} ms of CPU (index ${doc.knn.ready.mode} from ${doc.knn.ready.loadedFrom}, open ${doc.knn.ready.openMs} ms, ${doc.knn.ready.allocator}, hnswlib loader ${doc.knn.ready.loader})`,
     '',
     `memory (daemon process under ${doc.memory.allocator}, ${doc.memory.durationS} s at full rate, ${doc.memory.samples} samples): steady RSS ${doc.memory.steadyMb} MB, max deviation ${doc.memory.maxDeviationPct}%, drift ${doc.memory.driftPct}%, slope ${doc.memory.slopeMbPerMin} MB/min`,
     '',

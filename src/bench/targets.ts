@@ -77,7 +77,7 @@ export function targets(doc: Omit<BenchDocument, 'targets'>): Target[] {
       met: knn.ready.wallMs <= 1000,
       value: knn.ready.wallMs,
       goal: '<= 1000 ms from process start with 100k references',
-      detail: `${knn.ready.references} references, index ${knn.ready.mode} loaded from ${knn.ready.loadedFrom}, ${knn.ready.allocator}; opening took ${knn.ready.openMs} ms of it, ${knn.ready.cpuMs} ms of CPU in all`,
+      detail: `${knn.ready.references} references, index ${knn.ready.mode} loaded from ${knn.ready.loadedFrom}, ${knn.ready.allocator}, hnswlib loader ${knn.ready.loader}; opening took ${knn.ready.openMs} ms of it, ${knn.ready.cpuMs} ms of CPU in all`,
     },
     {
       name: 'RSS steady',

@@ -1,6 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { unitEnvironment } from '../../dist/bench/as-shipped.js';
+import { hnswlibLoader, unitEnvironment } from '../../dist/bench/as-shipped.js';
 
 const unit = readFileSync(new URL('../../systemd/linewatch.service', import.meta.url), 'utf8');
 
@@ -14,5 +16,16 @@ describe("the bench's children run with the systemd unit's environment", () => {
   it("follows systemd's syntax: several words on a line, quoted words, an emptied variable", () => {
     const text = ['[Service]', 'Environment=A=1 B=two', 'Environment="C=x y" D=', '# Environment=E=commented', 'ExecStart=/usr/bin/env F=3'].join('\n');
     expect(unitEnvironment(text)).toEqual({ A: '1', B: 'two', C: 'x y', D: '' });
+  });
+});
+
+describe("hnswlib-node's index loader, as npm's postinstall leaves it", () => {
+  it('is the rebuild without per-point seeks (deploy/hnswlib-loader.mjs), and running the script again changes nothing', () => {
+    // npm ci ran the postinstall: when its edit no longer applies (another hnswlib-node) or its
+    // build fails, start-up with a large reference set is slower, and this says so.
+    expect(hnswlibLoader()).toMatch(/^without per-point seeks/);
+    const again = spawnSync(process.execPath, [fileURLToPath(new URL('../../deploy/hnswlib-loader.mjs', import.meta.url))], { encoding: 'utf8' });
+    expect(again.status).toBe(0);
+    expect(again.stdout).toMatch(/without per-point seeks: already installed\./);
   });
 });

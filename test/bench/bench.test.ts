@@ -109,6 +109,7 @@ describe('linewatch bench --quick --json', () => {
     positive(doc.knn.ready.cpuMs);
     // The ready child and the daemon child both run as the systemd unit sets the daemon up.
     expect(doc.knn.ready.allocator).toBe(doc.memory.allocator);
+    expect(doc.knn.ready.loader).toMatch(/per-point seeks/);
 
     positive(doc.memory.steadyMb);
     finite(doc.memory.maxDeviationPct);

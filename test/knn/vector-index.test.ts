@@ -210,9 +210,14 @@ describe('VectorIndex, HNSW', () => {
     writeFileSync(path, bytes);
     if (rehash) db.prepare('UPDATE knn_saved_index SET file_sha256 = ?').run(createHash('sha256').update(bytes).digest('hex'));
   };
+  /** hnswlib's layout: a 96-byte header (cur_element_count at 16, size_data_per_element at 24), the level-0 block, then each point's link list size. */
+  const firstLinkListSize = (b: Buffer) => 96 + Number(b.readBigUInt64LE(16)) * Number(b.readBigUInt64LE(24));
   it.each([
     ['a flipped byte', (db: Db) => damageGraphFile(db, (b) => (b.writeUInt8(b[5000]! ^ 0x5a, 5000), b), false), /checksum/],
     ['a truncated file with a matching checksum', (db: Db) => damageGraphFile(db, (b) => b.subarray(0, b.length >> 1), true), /unreadable/],
+    // What hnswlib's own integrity pass must refuse (deploy/hnswlib-loader.mjs rewrote it to count the position itself).
+    ['a file cut short inside its link lists, checksum matching', (db: Db) => damageGraphFile(db, (b) => b.subarray(0, b.length - 3), true), /unreadable/],
+    ['a link list size reaching past the end, checksum matching', (db: Db) => damageGraphFile(db, (b) => (b.writeUInt32LE(0x7fffffff, firstLinkListSize(b)), b), true), /unreadable/],
     ['a missing file', (db: Db) => db.exec(`UPDATE knn_saved_index SET file = 'gone.hnsw'`), /unreadable.*ENOENT/],
     ['a record that does not match the graph', (db: Db) => db.exec(`UPDATE knn_saved_index SET id_checksum = 'feed-beef'`), /does not hold/],
     ['another dimension', (db: Db) => db.exec(`UPDATE knn_saved_index SET dimension = 64`), /dimension/],

@@ -29,6 +29,7 @@ describe('deploy/install.sh --dry-run', () => {
     // The release is copied and its native modules built for this machine.
     expect(out).toMatch(/^\+ npm --prefix \/opt\/linewatch\.new ci --omit=dev --ignore-scripts/m);
     expect(out).toMatch(/^\+ npm --prefix \/opt\/linewatch\.new rebuild/m);
+    expect(out).toMatch(/^\+ npm --prefix \/opt\/linewatch\.new run postinstall/m);
     expect(out).toMatch(/^\+ mv \/opt\/linewatch\.new \/opt\/linewatch$/m);
     // Each idempotent step is either taken or reported as already done.
     expect(out).toMatch(hadUser ? /^==> user linewatch present: kept$/m : /^\+ useradd --system --user-group .* linewatch$/m);
