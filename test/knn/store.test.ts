@@ -62,6 +62,23 @@ describe('ReferenceStore', () => {
     ]);
   });
 
+  it('looks up the labels and sources of many ids at once (more than one statement holds), leaving out removed and unknown ids', () => {
+    const ids = store.addMany(
+      model,
+      Array.from({ length: 600 }, (_, i) => ({ reference: { label: `label-${i % 7}`, source: i % 2 ? ('auto' as const) : ('human' as const), origin: `${i}` }, vector: unit([1, i]) })),
+    );
+    const removed = new Set(ids.filter((_, i) => i % 97 === 0));
+    for (const id of removed) store.remove(id);
+    const labels = store.labelsOf([...ids, ...ids.slice(0, 3), 10_000_000]);
+    const sources = store.sourcesOf(ids);
+    expect(labels.size).toBe(600 - removed.size);
+    expect(sources.size).toBe(600 - removed.size);
+    ids.forEach((id, i) => {
+      expect(labels.get(id)).toBe(removed.has(id) ? undefined : `label-${i % 7}`);
+      expect(sources.get(id)).toBe(removed.has(id) ? undefined : i % 2 ? 'auto' : 'human');
+    });
+  });
+
   it('round-trips vectors bit-exactly, packed in one contiguous array', () => {
     const next = random(7);
     const vectors = Array.from({ length: 50 }, () => Float32Array.from({ length: 24 }, () => next() * 1e-3 + next()));
