@@ -10,7 +10,11 @@ sharp.concurrency(1);
 
 /** A frame that cannot be decoded (corrupt, truncated, not JPEG/PNG). The daemon skips and counts it. */
 export class ImageError extends UserError {
-  constructor(reason: string, options?: { cause?: unknown }) {
+  constructor(
+    /** Why, without the 'cannot decode image' prefix. */
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
     super(`cannot decode image: ${reason}`, 'the frame is corrupt or not a JPEG/PNG; it is skipped', options);
   }
 }
