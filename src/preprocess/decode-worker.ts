@@ -11,13 +11,14 @@ import { Preprocessor, type DecodeSetup } from './tensor.js';
 const { spec, limits } = workerData as DecodeSetup;
 const preprocessor = new Preprocessor(spec, undefined, limits);
 const port = parentPort!;
+// One tensor, copied into the reply: cheaper here than a fresh one transferred per frame.
+const tensor = preprocessor.createTensor();
 
 port.on('message', ({ id, image, roi }: DecodeRequest) => {
   try {
-    const tensor = preprocessor.createTensor();
     const data = Buffer.from(image.buffer, image.byteOffset, image.byteLength);
     const decoded = preprocessor.fromJpeg(data, readImageHeader(data), tensor, roi);
-    port.postMessage({ id, tensor: decoded ? tensor : null } satisfies DecodeReply, decoded ? [tensor.buffer as ArrayBuffer] : []);
+    port.postMessage({ id, tensor: decoded ? tensor : null } satisfies DecodeReply);
   } catch (err) {
     port.postMessage({ id, error: thrownInThread(err) } satisfies DecodeReply);
   }
