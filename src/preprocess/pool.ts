@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { ImageError, RoiError, type Roi } from './image.js';
+import { ImageError, RoiError, type Roi } from './checks.js';
 
 /** To a decode thread: one encoded image (its own buffer, transferred) and the region to crop. */
 export interface DecodeRequest {

@@ -1,5 +1,5 @@
 import { isRawImage, UserError, type RawImage } from '../common/index.js';
-import { checkEncoded, checkRoi, explainFailure, ImageError, imageLimitDefaults, open, roiOutside, type ImageLimits, type Roi } from './image.js';
+import { checkEncoded, checkRoi, ImageError, imageLimitDefaults, roiOutside, type ImageLimits, type Roi } from './checks.js';
 import { decodeJpeg, JpegDataError, type DctScale } from './jpeg.js';
 import { lumaOf, resampleInto, type Box, type TensorLayout } from './resample.js';
 import { DecodePool } from './pool.js';
@@ -175,6 +175,8 @@ export class Preprocessor {
   }
 
   private async fromSharp(image: Buffer, out: Float32Array, roi: Roi | undefined): Promise<void> {
+    // Loaded on first use: decode threads run this class without ever needing sharp.
+    const { explainFailure, open } = await import('./image.js');
     let data: Buffer;
     let channels: number;
     try {
