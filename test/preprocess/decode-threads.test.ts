@@ -5,8 +5,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cameraFrameRoi, cameraFrames } from '../../dist/bench/camera-frames.js';
+import { FrameQueue, type Frame, type FrameFeed } from '../../dist/capture/index.js';
+import { createLogger } from '../../dist/common/index.js';
+import { configSchema } from '../../dist/config/index.js';
+import { loadBundle } from '../../dist/inference/index.js';
+import { ReferenceStore } from '../../dist/knn/index.js';
+import { closeRuntime, openRuntime } from '../../dist/models/index.js';
+import { Pipeline } from '../../dist/pipeline/index.js';
 import { DecodeThreadError, ImageError, Preprocessor, RoiError } from '../../dist/preprocess/index.js';
+import { openDatabase } from '../../dist/storage/index.js';
+import { captureLogs } from '../capture/helpers.js';
+import { tinyModel } from '../helpers/daemon.js';
 
+captureLogs();
 const framesDir = join(import.meta.dirname, '../../samples/line/frames');
 const sampleFrames = readdirSync(framesDir)
   .sort()
@@ -16,6 +27,11 @@ const camera = await cameraFrames(sampleFrames);
 
 const gray = { width: 28, height: 28, colour: 'gray' as const, mean: [0.5], std: [0.25] };
 const rgb = { width: 28, height: 28, colour: 'rgb' as const, mean: [0.5, 0.4, 0.3], std: [0.25, 0.2, 0.3] };
+
+/** A crash as the pool sees one: its first thread exits, whatever it holds. */
+function crash(pre: Preprocessor): Promise<number> {
+  return (pre as unknown as { pool: { threads: { worker: { terminate(): Promise<number> } }[] } }).pool.threads[0]!.worker.terminate();
+}
 
 const opened: Preprocessor[] = [];
 function threaded(...args: ConstructorParameters<typeof Preprocessor>): Preprocessor {
@@ -93,9 +109,7 @@ describe('decode threads (preprocess.threads)', () => {
   it('fail the frames of a thread that dies with DecodeThreadError, and start a new thread for the next', async () => {
     const pre = threaded(gray, cameraFrameRoi, undefined, { threads: 1 });
     const inFlight = camera.map(({ data }) => pre.toTensor(data, pre.createTensor()).catch((e: unknown) => e));
-    // A crash as the pool sees one: its worker exits with frames in flight.
-    const pool = (pre as unknown as { pool: { threads: { worker: { terminate(): Promise<number> } }[] } }).pool;
-    await pool.threads[0]!.worker.terminate();
+    await crash(pre);
     const results = await Promise.all(inFlight);
     expect(results.some((r) => r instanceof DecodeThreadError)).toBe(true);
     for (const r of results) if (r !== undefined) expect((r as Error).message).toMatch(/a decode thread stopped \(exit code \d+\); \d+ frame\(s\) it held were not decoded/);
@@ -129,5 +143,40 @@ describe('decode threads (preprocess.threads)', () => {
     rmSync(dir, { recursive: true, force: true });
     expect(child.stderr).toBe('');
     expect(child.stdout.trim()).toBe('decoded on 2 threads');
+  });
+
+  it('in the pipeline: a corrupt large JPEG counts as invalid, the frames of a dead thread as failed, and the line goes on', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'linewatch-decode-'));
+    const db = openDatabase(join(dir, 'linewatch.db'));
+    const config = configSchema.parse({ inference: { providers: ['cpu'], workers: 1 }, preprocess: { threads: 1 } });
+    const runtime = await openRuntime(await loadBundle(tinyModel), new ReferenceStore(db, 'test'), config, {}, createLogger('test'));
+    try {
+      const queue = new FrameQueue(64);
+      const frame = (seq: number, data: Buffer, origin = `frame-${seq}`): Frame => ({ seq, capturedAt: Date.now(), data, origin });
+      queue.push(frame(1, camera[0]!.data.subarray(0, Math.floor(camera[0]!.data.length * 0.6))));
+      for (let seq = 2; seq <= 20; seq++) queue.push(frame(seq, camera[seq % camera.length]!.data, seq === 9 ? 'crash-after' : undefined));
+      queue.close();
+      // Frames 2-9 are with the one thread (it is still starting) when it dies.
+      const feed: FrameFeed = {
+        take: async (max) => {
+          const frames = await queue.take(max);
+          if (frames.some((f) => f.origin === 'crash-after')) setImmediate(() => void crash(runtime.frames));
+          return frames;
+        },
+      };
+      const pipeline = new Pipeline(feed, { acquire: () => ({ runtime, release: () => {} }) }, createLogger('test'), 8);
+      await pipeline.run();
+      const { invalidFrames, failed, unclassified } = pipeline.counters;
+      expect(invalidFrames).toBe(1);
+      expect(failed, 'frames the dead thread held').toBeGreaterThanOrEqual(1);
+      // No reference is enrolled: every decoded frame is unclassified, the frames after the crash among them.
+      expect(failed + unclassified).toBe(19);
+      expect(runtime.frames.liveThreads).toBe(1);
+    } finally {
+      await closeRuntime(runtime);
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(runtime.frames.liveThreads, 'closing the runtime ends its decode threads').toBe(0);
   });
 });
