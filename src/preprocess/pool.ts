@@ -11,7 +11,7 @@ export interface DecodeRequest {
 /** An error thrown in a decode thread, by class, so it is thrown again as the same class here. */
 export type ThrownInThread = { kind: 'image'; reason: string } | { kind: 'roi'; message: string; hint: string | undefined } | { kind: 'other'; message: string };
 
-/** From a decode thread: the tensor, or null when the fast decoder leaves the image to sharp. */
+/** From a decode thread (several in one message): the tensor, or null when the fast decoder leaves the image to sharp. */
 export type DecodeReply = { id: number; tensor: Float32Array | null } | { id: number; error: ThrownInThread };
 
 /** A decode thread died with frames in flight (not the frames' fault): they were not decoded. */
@@ -78,13 +78,15 @@ export class DecodePool {
     const worker = new Worker(new URL('./decode-worker.js', import.meta.url), { workerData: this.workerData });
     const thread: Thread = { worker, pending: new Map() };
     this.running++;
-    worker.on('message', (reply: DecodeReply) => {
-      const pending = thread.pending.get(reply.id);
-      if (!pending) return;
-      thread.pending.delete(reply.id);
+    worker.on('message', (replies: DecodeReply[]) => {
+      for (const reply of replies) {
+        const pending = thread.pending.get(reply.id);
+        if (!pending) continue;
+        thread.pending.delete(reply.id);
+        if ('error' in reply) pending.reject(revive(reply.error));
+        else pending.resolve(reply.tensor);
+      }
       if (thread.pending.size === 0) worker.unref();
-      if ('error' in reply) pending.reject(revive(reply.error));
-      else pending.resolve(reply.tensor);
     });
     worker.on('error', (err) => (thread.lastError = err));
     worker.on('exit', (code) => {
