@@ -29,10 +29,10 @@ export interface DecodeSetup {
 }
 
 /**
- * JPEGs of at least this many pixels go to a decode thread. A frame through a thread costs about
- * 0.2 ms more CPU (messages, copies, wake-ups), so it pays only when its decode costs more than
- * that: measured inline to 28x28, 640x480 0.9 ms, 400x300 0.35 ms, 320x240 0.25 ms (even),
- * 112x112 0.1-0.17 ms (stays).
+ * JPEGs of at least this many pixels go to a decode thread. A frame answered alone (a message each
+ * way, two wake-ups) costs about 0.15 ms more CPU than inline, so it pays only when its decode
+ * costs more than that: measured inline to 28x28, 640x480 0.9 ms, 400x300 0.35 ms, 320x240
+ * 0.25 ms, 112x112 0.1-0.17 ms (stays).
  */
 const threadPixels = 100_000;
 
