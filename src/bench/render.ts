@@ -23,11 +23,11 @@ export function renderText(doc: BenchDocument): string {
     '',
     (() => {
       const p = doc.preprocess;
-      return `preprocess alone (-> ${p.input}; ${p.inFlight} in flight, libuv pool ${p.threadpool}, sharp concurrency ${p.sharpConcurrency}; the fast path runs on the calling thread):`;
+      return `preprocess alone (-> ${p.input}; ${p.inFlight} in flight, libuv pool ${p.threadpool}, sharp concurrency ${p.sharpConcurrency}; the fast path decodes JPEGs of 100k pixels and more on ${p.decodeThreads} thread(s), smaller ones on the calling thread):`;
     })(),
     table(
       ['frames', 'decoder', 'images/s', 'CPU ms per image', 'p50 / p99 ms'],
-      doc.preprocess.runs.map((r) => [r.frames, r.decoder, r.imagesPerSecond, r.cpuMsPerImage, lat(r.latencyMs)]),
+      doc.preprocess.runs.map((r) => [r.frames, r.threads > 0 ? `${r.decoder}, ${r.threads} threads` : r.decoder, r.imagesPerSecond, r.cpuMsPerImage, lat(r.latencyMs)]),
     ),
     `fast / sharp: ${doc.preprocess.speedup.sampleFrames}x on the sample frames, ${doc.preprocess.speedup.cameraFrames}x on 640x480 camera JPEGs`,
     '',

@@ -3,7 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../common/index.js';
-import { configSchema, loadConfig, type Config } from '../config/index.js';
+import { configSchema, decodeThreads, loadConfig, type Config } from '../config/index.js';
 
 /** What the command line asks of the bench. */
 export interface BenchOptions {
@@ -31,6 +31,8 @@ export interface BenchSettings {
   /** The daemon's inference settings (from --config, or the defaults a fresh install runs with). */
   inference: Config['inference'];
   roi: Config['preprocess']['roi'];
+  /** The daemon's decode threads for large JPEG frames (preprocess.threads resolved). */
+  decodeThreads: number;
   queueSize: number;
   /** Frames the daemon keeps in flight (see Daemon.start): every worker's batch plus two decoding. */
   inFlight: number;
@@ -59,6 +61,7 @@ export function resolveSettings(options: BenchOptions): BenchSettings {
     referencesDir: referencesDir(options),
     inference: config.inference,
     roi: config.preprocess.roi,
+    decodeThreads: decodeThreads(config),
     queueSize: config.capture.queueSize,
     inFlight: config.inference.maxBatch * config.inference.workers + 2,
     windowS: quick ? 0.4 : 3,

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { labelSchema } from '../common/label-schema.js';
 
@@ -116,6 +117,8 @@ export const configSchema = z.strictObject({
   preprocess: section({
     /** Region of interest cropped from each frame before resizing; null = whole frame. */
     roi: roi.nullable().default(null),
+    /** Threads that decode large JPEG frames (640x480 and up); 0 = on the main thread; null = one per core. */
+    threads: int(0, 64).nullable().default(null),
   }),
 
   inference: section({
@@ -288,3 +291,8 @@ export const configSchema = z.strictObject({
 });
 
 export type Config = z.output<typeof configSchema>;
+
+/** preprocess.threads, with null resolved: one per core. */
+export function decodeThreads(config: Config): number {
+  return config.preprocess.threads ?? availableParallelism();
+}

@@ -8,7 +8,7 @@ import { binary, compareModels, gateModelUpdate, type GateResult, type LeaveOneO
 import type { Db } from '../storage/index.js';
 import { embedImages, enroll, listLabeledImages, reembedReferences, type LabeledImage } from './enrollment.js';
 import { ModelRegistry, type ModelHistoryEntry, type ModelVersion } from './registry.js';
-import { classifierSettings, openRuntime, type ModelLease, type ModelRuntime, type ModelSource } from './runtime.js';
+import { classifierSettings, closeRuntime, openRuntime, type ModelLease, type ModelRuntime, type ModelSource } from './runtime.js';
 import { prepareTensorRt } from './tensorrt.js';
 
 /** Consecutive failed frames of a newly swapped model, inside the rollback window, that bring the previous one back. */
@@ -131,7 +131,7 @@ export class ModelManager implements ModelSource {
         log.info('enrolled the starting references', { folder: config.enroll.folder, added: result.added, byLabel: result.byLabel, skipped: result.skipped.length });
       }
     } catch (err) {
-      await runtime.encoder.close();
+      await closeRuntime(runtime);
       throw err;
     }
     return manager;
@@ -251,7 +251,7 @@ export class ModelManager implements ModelSource {
       this.prune();
       return { key, previous, gate, forced };
     } catch (err) {
-      if (runtime) await runtime.encoder.close();
+      if (runtime) await closeRuntime(runtime);
       rmSync(staging, { recursive: true, force: true });
       if (installedDir && !this.registry.get(key!)) rmSync(installedDir, { recursive: true, force: true });
       if (key && !this.registry.get(key)) this.store.removeVectorsOf(key);
@@ -444,6 +444,6 @@ function removeLeftovers(stateDir: string, registry: ModelRegistry, store: Refer
 
 async function closeWhenIdle(held: Held): Promise<void> {
   if (held.leases > 0) await new Promise<void>((resolve) => (held.idle = resolve));
-  await held.runtime.encoder.close();
+  await closeRuntime(held.runtime);
 }
 

@@ -1,5 +1,5 @@
 import { errorText, RequestError, type Logger } from '../common/index.js';
-import { frameLimits, type Config } from '../config/index.js';
+import { decodeThreads, frameLimits, type Config } from '../config/index.js';
 import { Encoder, type Bundle } from '../inference/index.js';
 import { Classifier, VectorIndex, type ClassifierOverrides, type ClassifierSettings, type ReferenceStore } from '../knn/index.js';
 import { Preprocessor, probeImage } from '../preprocess/index.js';
@@ -52,7 +52,8 @@ export async function openRuntime(
   log: Logger,
 ): Promise<ModelRuntime> {
   const limits = frameLimits(config);
-  const frames = new Preprocessor(bundle.manifest.input, config.preprocess.roi ?? undefined, limits);
+  // Camera frames may be large JPEGs: decoded on several threads. Stored items are small crops.
+  const frames = new Preprocessor(bundle.manifest.input, config.preprocess.roi ?? undefined, limits, { threads: decodeThreads(config) });
   const items = new Preprocessor(bundle.manifest.input, undefined, limits);
   const encoder = await Encoder.open(bundle, {
     providers: config.inference.providers,
@@ -80,6 +81,11 @@ export async function openRuntime(
     await encoder.close();
     throw err;
   }
+}
+
+/** Ends a runtime's threads: the encoder's sessions and the frames' decode threads. */
+export async function closeRuntime(runtime: ModelRuntime): Promise<void> {
+  await Promise.all([runtime.encoder.close(), runtime.frames.close()]);
 }
 
 /**

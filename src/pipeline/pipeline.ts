@@ -2,7 +2,7 @@ import { addCount, errorText, type Logger } from '../common/index.js';
 import type { Frame, FrameFeed } from '../capture/index.js';
 import type { Decision } from '../knn/index.js';
 import type { ModelRuntime, ModelSource } from '../models/index.js';
-import { ImageError, RoiError, type Roi } from '../preprocess/index.js';
+import { DecodeThreadError, ImageError, RoiError, type Roi } from '../preprocess/index.js';
 
 export interface PipelineCounters {
   /** Frames that went through preprocess, encoder and classifier. */
@@ -142,6 +142,9 @@ export class Pipeline {
       if (err instanceof RoiError) {
         this.setProblem(`${frame.camera ? `camera ${frame.camera.key}: ` : ''}${err.message} (${err.hint ?? 'fix the roi'})`);
         this.count(frame, 'failed');
+      } else if (err instanceof DecodeThreadError) {
+        this.count(frame, 'failed');
+        this.setProblem(errorText(err));
       } else if (err instanceof ImageError) {
         this.count(frame, 'invalidFrames');
         this.warnSometimes('invalid-frame', 'frame skipped: cannot decode it', { frame: frame.origin, seq: frame.seq, reason: errorText(err) });

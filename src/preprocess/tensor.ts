@@ -1,8 +1,9 @@
 import { isRawImage, UserError, type RawImage } from '../common/index.js';
-import { checkEncoded, checkRoi, explainFailure, ImageError, imageLimitDefaults, open, roiOutside, type ImageLimits, type Roi } from './image.js';
+import { checkEncoded, checkRoi, ImageError, imageLimitDefaults, roiOutside, type ImageLimits, type Roi } from './checks.js';
 import { decodeJpeg, JpegDataError, type DctScale } from './jpeg.js';
 import { lumaOf, resampleInto, type Box, type TensorLayout } from './resample.js';
-import { readImageHeader } from './size.js';
+import { DecodePool } from './pool.js';
+import { readImageHeader, type ImageHeader } from './size.js';
 
 /** What the model wants; the manifest's `input` object fits this shape. */
 export interface TensorSpec {
@@ -14,6 +15,27 @@ export interface TensorSpec {
   std: readonly number[];
 }
 
+export interface PreprocessorOptions {
+  /** 'sharp': every encoded image through sharp, as before the fast path (the bench's baseline). */
+  decoder?: 'fast' | 'sharp';
+  /** Threads that decode large JPEGs (preprocess.threads); 0 (the default) decodes all on the calling thread. */
+  threads?: number;
+}
+
+/** What a decode thread needs to build the same Preprocessor. */
+export interface DecodeSetup {
+  spec: TensorSpec;
+  limits: ImageLimits;
+}
+
+/**
+ * JPEGs of at least this many pixels go to a decode thread. A frame answered alone (a message each
+ * way, two wake-ups) costs about 0.15 ms more CPU than inline, so it pays only when its decode
+ * costs more than that: measured inline to 28x28, 640x480 0.9 ms, 400x300 0.35 ms, 320x240
+ * 0.25 ms, 112x112 0.1-0.17 ms (stays).
+ */
+const threadPixels = 100_000;
+
 /**
  * Image -> normalised CHW float32 tensor, written into a buffer the caller reuses.
  *
@@ -22,7 +44,8 @@ export interface TensorSpec {
  * for a gray model), then the ROI cropped and resized with Pillow's BILINEAR filter. PNGs and
  * JPEGs the decoder does not handle (progressive, CMYK...) go through sharp (crop, lanczos3
  * resize), about 1.5 ms a call. The two agree within JPEG and resampling loss
- * (test/preprocess/fast-path.test.ts states how close).
+ * (test/preprocess/fast-path.test.ts states how close). With `threads`, large JPEGs are decoded
+ * by the same fast path in worker threads (several at once on several cores); close() ends them.
  */
 export class Preprocessor {
   /** Floats per frame: channels * height * width. */
@@ -32,14 +55,19 @@ export class Preprocessor {
   /** normalised value of every byte value, per channel: lut[c * 256 + byte]. */
   private readonly lut: Float32Array;
   private readonly layout: TensorLayout;
+  readonly decoder: 'fast' | 'sharp';
+  readonly threads: number;
+  private pool: DecodePool | undefined;
 
   constructor(
     readonly spec: TensorSpec,
     readonly roi?: Roi,
     readonly limits: ImageLimits = imageLimitDefaults,
-    /** 'sharp': every encoded image through sharp, as before the fast path (the bench's baseline). */
-    readonly decoder: 'fast' | 'sharp' = 'fast',
+    options: PreprocessorOptions = {},
   ) {
+    this.decoder = options.decoder ?? 'fast';
+    this.threads = options.threads ?? 0;
+    if (!Number.isInteger(this.threads) || this.threads < 0) throw new UserError(`preprocess threads is ${this.threads}: it must be an integer >= 0`, 'fix preprocess.threads in the config (0 decodes on the main thread)');
     this.channels = spec.colour === 'gray' ? 1 : 3;
     if (spec.mean.length !== this.channels || spec.std.length !== this.channels) {
       throw new UserError(
@@ -82,8 +110,30 @@ export class Preprocessor {
       return;
     }
     checkEncoded(image, this.limits);
-    if (this.decoder === 'fast' && this.fromJpeg(image, out, roi)) return;
+    if (this.decoder === 'fast') {
+      const header = readImageHeader(image);
+      if (this.threads > 0 && header?.type === 'image/jpeg' && header.width * header.height >= threadPixels) {
+        this.pool ??= new DecodePool(this.threads, { spec: this.spec, limits: this.limits } satisfies DecodeSetup);
+        const tensor = await this.pool.decode(image, roi);
+        if (tensor) {
+          out.set(tensor);
+          return;
+        }
+      } else if (this.fromJpeg(image, header, out, roi)) {
+        return;
+      }
+    }
     await this.fromSharp(image, out, roi);
+  }
+
+  /** Decode threads running (0 until the first large JPEG, and after close()). */
+  get liveThreads(): number {
+    return this.pool?.live ?? 0;
+  }
+
+  /** Ends the decode threads; a no-op for a preprocessor that never started one. */
+  async close(): Promise<void> {
+    await this.pool?.close();
   }
 
   private fromRaw(image: RawImage, out: Float32Array, roi: Roi | undefined): void {
@@ -94,9 +144,8 @@ export class Preprocessor {
     resampleInto(image, image.cropped ? { x: 0, y: 0, width, height } : box(roi, width, height), this.layout, out);
   }
 
-  /** False when the decoder leaves this JPEG to sharp. */
-  private fromJpeg(image: Buffer, out: Float32Array, roi: Roi | undefined): boolean {
-    const header = readImageHeader(image);
+  /** The JS fast path (inline, or in a decode thread); false when it leaves the image to sharp. */
+  fromJpeg(image: Buffer, header: ImageHeader | undefined, out: Float32Array, roi: Roi | undefined): boolean {
     if (header?.type !== 'image/jpeg') return false;
     if (header.width * header.height > this.limits.maxPixels) {
       throw new ImageError(`the image is ${header.width}x${header.height} pixels, more than capture.maxFramePixels (${this.limits.maxPixels})`);
@@ -126,6 +175,8 @@ export class Preprocessor {
   }
 
   private async fromSharp(image: Buffer, out: Float32Array, roi: Roi | undefined): Promise<void> {
+    // Loaded on first use: decode threads run this class without ever needing sharp.
+    const { explainFailure, open } = await import('./image.js');
     let data: Buffer;
     let channels: number;
     try {

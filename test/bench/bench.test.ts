@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
@@ -68,6 +68,9 @@ describe('linewatch bench --quick --json', () => {
     positive(doc.preprocess.threadpool);
     // sharp and the fast path on the sample frames and on 640x480 camera JPEGs, then raw camera frames.
     expect(doc.preprocess.runs.map((r: { decoder: string }) => r.decoder)).toEqual(['sharp', 'fast', 'sharp', 'fast', 'fast']);
+    // The daemon's decode threads (preprocess.threads: one per core) take the 640x480 JPEGs only.
+    expect(doc.preprocess.decodeThreads).toBe(availableParallelism());
+    expect(doc.preprocess.runs.map((r: { threads: number }) => r.threads)).toEqual([0, 0, 0, availableParallelism(), 0]);
     // A quick run's window is 0.4 s: on a busy machine a cold JIT can finish no 640x480 frame in it.
     for (const run of doc.preprocess.runs) {
       finite(run.imagesPerSecond);

@@ -9,7 +9,7 @@ import { createLogger } from '../../dist/common/index.js';
 import { configSchema } from '../../dist/config/index.js';
 import { loadBundle } from '../../dist/inference/index.js';
 import { ReferenceStore } from '../../dist/knn/index.js';
-import { enroll, listLabeledImages, openRuntime } from '../../dist/models/index.js';
+import { closeRuntime, enroll, listLabeledImages, openRuntime } from '../../dist/models/index.js';
 import { Preprocessor } from '../../dist/preprocess/index.js';
 import { openDatabase } from '../../dist/storage/index.js';
 import { captureLogs, waitFor } from './helpers.js';
@@ -74,7 +74,7 @@ describe('raw camera frames and JPEG frames of the same scene', () => {
       expect(agree / count).toBeGreaterThanOrEqual(0.9);
       console.log(`raw vs jpeg: ${agree}/${count} labels agree, largest score gap ${scoreGap.toFixed(3)}`);
     } finally {
-      await runtime.encoder.close();
+      await closeRuntime(runtime);
       db.close();
     }
   }, 120_000);

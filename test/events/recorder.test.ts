@@ -9,7 +9,7 @@ import { configSchema } from '../../dist/config/index.js';
 import { AnomalyImages, EventRecorder, maxImagesWaiting, Outbox } from '../../dist/events/index.js';
 import { loadBundle } from '../../dist/inference/index.js';
 import { ReferenceStore } from '../../dist/knn/index.js';
-import { openRuntime, type ModelRuntime } from '../../dist/models/index.js';
+import { closeRuntime, openRuntime, type ModelRuntime } from '../../dist/models/index.js';
 import type { DecidedFrame } from '../../dist/pipeline/index.js';
 import { openDatabase, type Db } from '../../dist/storage/index.js';
 import { captureLogs } from '../capture/helpers.js';
@@ -26,7 +26,7 @@ beforeAll(async () => {
   runtime = await openRuntime(await loadBundle(tinyModel), new ReferenceStore(db, 'test'), config, {}, createLogger('test'));
 });
 afterAll(async () => {
-  await runtime.encoder.close();
+  await closeRuntime(runtime);
   for (const d of [db, ...opened]) d.close();
   rmSync(dir, { recursive: true, force: true });
 });

@@ -101,7 +101,7 @@ describe('fast path against the sharp path', () => {
   // DCT-scaled decode (a block average where sharp decodes every pixel) and JPEG rounding.
   it('sample frames (112x112 JPEG -> 28x28 gray, decoded at 1/4): mean difference under 2 gray levels, max under 24', async () => {
     const fast = new Preprocessor(model);
-    const slow = new Preprocessor(model, undefined, undefined, 'sharp');
+    const slow = new Preprocessor(model, undefined, undefined, { decoder: 'sharp' });
     const a = fast.createTensor();
     const b = slow.createTensor();
     let worst = { max: 0, mean: 0 };
@@ -119,7 +119,7 @@ describe('fast path against the sharp path', () => {
     const frames = await cameraFrames(sampleFrames.slice(0, 12));
     for (const spec of [model, rgbModel]) {
       const fast = new Preprocessor(spec, cameraFrameRoi);
-      const slow = new Preprocessor(spec, cameraFrameRoi, undefined, 'sharp');
+      const slow = new Preprocessor(spec, cameraFrameRoi, undefined, { decoder: 'sharp' });
       const a = fast.createTensor();
       const b = slow.createTensor();
       for (const frame of frames) {
