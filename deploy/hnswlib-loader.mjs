@@ -89,8 +89,9 @@ function nodeGyp() {
 
 function patch() {
   if (installed()) return 'already installed';
-  const source = readFileSync(join(pkg, header), 'utf8');
-  let patched = source;
+  // A hnswlib-node without its sources (a prebuilt-only release, say) is left as it is, like any other mismatch.
+  if (!existsSync(join(pkg, header))) return `skipped: this hnswlib-node has no ${header}`;
+  let patched = readFileSync(join(pkg, header), 'utf8');
   for (const { from, to } of edits) {
     if (patched.split(from).length !== 2) return `skipped: ${header} of this hnswlib-node does not hold the lines the edit expects`;
     patched = patched.replace(from, to);

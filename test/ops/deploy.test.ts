@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tensorRtCacheDir } from '../../dist/models/tensorrt.js';
@@ -79,5 +79,34 @@ describe('TensorRT engine cache folder', () => {
       tensorRtCacheDir('/var/lib/linewatch', model, '10.3.0', 'NVIDIA Jetson AGX Orin'),
     ];
     expect(new Set([base, ...variants]).size).toBe(5);
+  });
+});
+
+describe('deploy/hnswlib-loader.mjs (npm postinstall) when its edit cannot apply', () => {
+  // A copy of the script in a tree of its own, beside an hnswlib-node it cannot patch: the install must go on.
+  const runBeside = (header: string | null) => {
+    const root = tempDir('linewatch-loader-');
+    mkdirSync(join(root, 'deploy'));
+    copyFileSync(join(repoRoot, 'deploy/hnswlib-loader.mjs'), join(root, 'deploy/hnswlib-loader.mjs'));
+    mkdirSync(join(root, 'node_modules/hnswlib-node/src/hnswlib'), { recursive: true });
+    if (header !== null) writeFileSync(join(root, 'node_modules/hnswlib-node/src/hnswlib/hnswalg.h'), header);
+    const run = (...args: string[]) => spawnSync(process.execPath, [join(root, 'deploy/hnswlib-loader.mjs'), ...args], { encoding: 'utf8' });
+    try {
+      return { patch: run(), check: run('--check') };
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  };
+
+  it.each([
+    ['an hnswlib-node without its sources', null, /skipped: this hnswlib-node has no src\/hnswlib\/hnswalg\.h/],
+    ['another version of the loader', '// another hnswlib\n', /skipped: src\/hnswlib\/hnswalg\.h of this hnswlib-node does not hold the lines the edit expects/],
+  ])('leaves %s as published, says so, and lets the install go on', (_what, header, reason) => {
+    const { patch, check } = runBeside(header);
+    expect(patch.status).toBe(0);
+    expect(patch.stdout).toMatch(reason);
+    expect(patch.stdout).toMatch(/left as published: everything works/);
+    expect(check.status).toBe(1);
+    expect(check.stdout).toMatch(/loader as published/);
   });
 });
