@@ -2,7 +2,7 @@ import sharp from 'sharp';
 import { rawStride } from '../capture/index.js';
 import type { RawImage } from '../common/index.js';
 import { loadBundle } from '../inference/index.js';
-import { Preprocessor, type Roi } from '../preprocess/index.js';
+import { decodeThreadPixels, Preprocessor, type Roi } from '../preprocess/index.js';
 import { cameraFrameRoi, cameraFrames } from './camera-frames.js';
 import type { BenchSettings } from './settings.js';
 import { distribution, round, roundDistribution, saturate, type Distribution } from './stats.js';
@@ -32,6 +32,8 @@ export interface PreprocessSection {
   sharpConcurrency: number;
   /** preprocess.threads as the daemon resolves it: the fast path's decode threads for large JPEGs. */
   decodeThreads: number;
+  /** JPEGs of at least this many pixels go to those threads. */
+  decodeThreadPixels: number;
   frames: { count: number; folder: string; size: string };
   input: string;
   runs: IntakeRun[];
@@ -98,6 +100,7 @@ export async function benchPreprocess(settings: BenchSettings, frames: readonly 
     threadpool: Number(process.env['UV_THREADPOOL_SIZE'] ?? 4),
     sharpConcurrency: sharp.concurrency(),
     decodeThreads: settings.decodeThreads,
+    decodeThreadPixels,
     frames: { count: frames.length, folder: settings.framesDir, size: `${sampleSize} ${meta.channels}ch` },
     input: `${input.colour} ${input.width}x${input.height}`,
     runs,

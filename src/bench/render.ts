@@ -23,7 +23,7 @@ export function renderText(doc: BenchDocument): string {
     '',
     (() => {
       const p = doc.preprocess;
-      return `preprocess alone (-> ${p.input}; ${p.inFlight} in flight, libuv pool ${p.threadpool}, sharp concurrency ${p.sharpConcurrency}; the fast path decodes JPEGs of 100k pixels and more on ${p.decodeThreads} thread(s), smaller ones on the calling thread):`;
+      return `preprocess alone (-> ${p.input}; ${p.inFlight} in flight, libuv pool ${p.threadpool}, sharp concurrency ${p.sharpConcurrency}; the fast path decodes JPEGs of ${p.decodeThreadPixels / 1000}k pixels and more on ${p.decodeThreads} thread(s), smaller ones on the calling thread):`;
     })(),
     table(
       ['frames', 'decoder', 'images/s', 'CPU ms per image', 'p50 / p99 ms'],

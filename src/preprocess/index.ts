@@ -1,5 +1,5 @@
 export { ImageError, imageLimitDefaults, rawToJpeg, RoiError, type ImageLimits, type Roi } from './image.js';
-export { Preprocessor, type PreprocessorOptions, type TensorSpec } from './tensor.js';
+export { decodeThreadPixels, Preprocessor, type PreprocessorOptions, type TensorSpec } from './tensor.js';
 export { thumbnail, type ThumbnailOptions } from './thumbnail.js';
 export { rawToPng } from './png.js';
 export { readImageHeader, type ImageHeader } from './size.js';

@@ -34,7 +34,7 @@ export interface DecodeSetup {
  * costs more than that: measured inline to 28x28, 640x480 0.9 ms, 400x300 0.35 ms, 320x240
  * 0.25 ms, 112x112 0.1-0.17 ms (stays).
  */
-const threadPixels = 100_000;
+export const decodeThreadPixels = 100_000;
 
 /**
  * Image -> normalised CHW float32 tensor, written into a buffer the caller reuses.
@@ -112,7 +112,7 @@ export class Preprocessor {
     checkEncoded(image, this.limits);
     if (this.decoder === 'fast') {
       const header = readImageHeader(image);
-      if (this.threads > 0 && header?.type === 'image/jpeg' && header.width * header.height >= threadPixels) {
+      if (this.threads > 0 && header?.type === 'image/jpeg' && header.width * header.height >= decodeThreadPixels) {
         this.pool ??= new DecodePool(this.threads, { spec: this.spec, limits: this.limits } satisfies DecodeSetup);
         const tensor = await this.pool.decode(image, roi);
         if (tensor) {
