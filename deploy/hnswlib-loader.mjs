@@ -71,7 +71,8 @@ const edits = [
   },
 ];
 
-function installed() {
+/** Whether hnswlib-node's addon is this script's rebuild (linewatch bench names the loader it ran). */
+export function installed() {
   return existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp;
 }
 

@@ -1,6 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
 
 /** The unit deploy/install.sh installs as is. */
 const unitFile = new URL('../../systemd/linewatch.service', import.meta.url);
@@ -39,11 +37,10 @@ export function allocator(): string {
 }
 
 /**
- * Which index loader hnswlib-node runs: the one npm's postinstall rebuilt without per-point seeks
- * (deploy/hnswlib-loader.mjs leaves its stamp in the package), or the published one when that
- * rebuild was skipped.
+ * Which index loader hnswlib-node runs: the one npm's postinstall rebuilt without per-point seeks,
+ * or the published one when that rebuild was skipped, as deploy/hnswlib-loader.mjs itself tells.
  */
-export function hnswlibLoader(): string {
-  const pkg = dirname(createRequire(import.meta.url).resolve('hnswlib-node/package.json'));
-  return existsSync(join(pkg, 'linewatch-loader')) ? 'without per-point seeks (deploy/hnswlib-loader.mjs)' : 'as published (per-point seeks)';
+export async function hnswlibLoader(): Promise<string> {
+  const script = (await import(new URL('../../deploy/hnswlib-loader.mjs', import.meta.url).href)) as { installed(): boolean };
+  return script.installed() ? 'without per-point seeks (deploy/hnswlib-loader.mjs)' : 'as published (per-point seeks)';
 }

@@ -172,7 +172,7 @@ async function readyInFreshProcess(dbPath: string, modelKey: string, dimension: 
     mode: result.mode,
     loadedFrom: result.loadedFrom,
     allocator: result.allocator,
-    loader: hnswlibLoader(),
+    loader: await hnswlibLoader(),
   };
 }
 

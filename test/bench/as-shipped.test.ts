@@ -20,10 +20,10 @@ describe("the bench's children run with the systemd unit's environment", () => {
 });
 
 describe("hnswlib-node's index loader, as npm's postinstall leaves it", () => {
-  it('is the rebuild without per-point seeks (deploy/hnswlib-loader.mjs), and running the script again changes nothing', () => {
+  it('is the rebuild without per-point seeks (deploy/hnswlib-loader.mjs), and running the script again changes nothing', async () => {
     // npm ci ran the postinstall: when its edit no longer applies (another hnswlib-node) or its
     // build fails, start-up with a large reference set is slower, and this says so.
-    expect(hnswlibLoader()).toMatch(/^without per-point seeks/);
+    expect(await hnswlibLoader()).toMatch(/^without per-point seeks/);
     const again = spawnSync(process.execPath, [fileURLToPath(new URL('../../deploy/hnswlib-loader.mjs', import.meta.url))], { encoding: 'utf8' });
     expect(again.status).toBe(0);
     expect(again.stdout).toMatch(/without per-point seeks: already installed\./);
