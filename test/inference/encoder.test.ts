@@ -107,10 +107,14 @@ describe('Encoder.open checks', () => {
   it('fails the frames of a crashed worker, replaces it and keeps serving', async () => {
     const encoder = await Encoder.open(await loadBundle(fixtureDir), { logger, providers: ['cpu'], workers: 2, maxBatch: 4 });
     try {
-      const inputs = frames(4, encoder.inputLength);
-      const inFlight = encoder.embedBatch(inputs);
-      // Kill the worker holding the batch, as an uncaught fault in it would.
-      const slots = (encoder as unknown as { slots: { running: unknown; worker: { terminate(): Promise<number> } }[] }).slots;
+      type Slot = { running: unknown; worker: { terminate(): Promise<number>; postMessage(message: unknown): void } };
+      const slots = (encoder as unknown as { slots: Slot[] }).slots;
+      // The tiny model embeds 4 frames before a terminate() lands, so the batch is held back from
+      // the workers: the one it goes to then dies holding it, as on an uncaught fault mid-run.
+      const send = slots.map((s) => s.worker.postMessage);
+      for (const slot of slots) slot.worker.postMessage = () => undefined;
+      const inFlight = encoder.embedBatch(frames(4, encoder.inputLength));
+      slots.forEach((slot, i) => (slot.worker.postMessage = send[i]!));
       await slots.find((s) => s.running)!.worker.terminate();
       await expect(inFlight).rejects.toThrow(/inference worker crashed \(exit code 1\); 4 frame\(s\) in flight were dropped/);
       const vectors = await encoder.embedBatch(frames(12, encoder.inputLength));

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { collectMessages, startMosquitto } from '../helpers/mosquitto.js';
 import { join } from 'node:path';
 import { makeLabeledImages, runLinewatch, tempDir, tinyModel, writeConfig, type LogLine, type RunningLinewatch } from '../helpers/daemon.js';
-import { device, eventArrivals, group, metric, node, num, sparkplugConfig, startHost, type SparkplugMessage } from './host.js';
+import { device, group, metric, node, num, sparkplugConfig, startHost, type SparkplugMessage } from './host.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -121,7 +121,7 @@ describe('Sparkplug B edge node (real daemon, real mosquitto, Tahu decoder)', ()
     const secondBirth = host.messages.slice(restarted).find((m) => m.verb === 'NBIRTH')!;
     expect(num(metric(secondBirth, 'bdSeq')!.value)).toBe(1);
     const expected = recordedIds(first.logs);
-    await host.waitFor(() => expected.every((id) => eventArrivals(host.messages).has(id)), 20_000);
+    await host.waitFor(() => expected.every((id) => host.events.has(id)), 20_000);
     const fromFirstRun = new Set(expected);
     const resent = host.messages.slice(restarted).filter((m) => m.verb === 'DDATA' && fromFirstRun.has(String(metric(m, 'Event/Id')?.value)));
     expect(resent.length).toBeGreaterThan(0);
@@ -159,7 +159,7 @@ describe('profile both', () => {
     const daemon = track(runLinewatch(['run', '--config', await sparkplugConfig(dir, broker.url, { profile: 'both' })]));
     await json.waitFor((msgs) => msgs.length >= 10, 20_000);
     const ids = json.messages.slice(0, 10).map((m) => (JSON.parse(m.payload) as { id: string }).id);
-    await host.waitFor(() => ids.every((id) => eventArrivals(host.messages).has(id)));
+    await host.waitFor(() => ids.every((id) => host.events.has(id)));
     const status = await statusOf(daemon);
     expect(status.events.sparkplug).toMatchObject({ connected: true, born: true });
     expect((status.events as unknown as { mqtt: { connected: boolean } }).mqtt.connected).toBe(true);
@@ -203,7 +203,7 @@ describe('several cameras', () => {
     const byCamera = (camera: string) => json.messages.filter((m) => m.topic.endsWith(`/${camera}/events`)).map((m) => (JSON.parse(m.payload) as { id: string }).id);
     await json.waitFor(() => byCamera('cam-a').length >= 5 && byCamera('cam-b').length >= 5, 20_000);
     const ids = { 'cam-a': byCamera('cam-a').slice(0, 5), 'cam-b': byCamera('cam-b').slice(0, 5) };
-    await host.waitFor(() => [...ids['cam-a'], ...ids['cam-b']].every((id) => eventArrivals(host.messages).has(id)));
+    await host.waitFor(() => [...ids['cam-a'], ...ids['cam-b']].every((id) => host.events.has(id)));
     const deviceOf = (id: string) => host.messages.find((m) => m.verb === 'DDATA' && metric(m, 'Event/Id')?.value === id)!.device;
     expect(ids['cam-a'].map(deviceOf)).toEqual(Array(5).fill('cam-a'));
     expect(ids['cam-b'].map(deviceOf)).toEqual(Array(5).fill('cam-b'));

@@ -20,8 +20,16 @@ export interface SparkplugMessage {
   receivedAt: number;
 }
 
+/** The first DDATA that carried an event id: its index in `messages` and whether it was historical. */
+export interface EventArrival {
+  historical: boolean;
+  index: number;
+}
+
 export interface TestHost {
   messages: SparkplugMessage[];
+  /** Event ids by first arrival, kept as messages come (waits check it on every message). */
+  events: Map<string, EventArrival>;
   waitFor(done: (messages: SparkplugMessage[]) => boolean, timeoutMs?: number): Promise<void>;
   publish(topic: string, payload: Buffer | string, retain?: boolean): Promise<void>;
   command(verb: 'NCMD' | 'DCMD', metrics: UMetric[], device?: string): Promise<void>;
@@ -39,18 +47,23 @@ export async function startHost(url: string, clientId = `host-${process.pid}`): 
   const client: MqttClient = connect(url, { protocolVersion: 5, clientId, clean: false, properties: { sessionExpiryInterval: 300 }, reconnectPeriod: 100 });
   client.on('error', () => undefined);
   const messages: SparkplugMessage[] = [];
+  const events = new Map<string, EventArrival>();
   const waits = arrivals(messages);
   client.on('message', (topic, payload) => {
     const parts = topic.split('/');
     // Its own commands and STATE come back on spBv1.0/#: not the edge node's messages.
     if (parts[1] === 'STATE' || parts[2] === 'NCMD' || parts[2] === 'DCMD') return;
-    messages.push({ topic, verb: parts[2]!, device: parts[4] ?? null, payload: codec.decodePayload(payload), receivedAt: Date.now() });
+    const message: SparkplugMessage = { topic, verb: parts[2]!, device: parts[4] ?? null, payload: codec.decodePayload(payload), receivedAt: Date.now() };
+    const id = message.verb === 'DDATA' ? metric(message, 'Event/Id') : undefined;
+    if (id && !events.has(String(id.value))) events.set(String(id.value), { historical: id.isHistorical === true, index: messages.length });
+    messages.push(message);
     waits.arrived();
   });
   await whenConnected(client, url, 'test SCADA host');
   await client.subscribeAsync('spBv1.0/#', { qos: 1 });
   return {
     messages,
+    events,
     waitFor: (done, timeoutMs = 15_000) =>
       waits.waitFor(done, timeoutMs, () => `Sparkplug messages; last messages: ${messages.slice(-5).map((m) => `${m.verb} seq=${String(m.payload.seq)}`).join(', ')}`),
     publish: async (topic, payload, retain = false) => {
@@ -73,16 +86,6 @@ export function metric(message: SparkplugMessage, name: string): UMetric | undef
 }
 
 export const num = (value: unknown): number => (typeof value === 'number' ? value : Number(String(value)));
-
-/** Event ids in DDATA, first arrival of each, with whether that arrival was historical. */
-export function eventArrivals(messages: SparkplugMessage[]): Map<string, { historical: boolean; index: number }> {
-  const seen = new Map<string, { historical: boolean; index: number }>();
-  messages.forEach((m, index) => {
-    const id = m.verb === 'DDATA' ? metric(m, 'Event/Id') : undefined;
-    if (id && !seen.has(String(id.value))) seen.set(String(id.value), { historical: id.isHistorical === true, index });
-  });
-  return seen;
-}
 
 /** A daemon config for profile sparkplug; threshold 0 makes every frame an anomaly (an event each). */
 export async function sparkplugConfig(dir: string, url: string, options: { primaryHostId?: string; fps?: number; profile?: string; http?: boolean } = {}): Promise<string> {

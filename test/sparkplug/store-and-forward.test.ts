@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startMosquitto } from '../helpers/mosquitto.js';
 import { runLinewatch, tempDir, type LogLine, type RunningLinewatch } from '../helpers/daemon.js';
-import { eventArrivals, metric, num, sparkplugConfig, startHost, type SparkplugMessage } from './host.js';
+import { metric, num, sparkplugConfig, startHost, type SparkplugMessage } from './host.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -24,7 +24,7 @@ describe('Sparkplug store and forward', () => {
      * An event logged just before reaches the test's log reader after the broker's message may
      * still have gone out live: the two pipes race.
      */
-    const sentAfter = (ids: string[], index: number) => ids.filter((id) => eventArrivals(host.messages).get(id)!.index > index);
+    const sentAfter = (ids: string[], index: number) => ids.filter((id) => host.events.get(id)!.index > index);
     const config = await sparkplugConfig(dir, broker.url, { primaryHostId: 'scada' });
     const daemon: RunningLinewatch = runLinewatch(['run', '--config', config]);
     cleanups.push(() => daemon.stop('SIGKILL'));
@@ -38,14 +38,14 @@ describe('Sparkplug store and forward', () => {
     await host.state(true);
     await host.waitFor((all) => all.some((m) => m.verb === 'DBIRTH'));
     expect(host.messages.slice(0, 2).map((m) => m.verb)).toEqual(['NBIRTH', 'DBIRTH']);
-    await host.waitFor(() => beforeHost.every((id) => eventArrivals(host.messages).has(id)));
-    expect(beforeHost.every((id) => eventArrivals(host.messages).get(id)!.historical)).toBe(true);
+    await host.waitFor(() => beforeHost.every((id) => host.events.has(id)));
+    expect(beforeHost.every((id) => host.events.get(id)!.historical)).toBe(true);
     // Events decided once the host is online are live.
     const live = recordedIds(daemon.logs).length;
     await daemon.waitForLog((_, all) => recordedIds(all).length >= live + 5);
     const liveIds = recordedIds(daemon.logs).slice(live + 1, live + 5);
-    await host.waitFor(() => liveIds.every((id) => eventArrivals(host.messages).has(id)));
-    expect(liveIds.map((id) => eventArrivals(host.messages).get(id)!.historical)).toEqual([false, false, false, false]);
+    await host.waitFor(() => liveIds.every((id) => host.events.has(id)));
+    expect(liveIds.map((id) => host.events.get(id)!.historical)).toEqual([false, false, false, false]);
 
     // The primary host goes offline: an NDEATH (same bdSeq, same connection), then nothing leaves the outbox.
     await host.state(false);
@@ -61,9 +61,9 @@ describe('Sparkplug store and forward', () => {
     expect(host.messages[death]!.verb).toBe('NBIRTH');
     expect(num(metric(host.messages[death]!, 'bdSeq')!.value)).toBe(0);
     const held = recordedIds(daemon.logs).slice(offlineFrom, offlineTo);
-    await host.waitFor(() => held.every((id) => eventArrivals(host.messages).has(id)));
+    await host.waitFor(() => held.every((id) => host.events.has(id)));
     expect(sentAfter(held, death).length).toBeGreaterThanOrEqual(10);
-    expect(sentAfter(held, death).filter((id) => !eventArrivals(host.messages).get(id)!.historical)).toEqual([]);
+    expect(sentAfter(held, death).filter((id) => !host.events.get(id)!.historical)).toEqual([]);
 
     // A broker outage: the next connection has the next bdSeq and sends what waited as historical.
     await broker.stop();
@@ -76,14 +76,14 @@ describe('Sparkplug store and forward', () => {
     // Every CONNECT takes the next bdSeq, also those refused while the broker was still down.
     expect(num(metric(host.messages[rebirth]!, 'bdSeq')!.value)).toBeGreaterThan(0);
     const waited = recordedIds(daemon.logs).slice(outageFrom, outageTo);
-    await host.waitFor(() => waited.every((id) => eventArrivals(host.messages).has(id)), 20_000);
+    await host.waitFor(() => waited.every((id) => host.events.has(id)), 20_000);
     expect(sentAfter(waited, rebirth).length).toBeGreaterThanOrEqual(10);
-    expect(sentAfter(waited, rebirth).filter((id) => !eventArrivals(host.messages).get(id)!.historical)).toEqual([]);
+    expect(sentAfter(waited, rebirth).filter((id) => !host.events.get(id)!.historical)).toEqual([]);
 
     // At least once, none missing: every event the daemon logged reached the host.
     expect(await daemon.stop('SIGTERM')).toBe(0);
     const all = recordedIds(daemon.logs);
-    await host.waitFor(() => all.every((id) => eventArrivals(host.messages).has(id)));
+    await host.waitFor(() => all.every((id) => host.events.has(id)));
     expect(all.length).toBeGreaterThan(50);
     // Never data without a birth: every DATA follows an NBIRTH and a DBIRTH of a session no NDEATH
     // of the same bdSeq has ended (a host ignores a late NDEATH of an older bdSeq).
