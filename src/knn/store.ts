@@ -177,6 +177,14 @@ const journalKeepMs = 30 * 86_400_000;
 const journalPruneEveryMs = 3_600_000;
 /** Ids per lookUp statement, well under SQLite's limit on bound parameters. */
 const lookUpChunk = 250;
+/** References whose label and source are remembered at most (about 100 bytes each); past it the memory starts again. */
+const rememberedMax = 200_000;
+
+/** What never changes about a reference once added (ids are never reused), so it can be remembered. */
+interface Identity {
+  label: string;
+  source: ReferenceSource;
+}
 
 const infoColumns = 'id, label, source, origin, created_at, confidence, model_key, device, decision, labeled_by, confirmed_at';
 const filterSql = `(@label IS NULL OR label = @label) AND (@source IS NULL OR source = @source)
@@ -222,6 +230,10 @@ export class ReferenceStore {
   private readonly selectReference;
   /** `SELECT id, <column> ... WHERE id IN (?, ...)` by column and number of ids (a decision asks for k labels). */
   private readonly lookUps = new Map<string, { all(...ids: number[]): unknown[] }>();
+  /** Labels and sources already read, by reference id: a decision asks for its k neighbours' every frame. */
+  private readonly remembered = new Map<number, Identity>();
+  /** One string per label, so the remembered references share them. */
+  private readonly labelNames = new Map<string, string>();
   private readonly selectVector;
   private readonly journal;
   private readonly listeners = new Set<ReferenceChangeListener>();
@@ -307,6 +319,7 @@ export class ReferenceStore {
       const now = Date.now();
       let removed = 0;
       for (const id of ids) {
+        this.remembered.delete(id);
         this.deleteVectors.run(id);
         const gone = this.deleteReference.get(id) as Pick<ReferenceRow, 'label' | 'source' | 'origin'> | undefined;
         if (!gone) continue;
@@ -415,20 +428,34 @@ export class ReferenceStore {
   }
 
   /**
-   * One column of each reference, in one statement per 250 ids: one statement per id cost a
-   * decision about 50 us for its 5 labels, more than its search. Ids no longer in the store are left out.
+   * One column of each reference. Labels and sources never change, so each is read once, in one
+   * statement per 250 ids: reading 5 labels a decision, even in one statement, cost 30-50 us of
+   * the main thread, about a tenth of it at full rate. Ids no longer in the store are left out.
    */
-  private lookUp<T>(column: 'label' | 'source', ids: readonly number[]): Map<number, T> {
+  private lookUp<T>(column: keyof Identity, ids: readonly number[]): Map<number, T> {
     const values = new Map<number, T>();
-    for (let start = 0; start < ids.length; start += lookUpChunk) {
-      const chunk = ids.slice(start, start + lookUpChunk);
-      const key = `${column} ${chunk.length}`;
-      let statement = this.lookUps.get(key);
+    const unknown: number[] = [];
+    for (const id of ids) {
+      const known = this.remembered.get(id);
+      if (known) values.set(id, known[column] as T);
+      else unknown.push(id);
+    }
+    if (unknown.length === 0) return values;
+    if (this.remembered.size + unknown.length > rememberedMax) this.remembered.clear();
+    for (let start = 0; start < unknown.length; start += lookUpChunk) {
+      const chunk = unknown.slice(start, start + lookUpChunk);
+      let statement = this.lookUps.get(String(chunk.length));
       if (!statement) {
-        statement = this.db.prepare(`SELECT id, ${column} FROM knn_references WHERE id IN (${chunk.map(() => '?').join(', ')})`).raw();
-        this.lookUps.set(key, statement);
+        statement = this.db.prepare(`SELECT id, label, source FROM knn_references WHERE id IN (${chunk.map(() => '?').join(', ')})`).raw();
+        this.lookUps.set(String(chunk.length), statement);
       }
-      for (const [id, value] of statement.all(...chunk) as [number, T][]) values.set(id, value);
+      for (const [id, label, source] of statement.all(...chunk) as [number, string, ReferenceSource][]) {
+        let name = this.labelNames.get(label);
+        if (name === undefined) this.labelNames.set(label, (name = label));
+        const identity = { label: name, source };
+        this.remembered.set(id, identity);
+        values.set(id, identity[column] as T);
+      }
     }
     return values;
   }

@@ -67,16 +67,25 @@ describe('ReferenceStore', () => {
       model,
       Array.from({ length: 600 }, (_, i) => ({ reference: { label: `label-${i % 7}`, source: i % 2 ? ('auto' as const) : ('human' as const), origin: `${i}` }, vector: unit([1, i]) })),
     );
+    const check = (removed: Set<number>) => {
+      const labels = store.labelsOf([...ids, ...ids.slice(0, 3), 10_000_000]);
+      const sources = store.sourcesOf(ids);
+      expect(labels.size).toBe(600 - removed.size);
+      expect(sources.size).toBe(600 - removed.size);
+      ids.forEach((id, i) => {
+        expect(labels.get(id)).toBe(removed.has(id) ? undefined : `label-${i % 7}`);
+        expect(sources.get(id)).toBe(removed.has(id) ? undefined : i % 2 ? 'auto' : 'human');
+      });
+    };
     const removed = new Set(ids.filter((_, i) => i % 97 === 0));
     for (const id of removed) store.remove(id);
-    const labels = store.labelsOf([...ids, ...ids.slice(0, 3), 10_000_000]);
-    const sources = store.sourcesOf(ids);
-    expect(labels.size).toBe(600 - removed.size);
-    expect(sources.size).toBe(600 - removed.size);
-    ids.forEach((id, i) => {
-      expect(labels.get(id)).toBe(removed.has(id) ? undefined : `label-${i % 7}`);
-      expect(sources.get(id)).toBe(removed.has(id) ? undefined : i % 2 ? 'auto' : 'human');
-    });
+    check(removed);
+    // Asked again (now remembered, not read), and after more removals, one in bulk.
+    check(removed);
+    const later = ids.filter((_, i) => i % 89 === 1);
+    store.remove(later[0]!);
+    store.removeMany(later.slice(1));
+    check(new Set([...removed, ...later]));
   });
 
   it('round-trips vectors bit-exactly, packed in one contiguous array', () => {
