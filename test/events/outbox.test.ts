@@ -52,6 +52,9 @@ describe('outbox', () => {
     expect(outbox.peek(10).map((r) => r.eventId)).toEqual(events.map((e) => e.id));
     expect(JSON.parse(outbox.peek(1)[0]!.payload)).toEqual(events[0]);
     expect(outbox.peek(10, seqs[0]).map((r) => r.seq)).toEqual(seqs.slice(1));
+    // Each limit is its own statement (a bound LIMIT is recompiled at every run): mixed, each holds.
+    expect([2, 1, 10, 2, 1].map((limit) => outbox.peek(limit).length)).toEqual([2, 1, 3, 2, 1]);
+    expect(() => outbox.peek(0)).toThrow(/whole number >= 1/);
     expect(outbox.ack([seqs[1]!])).toBe(1);
     expect(outbox.ack([seqs[1]!])).toBe(0);
     // The deletes commit without an fsync; the events after them are fsync'd again.
