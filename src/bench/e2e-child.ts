@@ -202,7 +202,7 @@ async function main(request: E2eRequest): Promise<E2eReply> {
     await daemon.stop({ flushTimeoutMs: 10_000 });
 
     // Half the saturated rate: the queue stays short, so latency is the pipeline's and the broker's.
-    const fps = Math.max(1, Math.round(saturated.framesPerSecond / 2));
+    const fps = Math.min(10_000, Math.max(1, Math.round(saturated.framesPerSecond / 2)));
     daemon = await Daemon.start(config(fps), log);
     await sleep(Math.min(request.warmupS, 2));
     const paced = await measure(daemon, fps, request.pacedS);

@@ -37,7 +37,7 @@ describe('config', () => {
     const err = failure(() => loadConfig({ path, env: {} }));
     expect(err.message).toContain('site:');
     expect(err.message).toContain('"two words"');
-    expect(err.message).toContain('capture.replay.fps: a number from 0 to 1000 (got -1)');
+    expect(err.message).toContain('capture.replay.fps: a number from 0 to 10000 (got -1)');
     expect(err.message).toContain('unknown key capture.sorce');
     expect(err.message).toMatch(/mqtt\.url: a URL such as mqtt:\/\/host:1883.*got "broker"/);
     expect(err.hint).toContain('docs/configuration.md');
@@ -126,7 +126,8 @@ describe('config', () => {
     ['capture.stallTimeoutMs', 99, 'a whole number from 100 to 3600000'],
     ['capture.restartMaxMs', 1e10, 'a whole number from 10 to 3600000'],
     ['capture.maxFrameBytes', 2 ** 40, 'a whole number from 1024 to 268435456'],
-    ['capture.replay.fps', 0.001, '0 (as fast as the pipeline takes them) or from 0.01 to 1000'],
+    ['capture.replay.fps', 0.001, '0 (as fast as the pipeline takes them) or from 0.01 to 10000'],
+    ['capture.replay.fps', 20_000, 'a number from 0 to 10000'],
     ['capture.gstreamer.width', 100_000, 'a whole number from 1 to 16384'],
     ['capture.libcamera.fps', 0, 'a whole number from 1 to 1000'],
     ['preprocess.roi', { x: -1, y: 0, width: 1, height: 1 }, 'preprocess.roi.x: a whole number from 0 to 65535'],
