@@ -100,16 +100,20 @@ export class ReplaySource implements FrameSource {
 
   private async play(firstPass: string[], onFrame: FrameHandler): Promise<void> {
     const interval = this.fps > 0 ? 1000 / this.fps : 0;
-    let due = Date.now();
+    let due = performance.now();
     let files = firstPass;
     for (;;) {
       const receivedBefore = this.framesReceived;
       for (const file of files) {
         if (interval > 0) {
-          await this.sleep(due - Date.now());
+          // Timers wake in whole milliseconds, so a frame due within 1 ms goes now: a rate past
+          // 1000 fps then holds on average instead of stopping at one frame per timer.
+          const wait = due - performance.now();
+          if (wait >= 1) await this.sleep(wait);
+          else await yieldToEventLoop();
           // Schedule against the clock so pacing does not drift, but never burst to catch up
           // after a slow consumer.
-          due = Math.max(due + interval, Date.now());
+          due = Math.max(due + interval, performance.now());
         } else {
           await yieldToEventLoop();
         }

@@ -68,8 +68,8 @@ const capture = section({
   replay: section({
     folder: path.default('/opt/linewatch/samples/line/frames'),
     /**
-     * 0, or at least 0.01 so the wait between frames fits a timer. Paced against the clock, so a
-     * rate past 1000 (frames under 1 ms apart) holds on average: the bench's half-rate run uses one.
+     * 0, or at least 0.01 so the wait between frames fits a timer. Past 1000 (frames under 1 ms
+     * apart) the rate holds on average: the bench's half-rate run on a fast machine uses one.
      */
     fps: decimal(0, 10_000).refine((v) => v === 0 || v >= 0.01, '0 (as fast as the pipeline takes them) or from 0.01 to 10000').default(10),
     loop: z.boolean().default(true),
