@@ -75,7 +75,13 @@ export function loadConfig(options: { path?: string | undefined; env?: NodeJS.Pr
 
   const result = configSchema.safeParse(raw);
   if (!result.success) {
-    const lines = result.error.issues.map((issue) => describeIssue(issue, raw, fromEnv));
+    // One line per key: a value past a bound also fails the checks after it, which would say it again.
+    const described = new Set<string>();
+    const issues = result.error.issues.filter((issue) => {
+      const key = issue.code === 'unrecognized_keys' ? `${issue.path.join('.')} ${issue.keys.join(' ')}` : issue.path.join('.');
+      return !described.has(key) && described.add(key);
+    });
+    const lines = issues.map((issue) => describeIssue(issue, raw, fromEnv));
     throw new ConfigError(
       `invalid configuration in ${path}:\n${lines.map((l) => `  - ${l}`).join('\n')}`,
       'fix the keys above (docs/configuration.md lists every key); the daemon did not start',

@@ -40,6 +40,9 @@ describe('config', () => {
     expect(err.message).toContain('capture.replay.fps: a number from 0 to 10000 (got -1)');
     expect(err.message).toContain('unknown key capture.sorce');
     expect(err.message).toMatch(/mqtt\.url: a URL such as mqtt:\/\/host:1883.*got "broker"/);
+    // One line per bad key, though a value can fail more than one check.
+    expect(err.message.split('\n').filter((l) => l.includes('capture.replay.fps'))).toHaveLength(1);
+    expect(err.message.split('\n').filter((l) => l.includes('mqtt.url'))).toHaveLength(1);
     expect(err.hint).toContain('docs/configuration.md');
   });
 
