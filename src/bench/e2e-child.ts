@@ -6,7 +6,7 @@ import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, errorText, setLogFormat, setLogLevel, UserError } from '../common/index.js';
-import { configSchema, type Config } from '../config/index.js';
+import { configSchema, replayFpsMax, type Config } from '../config/index.js';
 import { Daemon } from '../daemon/index.js';
 import { Outbox, type AnomalyEvent } from '../events/index.js';
 import { generateKeyPair, packBundle, signBundle } from '../inference/index.js';
@@ -202,7 +202,7 @@ async function main(request: E2eRequest): Promise<E2eReply> {
     await daemon.stop({ flushTimeoutMs: 10_000 });
 
     // Half the saturated rate: the queue stays short, so latency is the pipeline's and the broker's.
-    const fps = Math.min(10_000, Math.max(1, Math.round(saturated.framesPerSecond / 2)));
+    const fps = Math.min(replayFpsMax, Math.max(1, Math.round(saturated.framesPerSecond / 2)));
     daemon = await Daemon.start(config(fps), log);
     await sleep(Math.min(request.warmupS, 2));
     const paced = await measure(daemon, fps, request.pacedS);

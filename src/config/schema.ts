@@ -40,6 +40,8 @@ const name = z
 const brokerUrl = 'a URL such as mqtt://host:1883 or mqtts://host:8883';
 const side = int(1, 16384);
 const fps = int(1, 1000);
+/** A replay's highest rate (frames per second). */
+export const replayFpsMax = 10_000;
 
 const roi = z.strictObject({
   x: int(0, 65535),
@@ -71,7 +73,7 @@ const capture = section({
      * 0, or at least 0.01 so the wait between frames fits a timer. Past 1000 (frames under 1 ms
      * apart) the rate holds on average: the bench's half-rate run on a fast machine uses one.
      */
-    fps: decimal(0, 10_000).refine((v) => v === 0 || v >= 0.01, '0 (as fast as the pipeline takes them) or from 0.01 to 10000').default(10),
+    fps: decimal(0, replayFpsMax).refine((v) => v === 0 || v >= 0.01, `0 (as fast as the pipeline takes them) or from 0.01 to ${replayFpsMax}`).default(10),
     loop: z.boolean().default(true),
   }),
   gstreamer: section({

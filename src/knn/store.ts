@@ -228,8 +228,8 @@ export class ReferenceStore {
   private readonly deleteVectors;
   private readonly deleteReference;
   private readonly selectReference;
-  /** `SELECT id, <column> ... WHERE id IN (?, ...)` by column and number of ids (a decision asks for k labels). */
-  private readonly lookUps = new Map<string, { all(...ids: number[]): unknown[] }>();
+  /** `SELECT id, label, source ... WHERE id IN (?, ...)` by number of ids (a decision asks for k labels). */
+  private readonly lookUps = new Map<number, { all(...ids: number[]): unknown[] }>();
   /** Labels and sources already read, by reference id: a decision asks for its k neighbours' every frame. */
   private readonly remembered = new Map<number, Identity>();
   /** One string per label, so the remembered references share them. */
@@ -444,10 +444,10 @@ export class ReferenceStore {
     if (this.remembered.size + unknown.length > rememberedMax) this.remembered.clear();
     for (let start = 0; start < unknown.length; start += lookUpChunk) {
       const chunk = unknown.slice(start, start + lookUpChunk);
-      let statement = this.lookUps.get(String(chunk.length));
+      let statement = this.lookUps.get(chunk.length);
       if (!statement) {
         statement = this.db.prepare(`SELECT id, label, source FROM knn_references WHERE id IN (${chunk.map(() => '?').join(', ')})`).raw();
-        this.lookUps.set(String(chunk.length), statement);
+        this.lookUps.set(chunk.length, statement);
       }
       for (const [id, label, source] of statement.all(...chunk) as [number, string, ReferenceSource][]) {
         let name = this.labelNames.get(label);
