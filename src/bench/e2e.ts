@@ -169,7 +169,7 @@ export async function benchE2e(settings: BenchSettings): Promise<{ e2e: E2eSecti
 
 function runChild(request: E2eRequest): Promise<E2eReply> {
   return new Promise((resolve, reject) => {
-    // The unit's allocator and its options, so the memory figures are those of the daemon as shipped.
+    // The unit's allocator, its options and the JS heap limit, so the memory figures are those of the daemon as shipped.
     const env = { ...process.env, ...unitEnvironment() };
     const child = fork(new URL('./e2e-child.js', import.meta.url), [], { env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     let reply: E2eReply | undefined;

@@ -13,6 +13,18 @@ describe("the bench's children run with the systemd unit's environment", () => {
     expect(environment['LD_PRELOAD']).toBe('libjemalloc.so.2');
   });
 
+  it("gives Node the unit's JS heap limit: a NODE_OPTIONS that Node takes, far above the daemon's live heap", () => {
+    // A flag Node refuses in NODE_OPTIONS would stop the service from starting at all.
+    const run = spawnSync(process.execPath, ['-p', "require('node:v8').getHeapStatistics().heap_size_limit"], {
+      env: { ...process.env, ...unitEnvironment(), LD_PRELOAD: '' },
+      encoding: 'utf8',
+    });
+    expect(run.stderr).toBe('');
+    const limitMb = Number(run.stdout) / 2 ** 20;
+    expect(limitMb).toBeGreaterThanOrEqual(512);
+    expect(limitMb).toBeLessThan(1024);
+  });
+
   it("follows systemd's syntax: several words on a line, quoted words, an emptied variable", () => {
     const text = ['[Service]', 'Environment=A=1 B=two', 'Environment="C=x y" D=', '# Environment=E=commented', 'ExecStart=/usr/bin/env F=3'].join('\n');
     expect(unitEnvironment(text)).toEqual({ A: '1', B: 'two', C: 'x y', D: '' });
