@@ -146,16 +146,24 @@ def record(cache: Path, experiment: str, draw: int, seed: int, rows: list, **ext
 
 
 def frozen_encoder_runs(line: Line, cache: Path, experiment: str, encoder: Encoder, draws: list, seeds: list,
-                        calibrate=knn.calibrate, lengths: list = TRIPLET_STEPS):
+                        calibrate=knn.calibrate, lengths: list = TRIPLET_STEPS, vectors=project):
     """autoencoder+kNN and fine-tuned+kNN (the pipeline's own comparison) on each draw and seed."""
     pool_f, test_f = embed(encoder, line.normalise(line.pool_x)), embed(encoder, line.normalise(line.test_x))
     for draw in draws:
         sel = line.draw(draw)
         for seed in seeds:
             rows, _ = compare_at(LABELS, pool_f[sel], line.pool_y[sel], test_f, line.test_y, lengths, seed, 'good',
-                                 calibrate)
+                                 calibrate, vectors)
             record(cache, experiment, draw, seed, rows)
     return pool_f, test_f
+
+
+def with_encoder_vector(proj, features: np.ndarray) -> np.ndarray:
+    """The projection's vector and the encoder's own, each L2-normalised, side by side: one model's
+    256-d output (the two normalisations go in its ONNX graph), whose cosine distance is the mean of
+    the two. The encoder's vector keeps what the projection, tuned on ~20 anomalies of a few
+    kinds, may fold away: the look of an anomaly of a kind not among the labels."""
+    return np.concatenate([knn.l2_normalise(features), knn.l2_normalise(project(proj, features))], axis=1)
 
 
 def ensemble_runs(line: Line, cache: Path, pool_f, test_f, draws: list, seeds: list, members: int = 5):
@@ -365,7 +373,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('experiment', choices=['baseline', 'fixed-steps', 'smoothed-threshold', 'ensemble', 'unfreeze', 'ae30', 'ae60',
                                           'ae-wide', 'ae15', 'ae-augmented', 'contrastive', 'ae-seed',
-                                          'living-memory', 'active'])
+                                          'living-memory', 'active', 'with-encoder-vector'])
     p.add_argument('--draws', default='7', help='label draws (7: the bundle\'s)')
     p.add_argument('--seeds', default='7', help='fold and fine-tuning seeds')
     p.add_argument('--encoder-seed', type=int, default=SEED,
@@ -395,6 +403,8 @@ def main(argv=None):
         ensemble_runs(line, cache, pool_f, test_f, draws, seeds)
     elif name == 'unfreeze':
         unfreezing_runs(line, cache, base, draws, seeds, name)
+    elif name == 'with-encoder-vector':
+        frozen_encoder_runs(line, cache, name, base, draws, seeds, vectors=with_encoder_vector)
     elif name == 'active':
         active_runs(line, cache, base, draws, seeds)
     elif name == 'living-memory':

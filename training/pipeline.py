@@ -214,10 +214,12 @@ def choose_length(x, labels: np.ndarray, fold: np.ndarray, lengths: list, good: 
     return best
 
 
-def compare_at(n, feats, labels, test_f, test_y, lengths: list, seed: int, good: str, calibrate=knn.calibrate):
+def compare_at(n, feats, labels, test_f, test_y, lengths: list, seed: int, good: str, calibrate=knn.calibrate,
+               vectors=project):
     """autoencoder+kNN and fine-tuned+kNN on n labels (their encoder vectors feats), each calibrated
     out of fold on those labels only and scored on the test vectors. Returns their report rows and
-    the bundle candidates {model: (projection or None, settings, out-of-fold F1)}."""
+    the bundle candidates {model: (projection or None, settings, out-of-fold F1)}. vectors(projection,
+    feats) gives the fine-tuned model's vectors (the projection's output, as exported)."""
     fold = stratified_folds(labels, seed)
     oof = [(feats[fold == f], labels[fold == f], feats[fold != f], labels[fold != f]) for f in range(FOLDS)]
     settings, *calibration = calibrate(oof, good)
@@ -227,12 +229,12 @@ def compare_at(n, feats, labels, test_f, test_y, lengths: list, seed: int, good:
     def fit(x, y, steps):
         return train_projection(x, list(y), steps, seed)
 
-    settings, calibration, steps = choose_length(feats, labels, fold, lengths, good, fit, project, 'fine-tuned',
+    settings, calibration, steps = choose_length(feats, labels, fold, lengths, good, fit, vectors, 'fine-tuned',
                                                  calibrate)
     proj = fit(feats, labels, [steps])[0]
     candidates['fine-tuned+kNN'] = (proj, settings, calibration[0])
-    rows.append(knn_row('fine-tuned+kNN', n, settings, calibration, project(proj, test_f), test_y,
-                        project(proj, feats), labels))
+    rows.append(knn_row('fine-tuned+kNN', n, settings, calibration, vectors(proj, test_f), test_y,
+                        vectors(proj, feats), labels))
     rows[-1]['tripletSteps'] = steps
     log(f"{n} labels: autoencoder F1 {rows[0]['f1']:.3f}, fine-tuned F1 {rows[1]['f1']:.3f}")
     return rows, candidates
