@@ -35,7 +35,7 @@ export interface EncoderSection {
   /** The CPU's INT8 dot-product and matrix instructions, as /proc/cpuinfo names them (none listed: none found). */
   int8CpuFlags: string[];
   /** The encoder as the daemon runs it (its workers, maxBatch, maxWaitMs, in-flight frames): the e2e ceiling. */
-  daemonSettings: EncoderRun & { maxWaitMs: number; inFlight: number; meanBatch: number };
+  daemonSettings: EncoderRun & { maxWaitMs: number; inFlight: number; meanBatch: number; cpuMsPerImage: number };
 }
 
 /**
@@ -97,14 +97,18 @@ async function benchDaemonSettings(settings: BenchSettings, dir: string, tensors
   const { workers, maxBatch, maxWaitMs } = settings.inference;
   const encoder = await openEncoder(bundle, settings, { workers, maxBatch, maxWaitMs });
   try {
+    // CPU of every thread (the workers' ONNX Runtime threads are this process's), per image embedded.
+    const cpu = process.cpuUsage();
     const result = await saturate(settings.inFlight, settings.windowS, settings.warmupS, async (lane) => {
       await encoder.embed(inputs[lane % inputs.length]!);
       return 1;
     });
+    const used = process.cpuUsage(cpu);
     const stats = encoder.stats();
     // Latency here is per frame; meanBatch is the batch the encoder actually formed from them.
     const run = encoderRun(bundle, encoder, settings, workers, maxBatch, result);
-    return { ...run, meanBatch: round(stats.requests / stats.batches), maxWaitMs, inFlight: settings.inFlight };
+    const cpuMsPerImage = round((used.user + used.system) / 1000 / stats.requests);
+    return { ...run, meanBatch: round(stats.requests / stats.batches), maxWaitMs, inFlight: settings.inFlight, cpuMsPerImage };
   } finally {
     await encoder.close();
   }

@@ -18,7 +18,7 @@ export function renderText(doc: BenchDocument): string {
     `INT8 / FP32 at best batch: ${doc.encoder.int8Speedup}x`,
     (() => {
       const d = doc.encoder.daemonSettings;
-      return `at the daemon's settings (${d.model}, ${d.workers} worker(s) x ${d.threads} threads, maxBatch ${d.batch}, maxWaitMs ${d.maxWaitMs}, ${d.inFlight} frames in flight, mean batch ${d.meanBatch}): ${d.imagesPerSecond} images/s, per frame p50 / p99 ${lat(d.latencyMs)} ms`;
+      return `at the daemon's settings (${d.model}, ${d.workers} worker(s) x ${d.threads} threads, maxBatch ${d.batch}, maxWaitMs ${d.maxWaitMs}, ${d.inFlight} frames in flight, mean batch ${d.meanBatch}): ${d.imagesPerSecond} images/s, ${d.cpuMsPerImage} CPU ms per image, per frame p50 / p99 ${lat(d.latencyMs)} ms`;
     })(),
     '',
     (() => {

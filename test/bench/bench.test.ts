@@ -63,6 +63,7 @@ describe('linewatch bench --quick --json', () => {
     const cpuFlags = new Set(/^(?:flags|Features)\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))![1]!.trim().split(/\s+/));
     for (const flag of ['avx512_vnni', 'avx_vnni', 'amx_int8', 'asimddp', 'i8mm']) expect(doc.encoder.int8CpuFlags.includes(flag), flag).toBe(cpuFlags.has(flag));
     positive(doc.encoder.daemonSettings.imagesPerSecond);
+    positive(doc.encoder.daemonSettings.cpuMsPerImage);
 
     positive(doc.preprocess.imagesPerSecond);
     positive(doc.preprocess.threadpool);
@@ -92,6 +93,14 @@ describe('linewatch bench --quick --json', () => {
     positive(doc.e2e.sampleLine.cpuMsPerFrame);
     expect(doc.e2e.sampleLine.eventsPerSecond).toBeLessThan(doc.e2e.sampleLine.framesPerSecond);
     expect(doc.targets.map((t: { name: string }) => t.name)).toContain('e2e on the sample line');
+    // Both e2e targets say how many frames/s the cores allow at all: the stages' CPU per frame, added.
+    const bound = (availableParallelism() * 1000) / (doc.encoder.daemonSettings.cpuMsPerImage + doc.preprocess.runs[1].cpuMsPerImage);
+    for (const name of ['e2e overlaps the stages (every frame an event)', 'e2e on the sample line']) {
+      const detail: string = doc.targets.find((t: { name: string }) => t.name === name).detail;
+      const stated = new RegExp(`lets ${availableParallelism()} cores decide at most ([\\d.]+) frames/s`).exec(detail);
+      expect(stated, detail).not.toBeNull();
+      expect(Math.abs(Number(stated![1]) / bound - 1)).toBeLessThan(0.01);
+    }
     // Four GStreamer test cameras of the frames' size through one pipeline: each one's frames decided.
     expect(doc.e2e.cameras.frameSize).toBe('112x112');
     expect(doc.e2e.cameras.perCamera.map((c: { camera: string }) => c.camera)).toEqual(['site/line/cam-1', 'site/line/cam-2', 'site/line/cam-3', 'site/line/cam-4']);
