@@ -68,6 +68,8 @@ export interface MemorySection {
   steadyMb: number;
   /** Largest distance of any sample from the steady value, in % of it. */
   maxDeviationPct: number;
+  /** That sample: its RSS, and when it was taken (seconds after the first sample), so warm-up tells from growth. */
+  largestDeviation: { mb: number; atS: number };
   /** Mean of the last tenth of the run minus mean of the first tenth, in % of steady. */
   driftPct: number;
   /** Least-squares slope of RSS over the run. */
@@ -232,10 +234,12 @@ function memoryFigures(samples: { atS: number; bytes: number }[], durationS: num
   const tMean = mean(t);
   const mMean = mean(mb);
   const slope = t.reduce((acc, ti, i) => acc + (ti - tMean) * (mb[i]! - mMean), 0) / t.reduce((acc, ti) => acc + (ti - tMean) ** 2, 0);
+  const farthest = mb.reduce((best, m, i) => (Math.abs(m - steady) > Math.abs(mb[best]! - steady) ? i : best), 0);
   return {
     allocator,
     steadyMb: round(steady),
     maxDeviationPct: round(Math.max(...mb.map((m) => (Math.abs(m - steady) / steady) * 100))),
+    largestDeviation: { mb: round(mb[farthest]!), atS: round(samples[farthest]!.atS - samples[0]!.atS) },
     driftPct: round(((mean(mb.slice(-tenth)) - mean(mb.slice(0, tenth))) / steady) * 100),
     slopeMbPerMin: round(slope),
     samples: mb.length,

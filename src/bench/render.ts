@@ -46,7 +46,7 @@ export function renderText(doc: BenchDocument): string {
     ),
     (() => {
       const c = doc.e2e.cameras;
-      return `${c.cameras} GStreamer test cameras (videotestsrc ${c.frameSize}, ${c.fpsEach} fps each) through one pipeline: ${c.framesPerSecond} frames/s together (${c.perCamera.map((p) => `${p.camera} ${p.framesPerSecond}`).join(', ')}; spread ${c.shareSpreadPct}%), RSS (${c.memory.allocator}) steady ${c.memory.steadyMb} MB, max deviation ${c.memory.maxDeviationPct}% over ${c.memory.durationS} s`;
+      return `${c.cameras} GStreamer test cameras (videotestsrc ${c.frameSize}, ${c.fpsEach} fps each) through one pipeline: ${c.framesPerSecond} frames/s together (${c.perCamera.map((p) => `${p.camera} ${p.framesPerSecond}`).join(', ')}; spread ${c.shareSpreadPct}%), RSS (${c.memory.allocator}) steady ${c.memory.steadyMb} MB, max deviation ${c.memory.maxDeviationPct}% (${c.memory.largestDeviation.mb} MB at ${c.memory.largestDeviation.atS} s) over ${c.memory.durationS} s`;
     })(),
     '',
     `kNN (${doc.knn.dimension}-d, ${doc.knn.queries} queries, k 10, M ${doc.knn.options.M}, efConstruction ${doc.knn.options.efConstruction}, ef ${doc.knn.options.ef}; ${doc.knn.data})`,
@@ -57,7 +57,7 @@ export function renderText(doc: BenchDocument): string {
     `crossover: ${doc.knn.crossover.references} references (${doc.knn.crossover.note}); default exactBelow ${doc.knn.options.exactBelow}`,
     `ready to classify in a fresh process with ${doc.knn.ready.references} references: ${doc.knn.ready.wallMs} ms, ${doc.knn.ready.cpuMs} ms of CPU (index ${doc.knn.ready.mode} from ${doc.knn.ready.loadedFrom}, open ${doc.knn.ready.openMs} ms, ${doc.knn.ready.allocator}, hnswlib loader ${doc.knn.ready.loader})`,
     '',
-    `memory (daemon process under ${doc.memory.allocator}, ${doc.memory.durationS} s at full rate, ${doc.memory.samples} samples): steady RSS ${doc.memory.steadyMb} MB, max deviation ${doc.memory.maxDeviationPct}%, drift ${doc.memory.driftPct}%, slope ${doc.memory.slopeMbPerMin} MB/min`,
+    `memory (daemon process under ${doc.memory.allocator}, ${doc.memory.durationS} s at full rate, ${doc.memory.samples} samples): steady RSS ${doc.memory.steadyMb} MB, max deviation ${doc.memory.maxDeviationPct}% (${doc.memory.largestDeviation.mb} MB at ${doc.memory.largestDeviation.atS} s), drift ${doc.memory.driftPct}%, slope ${doc.memory.slopeMbPerMin} MB/min`,
     '',
     (() => {
       const s = doc.swap;

@@ -125,6 +125,12 @@ describe('linewatch bench --quick --json', () => {
 
     positive(doc.memory.steadyMb);
     finite(doc.memory.maxDeviationPct);
+    // The sample farthest from steady, and when: its RSS is the deviation stated.
+    for (const memory of [doc.memory, doc.e2e.cameras.memory]) {
+      expect(Math.abs(memory.largestDeviation.mb - memory.steadyMb) / memory.steadyMb * 100).toBeCloseTo(memory.maxDeviationPct, 0);
+      expect(memory.largestDeviation.atS).toBeGreaterThanOrEqual(0);
+      expect(memory.largestDeviation.atS).toBeLessThanOrEqual(memory.durationS + 1);
+    }
 
     // The swap section: a push, then phase A without a change and phase B with an activation and a rollback.
     for (const key of ['maxLatencyMsWithoutSwap', 'p99LatencyMsWithoutSwap', 'maxLatencyMsDuringSwap', 'swapDurationMs', 'pauseRatio', 'maxLatencyMsDuringPush', 'pushDurationMs', 'framesPerSecondWithoutSwap', 'framesPerSecondWithSwaps']) {
