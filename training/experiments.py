@@ -146,14 +146,14 @@ def record(cache: Path, experiment: str, draw: int, seed: int, rows: list, **ext
 
 
 def frozen_encoder_runs(line: Line, cache: Path, experiment: str, encoder: Encoder, draws: list, seeds: list,
-                        calibrate=knn.calibrate, lengths: list = TRIPLET_STEPS, vectors=project):
+                        calibrate=knn.calibrate, lengths: list = TRIPLET_STEPS, vectors=project, train=train_projection):
     """autoencoder+kNN and fine-tuned+kNN (the pipeline's own comparison) on each draw and seed."""
     pool_f, test_f = embed(encoder, line.normalise(line.pool_x)), embed(encoder, line.normalise(line.test_x))
     for draw in draws:
         sel = line.draw(draw)
         for seed in seeds:
             rows, _ = compare_at(LABELS, pool_f[sel], line.pool_y[sel], test_f, line.test_y, lengths, seed, 'good',
-                                 calibrate, vectors)
+                                 calibrate, vectors, train)
             record(cache, experiment, draw, seed, rows)
     return pool_f, test_f
 
@@ -373,7 +373,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('experiment', choices=['baseline', 'fixed-steps', 'smoothed-threshold', 'ensemble', 'unfreeze', 'ae30', 'ae60',
                                           'ae-wide', 'ae15', 'ae-augmented', 'contrastive', 'ae-seed',
-                                          'living-memory', 'active', 'with-encoder-vector'])
+                                          'living-memory', 'active', 'with-encoder-vector', 'margin'])
     p.add_argument('--draws', default='7', help='label draws (7: the bundle\'s)')
     p.add_argument('--seeds', default='7', help='fold and fine-tuning seeds')
     p.add_argument('--encoder-seed', type=int, default=SEED,
@@ -403,6 +403,10 @@ def main(argv=None):
         ensemble_runs(line, cache, pool_f, test_f, draws, seeds)
     elif name == 'unfreeze':
         unfreezing_runs(line, cache, base, draws, seeds, name)
+    elif name == 'margin':  # the triplet margin: 0.5 (Quaterion's default, the pipeline's) against the case study's 1.0, and 0.25
+        for margin in (0.25, 1.0):
+            frozen_encoder_runs(line, cache, f'margin {margin}', base, draws, seeds,
+                                train=functools.partial(train_projection, margin=margin))
     elif name == 'with-encoder-vector':
         frozen_encoder_runs(line, cache, name, base, draws, seeds, vectors=with_encoder_vector)
     elif name == 'active':

@@ -215,11 +215,12 @@ def choose_length(x, labels: np.ndarray, fold: np.ndarray, lengths: list, good: 
 
 
 def compare_at(n, feats, labels, test_f, test_y, lengths: list, seed: int, good: str, calibrate=knn.calibrate,
-               vectors=project):
+               vectors=project, train=train_projection):
     """autoencoder+kNN and fine-tuned+kNN on n labels (their encoder vectors feats), each calibrated
     out of fold on those labels only and scored on the test vectors. Returns their report rows and
     the bundle candidates {model: (projection or None, settings, out-of-fold F1)}. vectors(projection,
-    feats) gives the fine-tuned model's vectors (the projection's output, as exported)."""
+    feats) gives the fine-tuned model's vectors (the projection's output, as exported); train is
+    train.train_projection or a variant of its settings."""
     fold = stratified_folds(labels, seed)
     oof = [(feats[fold == f], labels[fold == f], feats[fold != f], labels[fold != f]) for f in range(FOLDS)]
     settings, *calibration = calibrate(oof, good)
@@ -227,7 +228,7 @@ def compare_at(n, feats, labels, test_f, test_y, lengths: list, seed: int, good:
     candidates = {'autoencoder+kNN': (None, settings, calibration[0])}
 
     def fit(x, y, steps):
-        return train_projection(x, list(y), steps, seed)
+        return train(x, list(y), steps, seed)
 
     settings, calibration, steps = choose_length(feats, labels, fold, lengths, good, fit, vectors, 'fine-tuned',
                                                  calibrate)
