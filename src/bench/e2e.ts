@@ -238,7 +238,7 @@ function memoryFigures(samples: { atS: number; bytes: number }[], durationS: num
   return {
     allocator,
     steadyMb: round(steady),
-    maxDeviationPct: round((Math.abs(mb[farthest]! - steady) / steady) * 100),
+    maxDeviationPct: round(Math.max(...mb.map((m) => (Math.abs(m - steady) / steady) * 100))),
     largestDeviation: { mb: round(mb[farthest]!), atS: round(samples[farthest]!.atS - samples[0]!.atS) },
     driftPct: round(((mean(mb.slice(-tenth)) - mean(mb.slice(0, tenth))) / steady) * 100),
     slopeMbPerMin: round(slope),
