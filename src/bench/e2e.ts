@@ -234,6 +234,7 @@ function memoryFigures(samples: { atS: number; bytes: number }[], durationS: num
   const tMean = mean(t);
   const mMean = mean(mb);
   const slope = t.reduce((acc, ti, i) => acc + (ti - tMean) * (mb[i]! - mMean), 0) / t.reduce((acc, ti) => acc + (ti - tMean) ** 2, 0);
+  // Found apart from the maximum below, so the bench test can hold the one against the other.
   const farthest = mb.reduce((best, m, i) => (Math.abs(m - steady) > Math.abs(mb[best]! - steady) ? i : best), 0);
   return {
     allocator,
