@@ -14,7 +14,7 @@ import torch
 
 from .data import list_images, read_gray
 from .export import export_int8, export_onnx, quantize_int8, write_bundle
-from .model import WIDTHS, Embedder, Encoder, make_projection
+from .model import EMBEDDING_DIM, WIDTHS, Embedder, Encoder, make_projection
 from .train import log
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,8 @@ def main(argv=None):
     for size in (int(s) for s in args.sizes.split(',')):
         frames = np.stack([read_gray(path, size) for path in paths])
         calib = torch.from_numpy(((frames / 255.0 - MEAN) / STD).astype(np.float32))[:, None]
-        model = Embedder(Encoder(widths=widths), make_projection())
+        encoder = Encoder(widths=widths)
+        model = Embedder(encoder, make_projection(encoder.feature_dim))
         # Batch-norm statistics from the frames, so each layer's activations are in a realistic range.
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -61,7 +62,7 @@ def main(argv=None):
             else:
                 export_int8(quantize_int8(model, calib, False), path, size, False)
             write_bundle(folder, path, f'camera-{size}{label}' + ('-int8' if precision == 'int8' else ''), '0.0.1', precision,
-                         size, MEAN, STD, CLASSIFIER)
+                         size, MEAN, STD, CLASSIFIER, EMBEDDING_DIM)
             log(f'wrote {folder} ({path.stat().st_size} bytes)')
 
 

@@ -23,11 +23,12 @@ import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
+from torch.nn import functional as F
 
 from . import eval as knn
 from .data import prepare_sample
 from .inputs import load_inputs
-from .model import WIDTHS, Encoder, make_projection
+from .model import EMBEDDING_DIM, WIDTHS, Encoder, make_projection
 from .pipeline import (FOLDS, ROOT, choose_length, compare_at, input_normalisation, knn_row, parse_args, project,
                        resolve_paths, stratified_folds)
 from .train import (batch_hard_triplet_loss, embed, label_indices, log, pretrain_autoencoder, pretrain_contrastive,
@@ -166,6 +167,23 @@ def with_encoder_vector(proj, features: np.ndarray) -> np.ndarray:
     return np.concatenate([knn.l2_normalise(features), knn.l2_normalise(project(proj, features))], axis=1)
 
 
+class StagePools(torch.nn.Module):
+    """The average-pooled outputs of some of the encoder's stages (0-3), each L2-normalised, side by
+    side, with or without its 128-d bottleneck vector (L2-normalised too): one vector whose cosine
+    distance is the mean of theirs. Stages 2 and 3 alone are Encoder.features, the pipeline's since
+    December 2026."""
+
+    def __init__(self, encoder: Encoder, stages: tuple, vector: bool = True):
+        super().__init__()
+        self.encoder, self.stages, self.vector = encoder, stages, vector
+
+    def forward(self, x):
+        parts = self.encoder.pooled(x, self.stages)
+        if self.vector:
+            parts.append(F.normalize(self.encoder(x)))
+        return torch.cat(parts, 1)
+
+
 def ensemble_runs(line: Line, cache: Path, pool_f, test_f, draws: list, seeds: list, members: int = 5):
     """Projections from `members` seeds, their L2-normalised vectors concatenated: the cosine distance
     of the concatenation is the mean of the members' cosine distances, and it is still one model
@@ -211,7 +229,7 @@ def unfreezing_fit(encoder: Encoder, seed: int, batch: int = 256):
         rng = np.random.default_rng(seed)
         y = label_indices(list(labels))
         enc = copy.deepcopy(encoder)
-        model = torch.nn.Sequential(*enc.blocks[FROZEN_BLOCKS:], enc.pool, torch.nn.Flatten(), enc.fc, make_projection())
+        model = torch.nn.Sequential(*enc.blocks[FROZEN_BLOCKS:], enc.pool, torch.nn.Flatten(), enc.fc, make_projection(EMBEDDING_DIM))
         parts = {'stage 3': enc.blocks[4:6], 'stage 4': enc.blocks[6:8], 'encoder output': enc.fc,
                  'projection': model[-1]}
         model.requires_grad_(False)
@@ -373,7 +391,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('experiment', choices=['baseline', 'fixed-steps', 'smoothed-threshold', 'ensemble', 'unfreeze', 'ae30', 'ae60',
                                           'ae-wide', 'ae15', 'ae-augmented', 'contrastive', 'ae-seed',
-                                          'living-memory', 'active', 'with-encoder-vector', 'margin'])
+                                          'living-memory', 'active', 'with-encoder-vector', 'margin', 'stages', 'stages-alone'])
     p.add_argument('--draws', default='7', help='label draws (7: the bundle\'s)')
     p.add_argument('--seeds', default='7', help='fold and fine-tuning seeds')
     p.add_argument('--encoder-seed', type=int, default=SEED,
@@ -387,9 +405,11 @@ def main(argv=None):
     draws, seeds = [int(d) for d in args.draws.split(',')], [int(s) for s in args.seeds.split(',')]
     line, cache = Line(args.cache), args.cache
     name = args.experiment
-    # The shipped bundle's encoder: the pipeline's 30-epoch autoencoder, seed 7 (rebuilding it from the
-    # ONNX file saves its training; with the shipped projection it gives the report's F1 exactly).
-    base = shipped_encoder(line, cache, 'ae30-shipped', 'HEAD')
+    # The bundle's encoder as shipped until December 2026 (7084a00): the pipeline's 30-epoch autoencoder,
+    # seed 7, with its bottleneck layer (rebuilding it from the ONNX file saves its training; with that
+    # bundle's projection it gives that report's F1 exactly). The experiments compare the kNN vectors
+    # of the time, the bottleneck's (Encoder.forward); `stages-alone` with stages 2+3 is the pipeline's now.
+    base = shipped_encoder(line, cache, 'ae30-shipped', '7084a00')
     if name == 'baseline':
         frozen_encoder_runs(line, cache, name, base, draws, seeds)
     elif name == 'fixed-steps':  # one fewer choice made on ~20 anomalies
@@ -407,6 +427,14 @@ def main(argv=None):
         for margin in (0.25, 1.0):
             frozen_encoder_runs(line, cache, f'margin {margin}', base, draws, seeds,
                                 train=functools.partial(train_projection, margin=margin))
+    elif name in ('stages', 'stages-alone'):  # middle layers' pooled features, beside the vector or alone
+        encoder, label = base, ''
+        if args.encoder_seed != SEED:  # the pipeline's 30-epoch autoencoder trained with another seed
+            encoder, label = autoencoder(line, cache, seed=args.encoder_seed), f', encoder seed {args.encoder_seed}'
+        vector = name == 'stages'
+        for stages in ((2,), (3,), (2, 3), (1, 2, 3)) if vector else ((3,), (2, 3)):
+            frozen_encoder_runs(line, cache, f'stages {"+".join(map(str, stages))} {"and the vector" if vector else "alone"}{label}',
+                                StagePools(encoder, stages, vector), draws, seeds)
     elif name == 'with-encoder-vector':
         frozen_encoder_runs(line, cache, name, base, draws, seeds, vectors=with_encoder_vector)
     elif name == 'active':

@@ -16,7 +16,7 @@ OPSET = 17
 
 
 def export_onnx(model: torch.nn.Module, path: Path, size: int):
-    """Input "input" [N,1,size,size] float32, output "embedding" [N,128], dynamic batch axis."""
+    """Input "input" [N,1,size,size] float32, output "embedding" [N,D], dynamic batch axis."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the exporter warns about quantized-op shape inference
@@ -36,7 +36,9 @@ def quantize_int8(model: torch.nn.Module, calibration: torch.Tensor, symmetric_a
     qconfig = QConfig(
         activation=HistogramObserver.with_args(dtype=torch.quint8, qscheme=scheme),
         weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric))
-    prepared = prepare_fx(model.eval(), QConfigMapping().set_global(qconfig),
+    # The features' side-by-side concatenation of L2-normalised vectors stays float: normalising is
+    # float arithmetic anyway, and the exporter cannot write a quantized Concat.
+    prepared = prepare_fx(model.eval(), QConfigMapping().set_global(qconfig).set_object_type(torch.cat, None),
                           example_inputs=(calibration[:2],))
     with torch.no_grad():
         for i in range(0, len(calibration), 256):
@@ -129,13 +131,13 @@ def sha256(path: Path) -> str:
 
 
 def write_bundle(folder: Path, onnx_path: Path, name: str, version: str, precision: str, size: int,
-                 mean: float, std: float, classifier: dict) -> dict:
+                 mean: float, std: float, classifier: dict, dimension: int) -> dict:
     manifest = {
         'name': name, 'version': version, 'file': onnx_path.name, 'sha256': sha256(onnx_path),
         'precision': precision,
         'input': {'name': 'input', 'width': size, 'height': size, 'layout': 'NCHW', 'colour': 'gray',
                   'mean': [mean], 'std': [std]},
-        'output': {'name': 'embedding', 'dimension': 128},
+        'output': {'name': 'embedding', 'dimension': dimension},
         'metric': 'cosine',
         'classifier': {k: classifier[k] for k in ('k', 'threshold', 'unknownDistance', 'goodLabel')},
     }

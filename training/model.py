@@ -8,6 +8,8 @@ from torch.nn import functional as F
 # and these widths keep the ONNX file under 2 MB while staying fast on oneDNN (multiples of 16).
 WIDTHS = (16, 32, 64, 80)
 EMBEDDING_DIM = 128
+# kNN compares items by the average-pooled outputs of the last two stages (see Encoder.features).
+FEATURE_STAGES = (2, 3)
 
 
 class BasicBlock(nn.Module):
@@ -47,9 +49,28 @@ class Encoder(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, EMBEDDING_DIM)
+        self.feature_dim = sum(widths[i] for i in FEATURE_STAGES)
 
     def forward(self, x):
+        """The 128-d bottleneck the autoencoder's decoder reconstructs from (and the classifier's input)."""
         return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
+
+    def pooled(self, x, stages: tuple) -> list:
+        """The average-pooled output of each of `stages` (0-3), L2-normalised."""
+        h, parts = self.stem(x), []
+        for i, block in enumerate(self.blocks):
+            h = block(h)
+            if i % 2 == 1 and i // 2 in stages:
+                parts.append(F.normalize(torch.flatten(self.pool(h), 1)))
+        return parts
+
+    def features(self, x):
+        """The vector kNN compares: the pooled outputs of stages 3 and 4 (64 + 80 = 144-d), each
+        L2-normalised, side by side, so that their cosine distance is the mean of the two stages'.
+        The bottleneck the decoder needs (forward) is worse for kNN: over 24 label draws and seeds
+        of the sample line it gave F1 0.771 at 200 labels against 0.813 (training/README.md). As in
+        PatchCore and PaDiM, the middle layers keep the local look the last one pools away."""
+        return torch.cat(self.pooled(x, FEATURE_STAGES), 1)
 
 
 class Decoder(nn.Module):
@@ -69,7 +90,8 @@ class Decoder(nn.Module):
 
 
 class Embedder(nn.Module):
-    """What a bundle exports: image -> 128-d vector (encoder, then the projection when fine-tuned)."""
+    """What a bundle exports: image -> vector (the encoder's features, 144-d, then the projection to
+    128-d when fine-tuned)."""
 
     def __init__(self, encoder: Encoder, projection: nn.Module = None):
         super().__init__()
@@ -77,12 +99,12 @@ class Embedder(nn.Module):
         self.projection = projection if projection is not None else nn.Identity()
 
     def forward(self, x):
-        return self.projection(self.encoder(x))
+        return self.projection(self.encoder.features(x))
 
 
-def make_projection() -> nn.Module:
+def make_projection(in_dim: int) -> nn.Module:
     """The randomly initialised projection layer stacked on the frozen encoder."""
-    return nn.Linear(EMBEDDING_DIM, EMBEDDING_DIM)
+    return nn.Linear(in_dim, EMBEDDING_DIM)
 
 
 class Classifier(nn.Module):

@@ -312,7 +312,8 @@ def main(argv=None):
     mean, std, normalise = input_normalisation(pretrain)
     encoder, _ = pretrain_autoencoder(normalise(pretrain), args.ae_epochs, args.seed)
     stages.done('autoencoder')
-    pool_f, test_f = embed(encoder, normalise(pool_x)), embed(encoder, normalise(test_x))
+    features = Embedder(encoder)  # the encoder's kNN features, as the autoencoder bundle exports them
+    pool_f, test_f = embed(features, normalise(pool_x)), embed(features, normalise(test_x))
 
     results, candidates = [], {}
     for n in args.label_sizes:
@@ -414,6 +415,8 @@ def main(argv=None):
     calib = normalise(pretrain[rng.permutation(len(pretrain))[:1024]])
     symmetric = args.int8_activations == 'symmetric'
     qmodel = quantize_int8(copy.deepcopy(bundle_model), calib, symmetric)
+    with torch.no_grad():
+        dimension = bundle_model(calib[:1]).shape[1]  # 128 with the projection, the encoder's features' without
     models = {'default-fp32': ('fp32', bundle_model), 'default-int8': ('int8', qmodel)}
     bundles, int8_summary = {}, None
     for folder, (precision, net) in models.items():
@@ -423,7 +426,8 @@ def main(argv=None):
         else:
             int8_summary = export_int8(net, path, args.size, symmetric)
         name = args.name if precision == 'fp32' else f'{args.name}-int8'
-        manifest = write_bundle(path.parent, path, name, args.version, precision, args.size, mean, std, settings)
+        manifest = write_bundle(path.parent, path, name, args.version, precision, args.size, mean, std, settings,
+                                dimension)
         bundles[folder] = {'precision': precision, 'bytes': path.stat().st_size, 'sha256': manifest['sha256'],
                            'name': name, 'classifier': manifest['classifier']}
         if args.sign_key:

@@ -50,8 +50,9 @@ DEFECT_RULE = ('Each product\'s defects are the three other classes whose mean i
 # of item is in: trousers, bags, footwear, tops (pullover, shirt: more tops; sneaker: the sample line).
 DEFAULT_PRODUCTS = ('trouser', 'bag', 'sandal', 't-shirt', 'ankle-boot', 'coat', 'dress')
 METRICS = (('f1', 'F1'), ('auroc', 'AUROC'))
-# Bumped when a product's report rows change shape: a sweep does not resume from older results.
-FORMAT = 2
+# Bumped when a product's report rows change shape or meaning: a sweep does not resume from older results
+# (3: kNN on the encoder's pooled stage 3-4 features instead of its bottleneck vector).
+FORMAT = 3
 
 
 def parse_args(argv=None):

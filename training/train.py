@@ -139,7 +139,7 @@ def train_projection(features: np.ndarray, labels: list, lengths: list, seed: in
     rng = np.random.default_rng(seed)
     y = label_indices(labels)
     x = torch.as_tensor(features)
-    proj = make_projection()
+    proj = make_projection(x.shape[1])
     opt = torch.optim.Adam(proj.parameters(), lr=lr)
     snapshots = {}
     for step in range(1, max(lengths) + 1):
