@@ -8,7 +8,8 @@ from torch.nn import functional as F
 # and these widths keep the ONNX file under 2 MB while staying fast on oneDNN (multiples of 16).
 WIDTHS = (16, 32, 64, 80)
 EMBEDDING_DIM = 128
-# kNN compares items by the average-pooled outputs of the last two stages (see Encoder.features).
+# kNN compares items by the average-pooled outputs of the last two stages (see Encoder.features),
+# counted from 0 (ResNet's layer3 and layer4).
 FEATURE_STAGES = (2, 3)
 
 
