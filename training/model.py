@@ -36,7 +36,7 @@ class BasicBlock(nn.Module):
 
 class Encoder(nn.Module):
     """ResNet18 layout (4 stages x 2 basic blocks) with a 3x3 stride-1 stem and no max-pool, as usual
-    for 28-32 px inputs; global average pooling then a linear map to the 128-d vector."""
+    for 28-32 px inputs; global average pooling then a linear map to the 128-d bottleneck."""
 
     def __init__(self, in_channels: int = 1, widths: tuple = WIDTHS):
         super().__init__()

@@ -378,10 +378,11 @@ def main(argv=None):
                           + (f"; the supervised baseline {sup['degenerate']}, so it is no yardstick" if sup['degenerate'] else '')}},
         'method': [
             f'Encoder: ResNet18-like (4 stages x 2 basic blocks, widths 16/32/64/80, 3x3 stem, no max-pool), '
-            f'global average pool, linear to 128-d; input {args.size}x{args.size} gray, (pixel/255 - {mean}) / {std}.',
-            f'Autoencoder pretraining: {args.ae_epochs} epochs, MSE reconstruction through the 128-d vector, '
+            f'global average pool, linear to a 128-d bottleneck; input {args.size}x{args.size} gray, (pixel/255 - {mean}) / {std}. '
+            'Its features for kNN: the average-pooled outputs of stages 3 and 4, each L2-normalised, side by side (144-d).',
+            f'Autoencoder pretraining: {args.ae_epochs} epochs, MSE reconstruction through the 128-d bottleneck, '
             f'on the unlabeled and labeled images (labels unused); Adam 2e-3, cosine schedule.',
-            'Fine-tuning: encoder frozen; a randomly initialised Linear(128,128) projection trained with '
+            'Fine-tuning: encoder frozen; a randomly initialised Linear(144,128) projection of its features trained with '
             'online batch-hard triplet loss, cosine distance, margin 0.5, anti-collapse scaling '
             '(divide by the batch mean hardest-negative distance); '
             f'Adam (lr 1e-3, batches of up to 256) for {args.triplet_steps} steps, whichever gives the best '
