@@ -136,7 +136,7 @@ def autoencoder(line: Line, cache: Path, epochs: int = 30, widths: tuple = WIDTH
 
 def record(cache: Path, experiment: str, draw: int, seed: int, rows: list, **extra):
     """Print one result and append it to results.jsonl."""
-    keep = ('f1', 'auroc', 'precision', 'recall', 'calibrationF1', 'tripletSteps', 'classifier')
+    keep = ('f1', 'auroc', 'precision', 'recall', 'calibrationF1', 'tripletSteps', 'classifier', 'operatingPoints')
     entry = {'experiment': experiment, 'draw': draw, 'seed': seed, **extra,
              'rows': {r['model']: {k: r[k] for k in keep if k in r} for r in rows}}
     with open(cache / 'results.jsonl', 'a') as f:
