@@ -4,7 +4,8 @@ import sharp from 'sharp';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair, signBundle } from '../../dist/inference/index.js';
 import { freePort } from '../helpers/mosquitto.js';
-import { makeLabeledImages, repoRoot, runCommand, runLinewatch, tempDir, tinyModel, writeConfig, type LogLine, type RunningLinewatch } from '../helpers/daemon.js';
+import { constantVector } from '../models/bundles.js';
+import { makeLabeledImages, runCommand, runLinewatch, tempDir, tinyModel, writeConfig, type LogLine, type RunningLinewatch } from '../helpers/daemon.js';
 
 /** One line's state folder, config and daemon, shared by the steps below (they run in order). */
 let dir: string;
@@ -124,14 +125,14 @@ describe('linewatch control commands', () => {
     expect(pushed.stdout).toContain('model tiny-test@2 is active (was tiny-test@1)');
     expect(pushed.stdout).toMatch(/accuracy gate passed: .*\n\s+active\s+tiny-test@1: F1 .* AUROC .*\n\s+candidate tiny-test@2: F1/);
 
-    // The default model decides these synthetic images worse than the fixture: refused, with both models' figures.
-    const worse = join(dir, 'default-fp32');
-    cpSync(join(repoRoot, 'models', 'default-fp32'), worse, { recursive: true });
+    // A model that gives every image the same vector is worse than the fixture (with knn.threshold 0 every
+    // model has the same F1 here, so AUROC tells them apart): refused, with both models' figures.
+    const worse = await constantVector(tinyModel, '9.9.9-constant');
     await signBundle(worse, key.privateKeyPath);
     const gated = await cli('model', 'push', worse);
     expect(gated.code).toBe(1);
-    expectUserMessage(gated.stderr, 'the accuracy gate refused fmnist-triplet@1.0.0', '--force');
-    expect(gated.stderr).toMatch(/\n\s+active\s+tiny-test@2: F1 [\d.]+\s+AUROC [\d.]+.*\n\s+candidate fmnist-triplet@1\.0\.0: F1 [\d.]+\s+AUROC [\d.]+/);
+    expectUserMessage(gated.stderr, 'the accuracy gate refused tiny-test@9.9.9-constant', '--force');
+    expect(gated.stderr).toMatch(/\n\s+active\s+tiny-test@2: F1 [\d.]+\s+AUROC [\d.]+.*\n\s+candidate tiny-test@9\.9\.9-constant: F1 [\d.]+\s+AUROC [\d.]+/);
 
     const list = await json('model', 'list');
     expect(list.doc.result).toMatchObject({ active: 'tiny-test@2', previous: 'tiny-test@1' });

@@ -48,6 +48,11 @@ export function nanWeights(source: string, version: string): Promise<string> {
   return rewriteWeights(source, version, 'np.full(a.shape, np.nan, dtype=np.float32)');
 }
 
+/** The same network giving every image one vector (all ones): it loads and passes the probe, and tells nothing apart. */
+export function constantVector(source: string, version: string): Promise<string> {
+  return rewriteWeights(source, version, '(np.ones if t.name == m.graph.node[-1].input[-1] else np.zeros)(a.shape, dtype=np.float32)');
+}
+
 /** The same network with every weight zero: every vector is all zeros. */
 export function zeroWeights(source: string, version: string): Promise<string> {
   return rewriteWeights(source, version, 'np.zeros(a.shape, dtype=np.float32)');
