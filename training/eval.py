@@ -97,15 +97,18 @@ def pr_points(y_true, score):
 
 def _typed_threshold(thresholds: np.ndarray, i: int) -> float:
     """A short decimal that makes the same decisions as thresholds[i] (so a technician can type it
-    into knn.threshold): inside (next lower distinct score, thresholds[i]], near the middle."""
+    into knn.threshold): inside (next lower distinct score, thresholds[i]], in the middle half of that
+    gap. Not merely inside it: the daemon computes scores from float32 vectors, and where distinct
+    scores lie 1e-4 apart a threshold 6e-6 from one of them flipped an item (the smoke run)."""
     if i + 1 == len(thresholds):
         return min(0.0, float(thresholds[i]))  # the lowest point flags every item
     low, high = float(thresholds[i + 1]), float(thresholds[i])
-    for digits in range(1, 10):
+    quarter = (high - low) / 4
+    for digits in range(1, 12):
         t = round((low + high) / 2, digits)
-        if low < t <= high:
+        if low + quarter <= t <= high - quarter:
             return t
-    return high
+    return (low + high) / 2
 
 
 def operating_points(y_true, score, level: float = OPERATING_LEVEL) -> dict:

@@ -51,10 +51,12 @@ describe('training report: operating points and PR curve (training/eval.py)', ()
   it('picks the best precision at recall >= 0.9 and the best recall at precision >= 0.9, with a threshold that gives each', () => {
     const { operatingPoints } = evalPy(scores, labels);
     // Recall reaches 0.9 only at 1.0; the best precision there is 0.625, at t = 0.4137. Any
-    // threshold in (0.3, 0.4137] makes the same decisions: the shortest decimal near the middle.
-    expect(operatingPoints.precisionAtRecall).toEqual({ precision: 0.625, recall: 1, threshold: 0.4 });
-    // Precision reaches 0.9 only at 1.0 (t = 0.95 and 0.9); the better recall is 0.4, at t = 0.9.
-    expect(operatingPoints.recallAtPrecision).toEqual({ precision: 1, recall: 0.4, threshold: 0.9 });
+    // threshold in (0.3, 0.4137] makes the same decisions: the shortest decimal in the middle half
+    // of that gap ([0.328, 0.385]), away from both scores, so float rounding cannot flip an item.
+    expect(operatingPoints.precisionAtRecall).toEqual({ precision: 0.625, recall: 1, threshold: 0.36 });
+    // Precision reaches 0.9 only at 1.0 (t = 0.95 and 0.9); the better recall is 0.4, at t = 0.9,
+    // typed as 0.88 (0.9 itself is at the edge of (0.85, 0.9]).
+    expect(operatingPoints.recallAtPrecision).toEqual({ precision: 1, recall: 0.4, threshold: 0.88 });
   });
 
   it('counts a recall or precision exactly at the level as reaching it', () => {
