@@ -173,12 +173,15 @@ class StagePools(torch.nn.Module):
     distance is the mean of theirs. Stages 2 and 3 alone are Encoder.features, the pipeline's since
     December 2026."""
 
-    def __init__(self, encoder: Encoder, stages: tuple, vector: bool = True):
+    def __init__(self, encoder: Encoder, stages: tuple, vector: bool = True, centre_on: torch.Tensor = None):
         super().__init__()
-        self.encoder, self.stages, self.vector = encoder, stages, vector
+        self.encoder, self.stages, self.vector, self.centres = encoder, stages, vector, None
+        if centre_on is not None:  # each stage's mean pooled output over these images (SimpleShot's CL2N)
+            with torch.no_grad():
+                self.centres = [v.mean(0) for v in encoder.eval().pooled(centre_on, stages, normalise=False)]
 
     def forward(self, x):
-        parts = self.encoder.pooled(x, self.stages)
+        parts = self.encoder.pooled(x, self.stages, self.centres)
         if self.vector:
             parts.append(F.normalize(self.encoder(x)))
         return torch.cat(parts, 1)
@@ -391,7 +394,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('experiment', choices=['baseline', 'fixed-steps', 'smoothed-threshold', 'ensemble', 'unfreeze', 'ae30', 'ae60',
                                           'ae-wide', 'ae15', 'ae-augmented', 'contrastive', 'ae-seed',
-                                          'living-memory', 'active', 'with-encoder-vector', 'margin', 'stages', 'stages-alone'])
+                                          'living-memory', 'active', 'with-encoder-vector', 'margin', 'stages', 'stages-alone', 'centred'])
     p.add_argument('--draws', default='7', help='label draws (7: the bundle\'s)')
     p.add_argument('--seeds', default='7', help='fold and fine-tuning seeds')
     p.add_argument('--encoder-seed', type=int, default=SEED,
@@ -427,6 +430,14 @@ def main(argv=None):
         for margin in (0.25, 1.0):
             frozen_encoder_runs(line, cache, f'margin {margin}', base, draws, seeds,
                                 train=functools.partial(train_projection, margin=margin))
+    elif name == 'centred':  # the pipeline's features, each stage centred on the line's images before normalising
+        encoder, label = base, ''
+        if args.encoder_seed != SEED:
+            encoder, label = autoencoder(line, cache, seed=args.encoder_seed), f', encoder seed {args.encoder_seed}'
+        sample = line.normalise(line.pretrain[np.random.default_rng(SEED).permutation(len(line.pretrain))[:2048]])
+        for stages in ((2, 3), (1, 2, 3)):
+            frozen_encoder_runs(line, cache, f'stages {"+".join(map(str, stages))} centred{label}',
+                                StagePools(encoder, stages, False, sample), draws, seeds)
     elif name in ('stages', 'stages-alone'):  # middle layers' pooled features, beside the vector or alone
         encoder, label = base, ''
         if args.encoder_seed != SEED:  # the pipeline's 30-epoch autoencoder trained with another seed

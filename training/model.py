@@ -56,13 +56,16 @@ class Encoder(nn.Module):
         """The 128-d bottleneck the autoencoder's decoder reconstructs from (and the classifier's input)."""
         return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
 
-    def pooled(self, x, stages: tuple) -> list:
-        """The average-pooled output of each of `stages` (0-3), L2-normalised."""
+    def pooled(self, x, stages: tuple, centres: list = None, normalise: bool = True) -> list:
+        """The average-pooled output of each of `stages` (0-3), less its centre when given, L2-normalised."""
         h, parts = self.stem(x), []
         for i, block in enumerate(self.blocks):
             h = block(h)
             if i % 2 == 1 and i // 2 in stages:
-                parts.append(F.normalize(torch.flatten(self.pool(h), 1)))
+                v = torch.flatten(self.pool(h), 1)
+                if centres is not None:
+                    v = v - centres[len(parts)]
+                parts.append(F.normalize(v) if normalise else v)
         return parts
 
     def features(self, x):
