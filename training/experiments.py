@@ -399,6 +399,7 @@ def main(argv=None):
     p.add_argument('--seeds', default='7', help='fold and fine-tuning seeds')
     p.add_argument('--encoder-seed', type=int, default=SEED,
                    help='seed of the autoencoder trained by ae30, ae60 and ae-wide (the encoder\'s own noise)')
+    p.add_argument('--encoder-epochs', type=int, default=30, help='epochs of the autoencoder stages and stages-alone use')
     p.add_argument('--cache', type=Path, default=Path('/tmp/i12gap'))
     p.add_argument('--threads', type=int, default=2)
     args = p.parse_args(argv)
@@ -440,8 +441,9 @@ def main(argv=None):
                                 StagePools(encoder, stages, False, sample), draws, seeds)
     elif name in ('stages', 'stages-alone'):  # middle layers' pooled features, beside the vector or alone
         encoder, label = base, ''
-        if args.encoder_seed != SEED:  # the pipeline's 30-epoch autoencoder trained with another seed
-            encoder, label = autoencoder(line, cache, seed=args.encoder_seed), f', encoder seed {args.encoder_seed}'
+        if args.encoder_seed != SEED or args.encoder_epochs != 30:  # the pipeline's autoencoder, another seed or length
+            encoder = autoencoder(line, cache, epochs=args.encoder_epochs, seed=args.encoder_seed)
+            label = f', encoder seed {args.encoder_seed}' + (f', {args.encoder_epochs} epochs' if args.encoder_epochs != 30 else '')
         vector = name == 'stages'
         for stages in ((2,), (3,), (2, 3), (1, 2, 3)) if vector else ((3,), (2, 3)):
             frozen_encoder_runs(line, cache, f'stages {"+".join(map(str, stages))} {"and the vector" if vector else "alone"}{label}',
