@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { errorText, makeStateDir, RequestError, type Logger } from '../common/index.js';
+import { errorText, makeStateDir, RequestError, UserError, type Logger } from '../common/index.js';
 import type { Config } from '../config/index.js';
 import { loadBundle, unpackBundle, verifyBundleSignature, type Bundle } from '../inference/index.js';
 import { binary, compareModels, gateModelUpdate, type GateResult, type LeaveOneOut, type Sample, type OverrideStore, type ReferenceStore } from '../knn/index.js';
@@ -103,6 +103,18 @@ export class ModelManager implements ModelSource {
     const registry = new ModelRegistry(db);
     if (use === 'daemon') removeLeftovers(config.stateDir, registry, store);
     const configured = await loadBundle(config.model);
+    const earlier = registry.get(configured.key);
+    if (earlier && earlier.sha256 !== configured.manifest.sha256 && store.vectorIds(configured.key).length > 0) {
+      // The file changed under the same name and version (copied over the folder, retrained in a
+      // checkout): the stored vectors of that key come from the other file, and deciding on them
+      // calls every frame unknown. They are derived from the references' images, so the daemon drops
+      // them and re-embeds below; a one-shot command changes nothing and says what to do.
+      const problem = `the model file of ${configured.key} differs from the one its reference vectors were made with (sha256 ${earlier.sha256.slice(0, 12)} then, ${configured.manifest.sha256.slice(0, 12)} now)`;
+      if (use === 'command') throw new UserError(problem, 'start the daemon once (linewatch run re-embeds the references), and bump "version" in manifest.json whenever the model changes');
+      log.warn('the model file changed under the same name and version: re-embedding the references with it', { model: configured.key, was: earlier.sha256, now: configured.manifest.sha256, fix: 'bump "version" in manifest.json whenever the model changes' });
+      store.removeVectorsOf(configured.key);
+      registry.put({ ...describe(configured), signedBy: null, origin: 'config', addedAt: Date.now(), gate: null });
+    }
     const state = registry.state();
     let bundle = configured;
     if (state.active && state.configKey === configured.key && state.active !== configured.key) {

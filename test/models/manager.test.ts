@@ -3,11 +3,11 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, setLogLevel } from '../../dist/common/index.js';
 import { configSchema } from '../../dist/config/index.js';
 import { OverrideStore, ReferenceStore } from '../../dist/knn/index.js';
-import { ModelManager } from '../../dist/models/index.js';
+import { embedImages, ModelManager } from '../../dist/models/index.js';
 import { openDatabase, type Db } from '../../dist/storage/index.js';
 import { repoRoot, tempDir } from '../helpers/daemon.js';
 import { until } from '../ops/helpers.js';
-import { copyBundle, fp32Bundle, int8Bundle, makeKeys, nanWeights, signedArchive, type Keys } from './bundles.js';
+import { copyBundle, fp32Bundle, int8Bundle, makeKeys, nanWeights, randomWeights, signedArchive, type Keys } from './bundles.js';
 
 const v1 = 'fmnist-triplet-int8@1.0.0';
 const v2 = 'fmnist-triplet@2.0.0';
@@ -103,5 +103,41 @@ describe('a model that gives NaN vectors', () => {
     });
     expect(models.active.key).toBe(v1);
     expect(models.registry.history(1)[0]).toMatchObject({ action: 'refused', key: 'fmnist-triplet@6.6.6-nan' });
+  });
+});
+
+describe('a model file changed under the same name and version', () => {
+  it('is re-embedded at the next start instead of deciding on the old file\'s vectors; a one-shot command refuses it', async () => {
+    const stateDir = tempDir();
+    const start = async (model: string, use: 'daemon' | 'command' = 'daemon') => {
+      const config = configSchema.parse({ stateDir, model, enroll: { folder: join(repoRoot, 'samples/line/references') }, models: { trustedKeysDir: keys.trustedDir } });
+      const db = openDatabase(join(stateDir, 'linewatch.db'));
+      try {
+        const manager = await ModelManager.open(db, new ReferenceStore(db), new OverrideStore(db), config, createLogger('test'), use);
+        open.push({ db, models: manager });
+        return manager;
+      } catch (err) {
+        db.close();
+        throw err;
+      }
+    };
+    const first = await start(int8Bundle);
+    expect(first.active.index.size).toBe(200);
+    const { db, models } = open.pop()!;
+    await models.close();
+    db.close();
+
+    // The same name and version with other weights, as a bundle copied over the folder would be.
+    const changed = await randomWeights(int8Bundle, '1.0.0');
+    await expect(start(changed, 'command')).rejects.toThrow(/^the model file of fmnist-triplet-int8@1\.0\.0 differs from the one its reference vectors were made with/);
+    const again = await start(changed);
+    expect(again.active.key).toBe(v1);
+    expect(again.active.index.size).toBe(200);
+    // A reference's own image finds itself: its stored vector is the changed file's.
+    const image = { path: join(repoRoot, 'samples/line/references/good/000001.png'), label: 'good' };
+    for await (const item of embedImages([image], again.active)) {
+      if ('error' in item) throw new Error(item.error);
+      expect(again.active.index.search(item.vector, 1)[0]!.distance).toBeLessThan(1e-4);
+    }
   });
 });
