@@ -59,6 +59,8 @@ interface Held {
   idle: (() => void) | null;
 }
 
+const bumpVersion = 'bump "version" in manifest.json whenever the model changes';
+
 /**
  * The model side of the daemon: which model decides frames, and every change of it. New models
  * come in from four ways (MQTT, HTTP, CLI, the inbox folder) through push(): verified, staged
@@ -104,16 +106,16 @@ export class ModelManager implements ModelSource {
     if (use === 'daemon') removeLeftovers(config.stateDir, registry, store);
     const configured = await loadBundle(config.model);
     const earlier = registry.get(configured.key);
-    if (earlier && earlier.sha256 !== configured.manifest.sha256 && store.vectorIds(configured.key).length > 0) {
+    const changedInPlace = earlier !== undefined && earlier.sha256 !== configured.manifest.sha256 && store.vectorIds(configured.key).length > 0;
+    if (changedInPlace) {
       // The file changed under the same name and version (copied over the folder, retrained in a
       // checkout): the stored vectors of that key come from the other file, and deciding on them
       // calls every frame unknown. They are derived from the references' images, so the daemon drops
       // them and re-embeds below; a one-shot command changes nothing and says what to do.
       const problem = `the model file of ${configured.key} differs from the one its reference vectors were made with (sha256 ${earlier.sha256.slice(0, 12)} then, ${configured.manifest.sha256.slice(0, 12)} now)`;
-      if (use === 'command') throw new UserError(problem, 'start the daemon once (linewatch run re-embeds the references), and bump "version" in manifest.json whenever the model changes');
-      log.warn('the model file changed under the same name and version: re-embedding the references with it', { model: configured.key, was: earlier.sha256, now: configured.manifest.sha256, fix: 'bump "version" in manifest.json whenever the model changes' });
+      if (use === 'command') throw new UserError(problem, `start the daemon once (linewatch run re-embeds the references), and ${bumpVersion}`);
+      log.warn('the model file changed under the same name and version: re-embedding the references with it', { model: configured.key, was: earlier.sha256, now: configured.manifest.sha256, fix: bumpVersion });
       store.removeVectorsOf(configured.key);
-      registry.put({ ...describe(configured), signedBy: null, origin: 'config', addedAt: Date.now(), gate: null });
     }
     const state = registry.state();
     let bundle = configured;
@@ -126,7 +128,8 @@ export class ModelManager implements ModelSource {
         log.error('the active model cannot be loaded: starting on the config file\'s model', { model: state.active, error: errorText(err), fallback: configured.key });
       }
     }
-    if (bundle === configured && use === 'daemon') {
+    // The registry holds the sha256 of the file whose vectors are stored: a changed file is recorded once its vectors are gone.
+    if ((bundle === configured || changedInPlace) && use === 'daemon') {
       registry.put({ ...describe(configured), signedBy: null, origin: 'config', addedAt: Date.now(), gate: null });
     }
     await prepareTensorRt({ providers: config.inference.providers, stateDir: config.stateDir, keep: keptManifests(registry) }, bundle.manifest, log.child('inference'));
@@ -226,7 +229,7 @@ export class ModelManager implements ModelSource {
       }
       const known = this.registry.get(key);
       if (known && known.sha256 !== staged.manifest.sha256) {
-        throw new RequestError('version_conflict', `a different model with the same name and version ${key} is already installed`, 'bump "version" in manifest.json whenever the model changes');
+        throw new RequestError('version_conflict', `a different model with the same name and version ${key} is already installed`, bumpVersion);
       }
       // Vectors of an earlier, interrupted push of this key may be half there: start clean.
       if (!known) this.store.removeVectorsOf(key);

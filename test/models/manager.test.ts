@@ -26,21 +26,28 @@ afterEach(async () => {
   }
 });
 
-/** The sample line's model side, in this process. */
-async function sampleLine(models: Record<string, unknown>): Promise<ModelManager> {
+/** The sample line's model side, in this process (by default a fresh state folder and the INT8 bundle, as the daemon opens it). */
+async function sampleLine(
+  models: Record<string, unknown>,
+  { stateDir = tempDir(), model = int8Bundle, use = 'daemon' }: { stateDir?: string; model?: string; use?: 'daemon' | 'command' } = {},
+): Promise<ModelManager> {
   const config = configSchema.parse({
-    stateDir: tempDir(),
-    model: int8Bundle,
+    stateDir,
+    model,
     enroll: { folder: join(repoRoot, 'samples/line/references') },
     // v2 is the FP32 twin of the INT8 v1: leave-one-out over the 200 references it decides one of the
     // 25 anomalies otherwise (F1 0.980 against 1.000), which the default tolerance of 0.02 refuses.
     models: { trustedKeysDir: keys.trustedDir, gateTolerance: 0.05, ...models },
   });
   const db = openDatabase(join(config.stateDir, 'linewatch.db'));
-  const store = new ReferenceStore(db);
-  const manager = await ModelManager.open(db, store, new OverrideStore(db), config, createLogger('test'));
-  open.push({ db, models: manager });
-  return manager;
+  try {
+    const manager = await ModelManager.open(db, new ReferenceStore(db), new OverrideStore(db), config, createLogger('test'), use);
+    open.push({ db, models: manager });
+    return manager;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
 }
 
 /** v2 pushed on top of v1. */
@@ -109,19 +116,7 @@ describe('a model that gives NaN vectors', () => {
 describe('a model file changed under the same name and version', () => {
   it('is re-embedded at the next start instead of deciding on the old file\'s vectors; a one-shot command refuses it', async () => {
     const stateDir = tempDir();
-    const start = async (model: string, use: 'daemon' | 'command' = 'daemon') => {
-      const config = configSchema.parse({ stateDir, model, enroll: { folder: join(repoRoot, 'samples/line/references') }, models: { trustedKeysDir: keys.trustedDir } });
-      const db = openDatabase(join(stateDir, 'linewatch.db'));
-      try {
-        const manager = await ModelManager.open(db, new ReferenceStore(db), new OverrideStore(db), config, createLogger('test'), use);
-        open.push({ db, models: manager });
-        return manager;
-      } catch (err) {
-        db.close();
-        throw err;
-      }
-    };
-    const first = await start(int8Bundle);
+    const first = await sampleLine({}, { stateDir });
     expect(first.active.index.size).toBe(200);
     const { db, models } = open.pop()!;
     await models.close();
@@ -129,8 +124,8 @@ describe('a model file changed under the same name and version', () => {
 
     // The same name and version with other weights, as a bundle copied over the folder would be.
     const changed = await randomWeights(int8Bundle, '1.0.0');
-    await expect(start(changed, 'command')).rejects.toThrow(/^the model file of fmnist-triplet-int8@1\.0\.0 differs from the one its reference vectors were made with/);
-    const again = await start(changed);
+    await expect(sampleLine({}, { stateDir, model: changed, use: 'command' })).rejects.toThrow(/^the model file of fmnist-triplet-int8@1\.0\.0 differs from the one its reference vectors were made with/);
+    const again = await sampleLine({}, { stateDir, model: changed });
     expect(again.active.key).toBe(v1);
     expect(again.active.index.size).toBe(200);
     // A reference's own image finds itself: its stored vector is the changed file's.
