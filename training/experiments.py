@@ -53,6 +53,10 @@ class Line:
         self.pretrain = np.concatenate([unlabeled, self.pool_x])
         _, _, self.normalise = input_normalisation(self.pretrain)
 
+    def pretrain_sample(self) -> torch.Tensor:
+        """2,048 pretraining images (a fixed draw), normalised: batch-norm statistics and feature centres."""
+        return self.normalise(self.pretrain[np.random.default_rng(SEED).permutation(len(self.pretrain))[:2048]])
+
     def draw(self, seed: int) -> np.ndarray:
         """The labeled pool's indices of one 200-label draw (seed 7: the bundle's, as the pipeline draws)."""
         return np.random.default_rng(seed).permutation(len(self.pool_x))[:LABELS]
@@ -122,8 +126,7 @@ def shipped_encoder(line: Line, cache: Path, name: str, revision: str) -> Encode
         onnx_file.parent.mkdir(parents=True, exist_ok=True)
         onnx_file.write_bytes(subprocess.run(['git', 'show', f'{revision}:models/default-fp32/model.onnx'], cwd=ROOT,
                                              capture_output=True, check=True).stdout)
-        sample = line.pretrain[np.random.default_rng(SEED).permutation(len(line.pretrain))[:2048]]
-        return encoder_from_onnx(onnx_file, line.normalise(sample))
+        return encoder_from_onnx(onnx_file, line.pretrain_sample())
     return cached_encoder(cache, name, rebuild)
 
 
@@ -390,6 +393,15 @@ def active_runs(line: Line, cache: Path, encoder: Encoder, draws: list, seeds: l
                 record(cache, name, draw, seed, rows, anomalies=anomalies, estimatedShare=share)
 
 
+def stage_encoder(args, line: Line, cache: Path, base: Encoder):
+    """The encoder the feature experiments run on, and its label suffix: the shipped one, or the
+    pipeline's autoencoder trained with --encoder-seed and --encoder-epochs."""
+    if args.encoder_seed == SEED and args.encoder_epochs == 30:
+        return base, ''
+    label = f', encoder seed {args.encoder_seed}' + (f', {args.encoder_epochs} epochs' if args.encoder_epochs != 30 else '')
+    return autoencoder(line, cache, epochs=args.encoder_epochs, seed=args.encoder_seed), label
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('experiment', choices=['baseline', 'fixed-steps', 'smoothed-threshold', 'ensemble', 'unfreeze', 'ae30', 'ae60',
@@ -399,7 +411,7 @@ def main(argv=None):
     p.add_argument('--seeds', default='7', help='fold and fine-tuning seeds')
     p.add_argument('--encoder-seed', type=int, default=SEED,
                    help='seed of the autoencoder trained by ae30, ae60 and ae-wide (the encoder\'s own noise)')
-    p.add_argument('--encoder-epochs', type=int, default=30, help='epochs of the autoencoder stages and stages-alone use')
+    p.add_argument('--encoder-epochs', type=int, default=30, help='epochs of the autoencoder stages, stages-alone and centred use')
     p.add_argument('--cache', type=Path, default=Path('/tmp/i12gap'))
     p.add_argument('--threads', type=int, default=2)
     args = p.parse_args(argv)
@@ -432,18 +444,12 @@ def main(argv=None):
             frozen_encoder_runs(line, cache, f'margin {margin}', base, draws, seeds,
                                 train=functools.partial(train_projection, margin=margin))
     elif name == 'centred':  # the pipeline's features, each stage centred on the line's images before normalising
-        encoder, label = base, ''
-        if args.encoder_seed != SEED:
-            encoder, label = autoencoder(line, cache, seed=args.encoder_seed), f', encoder seed {args.encoder_seed}'
-        sample = line.normalise(line.pretrain[np.random.default_rng(SEED).permutation(len(line.pretrain))[:2048]])
+        encoder, label = stage_encoder(args, line, cache, base)
         for stages in ((2, 3), (1, 2, 3)):
             frozen_encoder_runs(line, cache, f'stages {"+".join(map(str, stages))} centred{label}',
-                                StagePools(encoder, stages, False, sample), draws, seeds)
+                                StagePools(encoder, stages, False, line.pretrain_sample()), draws, seeds)
     elif name in ('stages', 'stages-alone'):  # middle layers' pooled features, beside the vector or alone
-        encoder, label = base, ''
-        if args.encoder_seed != SEED or args.encoder_epochs != 30:  # the pipeline's autoencoder, another seed or length
-            encoder = autoencoder(line, cache, epochs=args.encoder_epochs, seed=args.encoder_seed)
-            label = f', encoder seed {args.encoder_seed}' + (f', {args.encoder_epochs} epochs' if args.encoder_epochs != 30 else '')
+        encoder, label = stage_encoder(args, line, cache, base)
         vector = name == 'stages'
         for stages in ((2,), (3,), (2, 3), (1, 2, 3)) if vector else ((3,), (2, 3)):
             frozen_encoder_runs(line, cache, f'stages {"+".join(map(str, stages))} {"and the vector" if vector else "alone"}{label}',
