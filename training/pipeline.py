@@ -10,6 +10,7 @@ A plant's own folders:
 """
 import argparse
 import copy
+import functools
 import json
 import shlex
 import shutil
@@ -30,7 +31,7 @@ from .inputs import check_draws, fit_label_sizes, label_mismatch, load_inputs
 from .model import Embedder
 from .report import write_report
 from .sign import key_id, sign_bundle
-from .train import embed, log, pretrain_autoencoder, train_projection, train_supervised
+from .train import PULL, TRIM, embed, log, pretrain_autoencoder, train_projection, train_supervised
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDS = 5
@@ -314,11 +315,13 @@ def main(argv=None):
     stages.done('autoencoder')
     features = Embedder(encoder)  # the encoder's kNN features, as the autoencoder bundle exports them
     pool_f, test_f = embed(features, normalise(pool_x)), embed(features, normalise(test_x))
+    # Fine-tuning also pulls the unlabeled images (mostly good) together (train.train_projection).
+    fine_tune = functools.partial(train_projection, unlabeled=embed(features, normalise(unlabeled)), good_label=good)
 
     results, candidates = [], {}
     for n in args.label_sizes:
         rows, candidates[n] = compare_at(n, pool_f[order[:n]], pool_y[order[:n]], test_f, test_y,
-                                         args.triplet_steps, args.seed, good)
+                                         args.triplet_steps, args.seed, good, train=fine_tune)
         results += rows
     stages.done('fine-tuning')
 
@@ -384,7 +387,9 @@ def main(argv=None):
             f'on the unlabeled and labeled images (labels unused); Adam 2e-3, cosine schedule.',
             'Fine-tuning: encoder frozen; a randomly initialised Linear(144,128) projection of its features trained with '
             'online batch-hard triplet loss, cosine distance, margin 0.5, anti-collapse scaling '
-            '(divide by the batch mean hardest-negative distance); '
+            '(divide by the batch mean hardest-negative distance), plus Deep SAD\'s use of the unlabeled images: '
+            f'their cosine distance to the labeled good items\' centre (each batch\'s farthest {TRIM:.0%} left out as '
+            f'the line\'s own anomalies), over the labeled anomalies\' distance to it, weighted {PULL:g}; '
             f'Adam (lr 1e-3, batches of up to 256) for {args.triplet_steps} steps, whichever gives the best '
             'out-of-fold F1 (longer training overfits a few hundred labels); n labels drawn at random '
             'without replacement (nested draws of one permutation).',
