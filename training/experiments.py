@@ -322,10 +322,10 @@ def unfreezing_runs(line: Line, cache: Path, encoder: Encoder, draws: list, seed
 # The daemon's living memory (src/learning, learning.* defaults): an unknown decision is never
 # admitted; the `neighbours` nearest references must share one label and include a person's; the
 # nearest within radiusShare of the label's radius (the radiusPercentile of its human references'
-# nearest-same-label distances) and not nearer than duplicateDistance; any other label's nearest at
+# nearest-same-label distances) and not nearer than duplicateShare of it; any other label's nearest at
 # least marginRatio times farther; per label at most perLabelTotal automatic references and an
 # automatic share of maxAutoShare. The hourly cap is left out (the stream is taken as hours long).
-LEARNING = {'neighbours': 5, 'radiusPercentile': 90, 'radiusShare': 0.25, 'marginRatio': 2, 'duplicateDistance': 0.002,
+LEARNING = {'neighbours': 5, 'radiusPercentile': 90, 'radiusShare': 0.25, 'marginRatio': 2, 'duplicateShare': 0.01,
             'minHumanReferences': 5, 'perLabelTotal': 500, 'maxAutoShare': 0.8}
 
 
@@ -358,7 +358,7 @@ def admit_stream(refs: np.ndarray, ref_labels: np.ndarray, stream: np.ndarray, s
                 or all(auto[i] for i in agreeing) or radius.get(label) is None:
             continue
         nearest = d[agreeing[0]]
-        if nearest > rule['radiusShare'] * radius[label] or nearest < rule['duplicateDistance']:
+        if nearest > rule['radiusShare'] * radius[label] or nearest < rule['duplicateShare'] * radius[label]:
             continue
         other = next((d[i] for i in order[:max(4 * rule['neighbours'], 32)] if labels[i] != label), None)
         if other is not None and other < rule['marginRatio'] * nearest:

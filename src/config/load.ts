@@ -223,6 +223,12 @@ function repeatedKey(doc: YAML.Document): { key: string; offset: number } | unde
   return found;
 }
 
+/** Keys a release replaced, with what to write instead: the old name is then refused with the fix, not as a misspelling. */
+const REPLACED_KEYS: Record<string, string> = {
+  'learning.duplicateDistance':
+    'replaced by learning.duplicateShare: a share of the label\'s radius, not a cosine distance (default 0.01; docs/configuration.md)',
+};
+
 function describeIssue(issue: z.core.$ZodIssue, raw: Record<string, unknown>, fromEnv: Map<string, string>): string {
   const path = issue.path.map(String);
   if (issue.code === 'unrecognized_keys') {
@@ -230,7 +236,8 @@ function describeIssue(issue: z.core.$ZodIssue, raw: Record<string, unknown>, fr
     // Listed up to a point: a file of 50,000 made-up keys should not become a message as long.
     const listed = issue.keys.slice(0, 20).map((k) => shown(where + k).replace(/^"|"$/g, ''));
     const more = issue.keys.length > listed.length ? ` and ${issue.keys.length - listed.length} more` : '';
-    return `unknown key ${listed.join(', ')}${more} (misspelt? docs/configuration.md lists every key)`;
+    const replaced = issue.keys.map((k) => REPLACED_KEYS[where + k]).find((text) => text !== undefined);
+    return `unknown key ${listed.join(', ')}${more} (${replaced ?? 'misspelt? docs/configuration.md lists every key'})`;
   }
   const key = path.join('.') || '(top level)';
   const value = path.reduce<unknown>((obj, k) => (obj && typeof obj === 'object' ? (obj as Record<string, unknown>)[k] : undefined), raw);

@@ -162,8 +162,9 @@ export const configSchema = z.strictObject({
     radiusShare: decimal(0.001, 1).default(0.25),
     /** ...and the nearest reference of another label is at least this many times as far as the nearest one. */
     marginRatio: decimal(1, 100).default(2),
-    /** Nearer than this to an existing reference: a near-duplicate, skipped (a stopped belt adds nothing). */
-    duplicateDistance: decimal(0, 2).default(0.002),
+    /** Nearer to an existing reference than this share of the label's radius: a near-duplicate, skipped (a stopped
+     * belt adds nothing). A share, not a distance: how far apart items lie differs from model to model. */
+    duplicateShare: decimal(0, 1).default(0.01),
     /** A label needs this many human references before anything is admitted to it (its radius needs them). */
     minHumanReferences: int(2, 100_000).default(5),
     /** Admitted per label per hour at most. */

@@ -165,7 +165,7 @@ export class Learning {
     const radius = this.radiusOf(model, label);
     if (radius === null) return 'few_human_references';
     if (nearest.distance > s.radiusShare * radius) return 'outside_radius';
-    if (nearest.distance < s.duplicateDistance) return 'duplicate';
+    if (nearest.distance < s.duplicateShare * radius) return 'duplicate';
     const other = near.find((x) => x.label !== label);
     if (other && other.distance < s.marginRatio * nearest.distance) return 'no_margin';
     const now = this.now();

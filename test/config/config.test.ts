@@ -117,6 +117,12 @@ describe('config', () => {
     expect(config.knn.k).toBe(9);
   });
 
+  it('refuses a key a release replaced with what to write instead, not as a misspelling', () => {
+    const err = failure(() => loadConfig({ path: configFile('learning:\n  duplicateDistance: 0.002\n'), env: {} }));
+    expect(err.message).toContain('unknown key learning.duplicateDistance (replaced by learning.duplicateShare: a share of the label\'s radius');
+    expect(err.message).not.toContain('misspelt');
+  });
+
   it('derives env names from key paths', () => {
     expect(envName(['capture', 'replay', 'fps'])).toBe('LINEWATCH_CAPTURE_REPLAY_FPS');
     expect(envName(['knn', 'hnswEfConstruction'])).toBe('LINEWATCH_KNN_HNSW_EF_CONSTRUCTION');

@@ -76,7 +76,9 @@ describe('commands over MQTT 5 take effect on the next frame, without a restart'
     const mark = daemon.logs.length;
     const next = await daemon.waitForLog((l, all) => all.indexOf(l) >= mark && l.msg === 'anomaly' && l.frame === seen.frame, 30_000);
     expect(next.label).toBe('chipped');
-    expect(next.score).toBe(1);
+    // Its new reference is at distance 0: the score is the top one, below 1 only by the score's 1e-6
+    // (docs/architecture.md) against the nearest good reference, about 1e-3 away with the shipped bundle.
+    expect(next.score).toBeGreaterThanOrEqual(0.99);
 
     // Relabeling the same event replaces its reference rather than adding a second one; spaces around a label are dropped.
     const again = await tech.call('label', { event: first.event, label: ' cracked  ' });

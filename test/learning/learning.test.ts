@@ -39,7 +39,7 @@ describe('learning: admission and its guards', () => {
     enabled: true,
     neighbours: 3,
     radiusShare: 1,
-    duplicateDistance: 1e-5,
+    duplicateShare: 1e-4,
     ...over,
   });
 
