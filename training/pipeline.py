@@ -70,6 +70,10 @@ def parse_args(argv=None):
     m.add_argument('--triplet-steps', default='25,50,100,200',
                    help='candidate projection training lengths (Adam steps); the one with the best '
                         'out-of-fold F1 on the drawn labels is used')
+    m.add_argument('--pull', type=float, default=PULL,
+                   help='weight of the unlabeled images\' pull towards the labeled good items\' centre in '
+                        'fine-tuning (default 0: the labels alone; 4 did best on the sample line\'s test split, '
+                        'see training/README.md before using it)')
     m.add_argument('--int8-activations', choices=('affine', 'symmetric'), default='affine',
                    help='affine: fastest on onnxruntime CPU; symmetric: int8 with zero point 0 '
                         'everywhere, as TensorRT requires (weights are symmetric either way)')
@@ -121,6 +125,8 @@ def resolve_paths(args):
         args.parity_test = args.parity_test or args.test
     args.label_sizes = whole_numbers('--label-sizes', args.label_sizes)
     args.triplet_steps = whole_numbers('--triplet-steps', args.triplet_steps)
+    if not 0 <= args.pull < float('inf'):
+        sys.exit(f'--pull must be a weight of 0 or more (0 fine-tunes on the labels alone), not {args.pull:g}')
     if args.bundle_labels not in args.label_sizes:
         sys.exit('--bundle-labels must be one of --label-sizes')
     if args.sign_key:
@@ -316,7 +322,8 @@ def main(argv=None):
     features = Embedder(encoder)  # the encoder's kNN features, as the autoencoder bundle exports them
     pool_f, test_f = embed(features, normalise(pool_x)), embed(features, normalise(test_x))
     # Fine-tuning also pulls the unlabeled images (mostly good) together (train.train_projection).
-    fine_tune = functools.partial(train_projection, unlabeled=embed(features, normalise(unlabeled)), good_label=good)
+    fine_tune = functools.partial(train_projection, unlabeled=embed(features, normalise(unlabeled)) if args.pull else None,
+                                  pull=args.pull, good_label=good)
 
     results, candidates = [], {}
     for n in args.label_sizes:
@@ -387,10 +394,12 @@ def main(argv=None):
             f'on the unlabeled and labeled images (labels unused); Adam 2e-3, cosine schedule.',
             'Fine-tuning: encoder frozen; a randomly initialised Linear(144,128) projection of its features trained with '
             'online batch-hard triplet loss, cosine distance, margin 0.5, anti-collapse scaling '
-            '(divide by the batch mean hardest-negative distance), plus Deep SAD\'s use of the unlabeled images: '
-            f'their cosine distance to the labeled good items\' centre (each batch\'s farthest {TRIM:.0%} left out as '
-            f'the line\'s own anomalies), over the labeled anomalies\' distance to it, weighted {PULL:g}; '
-            f'Adam (lr 1e-3, batches of up to 256) for {args.triplet_steps} steps, whichever gives the best '
+            '(divide by the batch mean hardest-negative distance)'
+            + (', plus Deep SAD\'s use of the unlabeled images: their cosine distance to the labeled good items\' '
+               f'centre (each batch\'s farthest {TRIM:.0%} left out as the line\'s own anomalies), over the labeled '
+               f'anomalies\' distance to it, weighted {args.pull:g} (--pull); ' if args.pull else
+               ', on the labels alone (--pull 0); ')
+            + f'Adam (lr 1e-3, batches of up to 256) for {args.triplet_steps} steps, whichever gives the best '
             'out-of-fold F1 (longer training overfits a few hundred labels); n labels drawn at random '
             'without replacement (nested draws of one permutation).',
             'kNN: the docs/architecture.md classifier (cosine distance on L2-normalised vectors; score = the '

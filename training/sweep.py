@@ -51,9 +51,9 @@ DEFECT_RULE = ('Each product\'s defects are the three other classes whose mean i
 DEFAULT_PRODUCTS = ('trouser', 'bag', 'sandal', 't-shirt', 'ankle-boot', 'coat', 'dress')
 METRICS = (('f1', 'F1'), ('auroc', 'AUROC'))
 # Bumped when a product's report rows change shape or meaning: a sweep does not resume from older results
-# (3: kNN on the encoder's pooled stage 3-4 features instead of its bottleneck vector; 4: fine-tuning
-# also pulls the unlabeled images towards the good centre).
-FORMAT = 4
+# (3: kNN on the encoder's pooled stage 3-4 features instead of its bottleneck vector. 4 was fine-tuning
+# with the unlabeled pull on by default, since undone: the pull is `--pull`, so its runs differ by options).
+FORMAT = 3
 
 
 def parse_args(argv=None):

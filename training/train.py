@@ -11,9 +11,10 @@ from torch.nn import functional as F
 from .model import WIDTHS, Classifier, Decoder, Encoder, make_projection
 
 # The unlabeled images' pull in fine-tuning (train_projection): its weight against the triplet loss,
-# and the share of each unlabeled batch left out as the line's own anomalies. Chosen over 12 label
-# draws and seeds of the sample line among weights 0.5-8 and shares 0-0.3 (training/README.md).
-PULL, TRIM = 4.0, 0.15
+# and the share of each unlabeled batch left out as the line's own anomalies. Off by default: weight 4
+# (the best of 0.5-8 over 12 label draws and seeds of the sample line) gained 0.017 F1 there, but cost
+# the other products AUROC and made the model follow a drifting line worse (training/README.md).
+PULL, TRIM = 0.0, 0.15
 
 
 def log(msg: str):
@@ -154,8 +155,8 @@ def train_projection(features: np.ndarray, labels: list, lengths: list, seed: in
     y = label_indices(labels)
     x = torch.as_tensor(features)
     good = torch.tensor([label == good_label for label in labels])
-    if unlabeled is not None and (not len(unlabeled) or good.all() or not good.any()):
-        unlabeled = None  # nothing to pull, or no centre / no anomaly to measure it against
+    if unlabeled is not None and (not pull or not len(unlabeled) or good.all() or not good.any()):
+        unlabeled = None  # no pull, nothing to pull, or no centre / no anomaly to measure it against
     proj = make_projection(x.shape[1])
     opt = torch.optim.Adam(proj.parameters(), lr=lr)
     snapshots = {}

@@ -10,6 +10,8 @@ interface Figures {
   loss: { trimmed: number; untrimmed: number; nearOnly: number };
   /** Whether a run without a labeled anomaly (nothing to measure the pull against) equals a plain run. */
   noAnomalyIsPlain: boolean;
+  /** Whether a run given unlabeled vectors with the default weight (0: off) equals a plain run. */
+  defaultIsPlain: boolean;
 }
 
 /**
@@ -40,17 +42,19 @@ function figures(): Figures {
     '        d = lambda v: (1 - F.normalize(proj(v), dim=1) @ centre).mean().item()',
     '        return d(held_good) / d(held_bad)',
     'plain = train.train_projection(x, labels, [100], 7)[0]',
-    'pulled = train.train_projection(x, labels, [100], 7, unlabeled=unlabeled)[0]',
+    'pulled = train.train_projection(x, labels, [100], 7, unlabeled=unlabeled, pull=4)[0]',
+    'default = train.train_projection(x, labels, [100], 7, unlabeled=unlabeled)[0].state_dict()',
     'identity = torch.nn.Identity()',
     'near, far = torch.as_tensor(items(90, False)), -torch.as_tensor(items(10, False))',
     'good, bad = torch.as_tensor(x[:10]), torch.as_tensor(x[10:])',
     'loss = lambda batch, trim: train._pull_loss(identity, good, bad, batch, trim).item()',
     "alone = train.train_projection(x[:10], labels[:10], [25], 7)[0].state_dict()",
-    "with_unlabeled = train.train_projection(x[:10], labels[:10], [25], 7, unlabeled=unlabeled)[0].state_dict()",
+    "with_unlabeled = train.train_projection(x[:10], labels[:10], [25], 7, unlabeled=unlabeled, pull=4)[0].state_dict()",
+    "same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)",
     "print(json.dumps({'spread': {'plain': spread(plain), 'pulled': spread(pulled)},",
     "                  'loss': {'trimmed': loss(torch.cat([near, far]), 0.15), 'untrimmed': loss(torch.cat([near, far]), 0),",
     "                           'nearOnly': loss(near, 0)},",
-    "                  'noAnomalyIsPlain': all(torch.equal(alone[k], with_unlabeled[k]) for k in alone)}))",
+    "                  'noAnomalyIsPlain': same(alone, with_unlabeled), 'defaultIsPlain': same(plain.state_dict(), default)}))",
   ].join('\n')], { cwd: repoRoot, encoding: 'utf8' });
   expect(run.status, run.stderr).toBe(0);
   return JSON.parse(run.stdout) as Figures;
@@ -62,8 +66,8 @@ beforeAll(() => {
 }, 120_000);
 
 /**
- * Fine-tuning pulls the line's unlabeled images towards the labeled good items' centre (Deep SAD's
- * use of unlabeled data), leaving out each batch's farthest share as the line's own anomalies.
+ * Fine-tuning can pull the line's unlabeled images towards the labeled good items' centre (Deep SAD's
+ * use of unlabeled data, `--pull`), leaving out each batch's farthest share as the line's own anomalies.
  */
 describe('fine-tuning with unlabeled images', () => {
   it('packs the product tighter against the anomalies than the labels alone do', () => {
@@ -79,5 +83,9 @@ describe('fine-tuning with unlabeled images', () => {
 
   it('is the plain triplet training when the labels hold no anomaly', () => {
     expect(result.noAnomalyIsPlain).toBe(true);
+  });
+
+  it('is off unless a weight is given (the pipeline\'s --pull, default 0)', () => {
+    expect(result.defaultIsPlain).toBe(true);
   });
 });
