@@ -73,6 +73,8 @@ export interface DriftReport {
   windowFrames: number;
   framesPerHour: number;
   drift: DriftOptions['drift'];
+  /** The shuffle of the stream and the choice of the poison burst. */
+  seed: number;
   settings: LearningSettings;
   runs: DriftRunResult[];
 }
@@ -144,6 +146,7 @@ export async function runDriftExperiment(options: DriftOptions, progress: (line:
     windowFrames: options.windowFrames,
     framesPerHour: options.framesPerHour,
     drift: options.drift,
+    seed: options.seed,
     settings: { ...defaults, enabled: true },
     runs,
   };

@@ -22,7 +22,7 @@ export interface CommandContext {
   chart: string | undefined;
   label: string | undefined;
   /** bench: --quick, --duration, --fp32, --int8, --frames, --references. */
-  bench?: { quick: boolean; duration: string | undefined; fp32: string | undefined; int8: string | undefined; frames: string | undefined; references: string | undefined };
+  bench?: { quick: boolean; duration: string | undefined; fp32: string | undefined; int8: string | undefined; frames: string | undefined; references: string | undefined; seed?: string | undefined };
   /** keys: --name, --out, --key. */
   keys?: { name: string | undefined; out: string | undefined; key: string | undefined };
   /** classifier set: --k, --threshold, --unknown-distance; model push: --force. */
@@ -334,7 +334,7 @@ const bench: Command = async (ctx) => {
   return 0;
 };
 
-const EXPERIMENT_USAGE = 'linewatch experiment drift [--chart FILE] [--json] [--fp32 DIR]';
+const EXPERIMENT_USAGE = 'linewatch experiment drift [--chart FILE] [--json] [--fp32 DIR] [--seed N]';
 
 /**
  * The drift experiment (docs/learning.md): 50 human references, the sample line drifting, F1 per
@@ -343,6 +343,7 @@ const EXPERIMENT_USAGE = 'linewatch experiment drift [--chart FILE] [--json] [--
  */
 const experiment: Command = async (ctx) => {
   if (ctx.args[0] !== 'drift' || ctx.args.length > 1) throw new UserError('experiment takes the name of an experiment: drift', EXPERIMENT_USAGE);
+  const seed = ctx.bench?.seed === undefined ? 7 : wholeNumber('--seed', ctx.bench.seed, EXPERIMENT_USAGE);
   setLogLevel('error');
   const samples = join(packageRoot, 'samples/line');
   const report = await runDriftExperiment(
@@ -358,7 +359,7 @@ const experiment: Command = async (ctx) => {
       poisonFrames: 150,
       poisonLabel: 'sandal',
       runs: defaultDriftRuns,
-      seed: 7,
+      seed,
     },
     (line) => process.stderr.write(`experiment: ${line}\n`),
   );
@@ -385,7 +386,7 @@ function describeDrift(report: DriftReport): string {
   const off = report.runs.find((r) => r.name === 'learning off');
   const width = Math.max(...report.runs.map((r) => r.name.length));
   return [
-    `model ${report.model}; human references ${Object.entries(report.humanReferences).map(([l, n]) => `${l} ${n}`).join(', ')}; ${report.frames} frames, windows of ${report.windowFrames}`,
+    `model ${report.model}; seed ${report.seed}; human references ${Object.entries(report.humanReferences).map(([l, n]) => `${l} ${n}`).join(', ')}; ${report.frames} frames, windows of ${report.windowFrames}`,
     `${'run'.padEnd(width)}  F1 per window${' '.repeat(40)}final F1  worst vs off  admitted  wrong`,
     ...report.runs.map((r) => {
       const worst = off && r.f1.length === off.f1.length ? Math.min(...r.f1.map((x, i) => x - off.f1[i]!)).toFixed(3) : '   -';
@@ -554,8 +555,8 @@ function referenceFilter(ctx: CommandContext): Record<string, unknown> {
   };
 }
 
-function wholeNumber(flag: string, text: string): number {
-  if (!/^[1-9][0-9]*$/.test(text)) throw new UserError(`${flag} must be a whole number, not "${text}"`, REFERENCES_USAGE);
+function wholeNumber(flag: string, text: string, usage = REFERENCES_USAGE): number {
+  if (!/^[1-9][0-9]*$/.test(text)) throw new UserError(`${flag} must be a whole number, not "${text}"`, usage);
   return Number(text);
 }
 

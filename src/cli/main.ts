@@ -14,7 +14,7 @@ Commands:
   eval <folder>            precision/recall/F1, confusion matrix, AUROC on a labeled folder
   status                   status of the running daemon (or of its database when stopped)
   bench                    measure this machine: encoder, preprocess, end to end, kNN, memory, model swap pause
-  experiment drift         self-training under a drifting line: F1 per window, learning off/on, poisoned (--chart FILE)
+  experiment drift         self-training under a drifting line: F1 per window, learning off/on, poisoned (--chart FILE, --seed N)
   keys generate            make an ed25519 key pair for signing model bundles
   keys sign <folder>       sign a model bundle folder (writes signature.json)
 
@@ -44,7 +44,8 @@ Options:
   --limit N                references list: at most N (default 100)
   --quick                  bench: a short run that only proves the bench works
   --duration SECONDS       bench: length of the full-rate end-to-end run (default 60; 600 for memory drift)
-  --fp32 DIR, --int8 DIR   bench: model bundles (default models/default-fp32, models/default-int8)
+  --fp32 DIR, --int8 DIR   bench: model bundles (default models/default-fp32, models/default-int8); experiment: the fp32 bundle
+  --seed N                 experiment: the stream's shuffle (default 7)
   --frames DIR             bench: sample frames (default samples/line/frames)
   --references DIR         bench: the line's labelled references for the sample-line run (default samples/line/references with the default frames)
   --name NAME              keys generate: file name of the key pair (default linewatch-signing)
@@ -71,6 +72,7 @@ async function main(argv: string[]): Promise<number> {
       int8: { type: 'string' },
       frames: { type: 'string' },
       references: { type: 'string' },
+      seed: { type: 'string' },
       name: { type: 'string' },
       out: { type: 'string' },
       key: { type: 'string' },
@@ -102,7 +104,7 @@ async function main(argv: string[]): Promise<number> {
     json: values.json,
     chart: values.chart,
     label: values.label,
-    bench: { quick: values.quick, duration: values.duration, fp32: values.fp32, int8: values.int8, frames: values.frames, references: values.references },
+    bench: { quick: values.quick, duration: values.duration, fp32: values.fp32, int8: values.int8, frames: values.frames, references: values.references, seed: values.seed },
     keys: { name: values.name, out: values.out, key: values.key },
     control: { k: values.k, threshold: values.threshold, unknownDistance: values['unknown-distance'], force: values.force },
     role: values.role,
