@@ -321,7 +321,8 @@ def main(argv=None):
     stages.done('autoencoder')
     features = Embedder(encoder)  # the encoder's kNN features, as the autoencoder bundle exports them
     pool_f, test_f = embed(features, normalise(pool_x)), embed(features, normalise(test_x))
-    # Fine-tuning also pulls the unlabeled images (mostly good) together (train.train_projection).
+    # With --pull, fine-tuning also pulls the unlabeled images (mostly good) together (train.train_projection);
+    # without, they are not even embedded.
     fine_tune = functools.partial(train_projection, unlabeled=embed(features, normalise(unlabeled)) if args.pull else None,
                                   pull=args.pull, good_label=good)
 

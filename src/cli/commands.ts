@@ -21,8 +21,8 @@ export interface CommandContext {
   json: boolean;
   chart: string | undefined;
   label: string | undefined;
-  /** bench: --quick, --duration, --fp32, --int8, --frames, --references. */
-  bench?: { quick: boolean; duration: string | undefined; fp32: string | undefined; int8: string | undefined; frames: string | undefined; references: string | undefined; seed?: string | undefined };
+  /** bench: --quick, --duration, --fp32, --int8, --frames, --references; experiment: --fp32, --seed. */
+  bench?: { quick: boolean; duration: string | undefined; fp32: string | undefined; int8: string | undefined; frames: string | undefined; references: string | undefined; seed: string | undefined };
   /** keys: --name, --out, --key. */
   keys?: { name: string | undefined; out: string | undefined; key: string | undefined };
   /** classifier set: --k, --threshold, --unknown-distance; model push: --force. */

@@ -7,7 +7,6 @@ interface Run {
   final: { f1: number };
   admitted: number;
   wrongAdmissions: number;
-  autoAtEnd: Record<string, number>;
 }
 interface Report {
   seed: number;
