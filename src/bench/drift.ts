@@ -27,6 +27,23 @@ export interface DriftRunSpec {
   settings: Partial<LearningSettings>;
 }
 
+/**
+ * How the line drifts, at full strength. lighting: a pixel p becomes contrast * p + brightness (the
+ * lamps age, daylight comes in). focus: a Gaussian blur of this sigma in pixels (the lens goes out of
+ * focus or gets dirty). noise: Gaussian sensor noise of this sigma in grey levels (the camera's gain
+ * is turned up for a darker line).
+ */
+export type Drift =
+  | { kind: 'lighting'; contrast: number; brightness: number }
+  | { kind: 'focus'; sigma: number }
+  | { kind: 'noise'; sigma: number };
+
+export const driftKinds: Record<Drift['kind'], Drift> = {
+  lighting: { kind: 'lighting', contrast: 0.75, brightness: 35 },
+  focus: { kind: 'focus', sigma: 3 },
+  noise: { kind: 'noise', sigma: 50 },
+};
+
 export interface DriftOptions {
   model: string;
   /** Labeled folder the human references are taken from (the first ones of each label, by name). */
@@ -38,8 +55,8 @@ export interface DriftOptions {
   windowFrames: number;
   /** The simulated line's rate: how many frames make an hour (the caps and expiry count hours). */
   framesPerHour: number;
-  /** At full drift a pixel p becomes contrast * p + brightness; the drift ramps up linearly over the second half. */
-  drift: { contrast: number; brightness: number };
+  /** What changes on the line at full drift; it ramps up linearly over the stream's second half. */
+  drift: Drift;
   poisonFrames: number;
   /** The defect label whose spare reference images are mislabeled `good` in the poisoned runs. */
   poisonLabel: string;
@@ -163,7 +180,7 @@ function pickHumans(images: LabeledImage[], o: DriftOptions): LabeledImage[] {
   });
 }
 
-/** The stream folder shuffled (seeded), its second half drifting: the lighting changes a little more with every frame. */
+/** The stream folder shuffled (seeded), its second half drifting: the line changes a little more with every frame. */
 async function makeStream(images: LabeledImage[], o: DriftOptions): Promise<StreamItem[]> {
   const random = mulberry32(o.seed);
   const order = images.map((image) => ({ image, key: random() })).sort((a, b) => a.key - b.key).map((x) => x.image);
@@ -171,12 +188,37 @@ async function makeStream(images: LabeledImage[], o: DriftOptions): Promise<Stre
   return Promise.all(
     order.map(async (image, i) => {
       const strength = i < half ? 0 : (i - half + 1) / (order.length - half);
-      const contrast = 1 + (o.drift.contrast - 1) * strength;
-      const brightness = o.drift.brightness * strength;
-      const data = strength === 0 ? await sharp(image.path).png().toBuffer() : await sharp(image.path).linear(contrast, brightness).png().toBuffer();
+      // Each frame its own noise source: the frames decode concurrently, in no fixed order.
+      const data = await drifted(image.path, o.drift, strength, mulberry32(Math.imul(o.seed + 2, 0x9e3779b1) + i));
       return { data, label: image.label, origin: `${image.path}#${i}`, poison: false, drifted: strength > 0 };
     }),
   );
+}
+
+/** The image as the drifted line shows it at this strength (0: as it is, 1: full drift), as PNG. */
+export async function drifted(path: string, drift: Drift, strength: number, random: () => number): Promise<Buffer> {
+  const image = sharp(path);
+  if (strength === 0) return image.png().toBuffer();
+  switch (drift.kind) {
+    case 'lighting':
+      return image.linear(1 + (drift.contrast - 1) * strength, drift.brightness * strength).png().toBuffer();
+    case 'focus': {
+      const sigma = drift.sigma * strength;
+      // sharp's Gaussian blur starts at sigma 0.3; a smaller one changes less than a grey level here.
+      return (sigma < 0.3 ? image : image.blur(sigma)).png().toBuffer();
+    }
+    case 'noise': {
+      const { data, info } = await image.raw().toBuffer({ resolveWithObject: true });
+      const sigma = drift.sigma * strength;
+      for (let j = 0; j < data.length; j++) data[j] = Math.min(255, Math.max(0, Math.round(data[j]! + sigma * gaussian(random))));
+      return sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } }).png().toBuffer();
+    }
+  }
+}
+
+/** A standard normal draw (Box-Muller) from a uniform source. */
+function gaussian(random: () => number): number {
+  return Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
 }
 
 /**

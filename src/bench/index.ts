@@ -12,7 +12,7 @@ import { loadFrames, packageRoot, resolveSettings, type BenchOptions } from './s
 export type { BenchDocument, Target } from './document.js';
 export { renderText } from './render.js';
 export type { BenchOptions } from './settings.js';
-export { defaultDriftRuns, runDriftExperiment, type DriftOptions, type DriftReport, type DriftRunResult, type DriftRunSpec } from './drift.js';
+export { defaultDriftRuns, driftKinds, runDriftExperiment, type Drift, type DriftOptions, type DriftReport, type DriftRunResult, type DriftRunSpec } from './drift.js';
 export { packageRoot } from './settings.js';
 
 /** Runs every section in turn (one at a time, so they do not compete for the cores). */

@@ -9,7 +9,7 @@ import { binary, confusionMatrix, OverrideStore, perLabel, precisionRecallCurve,
 import { embedImages, enroll, listLabeledImages, ModelManager, readImageFile, type EnrollResult, type LabeledImage, type ModelHistoryEntry, type ModelVersion, type PushResult } from '../models/index.js';
 import { Outbox } from '../events/index.js';
 import { openDatabase } from '../storage/index.js';
-import { defaultDriftRuns, packageRoot, renderText, runBench, runDriftExperiment, type DriftReport, type DriftRunSpec } from '../bench/index.js';
+import { defaultDriftRuns, driftKinds, packageRoot, renderText, runBench, runDriftExperiment, type Drift, type DriftReport, type DriftRunSpec } from '../bench/index.js';
 import { generateKeyPair, packBundle, signBundle } from '../inference/index.js';
 import { renderEvalChart, renderLineCharts } from './chart.js';
 import { askDaemon, callDaemon, daemonUrl, osUser, pushModel, type DaemonAnswer } from './client.js';
@@ -21,8 +21,8 @@ export interface CommandContext {
   json: boolean;
   chart: string | undefined;
   label: string | undefined;
-  /** bench: --quick, --duration, --fp32, --int8, --frames, --references; experiment: --fp32, --seed. */
-  bench?: { quick: boolean; duration: string | undefined; fp32: string | undefined; int8: string | undefined; frames: string | undefined; references: string | undefined; seed: string | undefined };
+  /** bench: --quick, --duration, --fp32, --int8, --frames, --references; experiment: --fp32, --seed, --drift. */
+  bench?: { quick: boolean; duration: string | undefined; fp32: string | undefined; int8: string | undefined; frames: string | undefined; references: string | undefined; seed: string | undefined; drift: string | undefined };
   /** keys: --name, --out, --key. */
   keys?: { name: string | undefined; out: string | undefined; key: string | undefined };
   /** classifier set: --k, --threshold, --unknown-distance; model push: --force. */
@@ -334,7 +334,7 @@ const bench: Command = async (ctx) => {
   return 0;
 };
 
-const EXPERIMENT_USAGE = 'linewatch experiment drift [--chart FILE] [--json] [--fp32 DIR] [--seed N]';
+const EXPERIMENT_USAGE = 'linewatch experiment drift [--drift lighting|focus|noise] [--chart FILE] [--json] [--fp32 DIR] [--seed N]';
 
 /**
  * The drift experiment (docs/learning.md): 50 human references, the sample line drifting, F1 per
@@ -344,6 +344,9 @@ const EXPERIMENT_USAGE = 'linewatch experiment drift [--chart FILE] [--json] [--
 const experiment: Command = async (ctx) => {
   if (ctx.args[0] !== 'drift' || ctx.args.length > 1) throw new UserError('experiment takes the name of an experiment: drift', EXPERIMENT_USAGE);
   const seed = ctx.bench?.seed === undefined ? 7 : wholeNumber('--seed', ctx.bench.seed, EXPERIMENT_USAGE);
+  const kind = ctx.bench?.drift ?? 'lighting';
+  if (!Object.hasOwn(driftKinds, kind)) throw new UserError(`--drift ${kind}: the line can drift in ${Object.keys(driftKinds).join(', ')}`, EXPERIMENT_USAGE);
+  const drift = driftKinds[kind as keyof typeof driftKinds];
   setLogLevel('error');
   const samples = join(packageRoot, 'samples/line');
   const report = await runDriftExperiment(
@@ -355,7 +358,7 @@ const experiment: Command = async (ctx) => {
       defectReferencesPerLabel: 5,
       windowFrames: 100,
       framesPerHour: 100,
-      drift: { contrast: 0.75, brightness: 35 },
+      drift,
       poisonFrames: 150,
       poisonLabel: 'sandal',
       runs: defaultDriftRuns,
@@ -375,7 +378,7 @@ function driftChart(report: DriftReport): Promise<Buffer> {
     xLabel: `window of ${report.windowFrames} frames`,
     yLabel: 'F1 (anomaly)',
     panels: [
-      { title: 'Lighting drift', series: series(false) },
+      { title: `${report.drift.kind[0]!.toUpperCase()}${report.drift.kind.slice(1)} drift`, series: series(false) },
       { title: `Poisoned: ${report.mislabeled} mislabeled references + a burst`, series: series('spares') },
       { title: `Poisoned: all ${report.mislabeledAll} references of a label mislabeled + a burst`, series: series('all') },
     ],
@@ -386,13 +389,24 @@ function describeDrift(report: DriftReport): string {
   const off = report.runs.find((r) => r.name === 'learning off');
   const width = Math.max(...report.runs.map((r) => r.name.length));
   return [
-    `model ${report.model}; seed ${report.seed}; human references ${Object.entries(report.humanReferences).map(([l, n]) => `${l} ${n}`).join(', ')}; ${report.frames} frames, windows of ${report.windowFrames}`,
+    `model ${report.model}; ${describeKind(report.drift)} drift; seed ${report.seed}; human references ${Object.entries(report.humanReferences).map(([l, n]) => `${l} ${n}`).join(', ')}; ${report.frames} frames, windows of ${report.windowFrames}`,
     `${'run'.padEnd(width)}  F1 per window${' '.repeat(40)}final F1  worst vs off  admitted  wrong`,
     ...report.runs.map((r) => {
       const worst = off && r.f1.length === off.f1.length ? Math.min(...r.f1.map((x, i) => x - off.f1[i]!)).toFixed(3) : '   -';
       return `${r.name.padEnd(width)}  ${r.f1.map((x) => x.toFixed(2)).join(' ').padEnd(53)}  ${r.final.f1.toFixed(3)}     ${worst.padStart(6)}     ${String(r.admitted).padStart(5)}  ${String(r.wrongAdmissions).padStart(5)}`;
     }),
   ].join('\n');
+}
+
+function describeKind(drift: Drift): string {
+  switch (drift.kind) {
+    case 'lighting':
+      return `lighting (contrast ${drift.contrast}, brightness +${drift.brightness} at full drift)`;
+    case 'focus':
+      return `focus (blur sigma ${drift.sigma} px at full drift)`;
+    case 'noise':
+      return `noise (sigma ${drift.sigma} grey levels at full drift)`;
+  }
 }
 
 const KEYS_USAGE = 'linewatch keys generate [--name NAME] [--out DIR] | linewatch keys sign <bundle-folder> --key FILE';

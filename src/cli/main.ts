@@ -14,7 +14,7 @@ Commands:
   eval <folder>            precision/recall/F1, confusion matrix, AUROC on a labeled folder
   status                   status of the running daemon (or of its database when stopped)
   bench                    measure this machine: encoder, preprocess, end to end, kNN, memory, model swap pause
-  experiment drift         self-training under a drifting line: F1 per window, learning off/on, poisoned (--chart FILE, --seed N)
+  experiment drift         self-training under a drifting line: F1 per window, learning off/on, poisoned (--drift KIND, --chart FILE, --seed N)
   keys generate            make an ed25519 key pair for signing model bundles
   keys sign <folder>       sign a model bundle folder (writes signature.json)
 
@@ -46,6 +46,7 @@ Options:
   --duration SECONDS       bench: length of the full-rate end-to-end run (default 60; 600 for memory drift)
   --fp32 DIR, --int8 DIR   bench: model bundles (default models/default-fp32, models/default-int8); experiment: the fp32 bundle
   --seed N                 experiment: the stream's shuffle (default 7)
+  --drift KIND             experiment: what drifts, lighting (default), focus or noise
   --frames DIR             bench: sample frames (default samples/line/frames)
   --references DIR         bench: the line's labelled references for the sample-line run (default samples/line/references with the default frames)
   --name NAME              keys generate: file name of the key pair (default linewatch-signing)
@@ -73,6 +74,7 @@ async function main(argv: string[]): Promise<number> {
       frames: { type: 'string' },
       references: { type: 'string' },
       seed: { type: 'string' },
+      drift: { type: 'string' },
       name: { type: 'string' },
       out: { type: 'string' },
       key: { type: 'string' },
@@ -104,7 +106,7 @@ async function main(argv: string[]): Promise<number> {
     json: values.json,
     chart: values.chart,
     label: values.label,
-    bench: { quick: values.quick, duration: values.duration, fp32: values.fp32, int8: values.int8, frames: values.frames, references: values.references, seed: values.seed },
+    bench: { quick: values.quick, duration: values.duration, fp32: values.fp32, int8: values.int8, frames: values.frames, references: values.references, seed: values.seed, drift: values.drift },
     keys: { name: values.name, out: values.out, key: values.key },
     control: { k: values.k, threshold: values.threshold, unknownDistance: values['unknown-distance'], force: values.force },
     role: values.role,

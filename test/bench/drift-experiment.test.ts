@@ -49,7 +49,14 @@ describe('linewatch experiment drift', () => {
     const result = await runCommand(['experiment', 'drift', '--seed', 'x']);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('--seed must be a whole number, not "x"');
-    expect(result.stderr).toContain('linewatch experiment drift [--chart FILE] [--json] [--fp32 DIR] [--seed N]');
+    expect(result.stderr).toContain('linewatch experiment drift [--drift lighting|focus|noise] [--chart FILE] [--json] [--fp32 DIR] [--seed N]');
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('refuses a kind of drift it does not know, naming the ones it does', async () => {
+    const result = await runCommand(['experiment', 'drift', '--drift', 'smoke']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('--drift smoke: the line can drift in lighting, focus, noise');
     expect(result.stderr).not.toMatch(/\n\s+at /);
   });
 });

@@ -82,6 +82,14 @@ describe('training pipeline on a plant\'s own folders', () => {
     expect(run.stderr).toMatch(/--pull must be a weight of 0 or more \(0 fine-tunes on the labels alone\), not -1/);
   }, 120_000);
 
+  it('refuses relit copies without a pull to use them, before reading any folder', async () => {
+    const dir = plantFolders({ labeled: { good: 40, scratch: 2, hole: 2 }, test: { good: 5, scratch: 2 } });
+    const run = await runPipeline([...ownFolderArgs(dir), '--out', join(dir, 'out'), '--pull-lighting', '2', ...quick]);
+    expect(run.status, run.stderr).toBe(1);
+    expect(run.stderr).not.toContain('Traceback');
+    expect(run.stderr).toContain('--pull-lighting 2: give a number of copies of 0 or more, with a --pull weight above 0');
+  }, 120_000);
+
   it('reads gray and colour images of any size as the daemon does', async () => {
     const dir = plantFolders({ test: { good: 8, scratch: 4 } });
     // Files in mixed sizes (28x28 and larger), gray, RGB and RGBA, PNG and JPEG.

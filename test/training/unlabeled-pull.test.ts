@@ -89,3 +89,39 @@ describe('fine-tuning with unlabeled images', () => {
     expect(result.defaultIsPlain).toBe(true);
   });
 });
+
+/** training/data.py's lighting_copies (`--pull-lighting`): the unlabeled images under other lighting. */
+describe('relit copies of the unlabeled images', () => {
+  it('keeps the images first, then each copy relit as a p + b within the stated ranges', () => {
+    const run = spawnSync(python, ['-c', [
+      'import json',
+      'import numpy as np',
+      'from training.data import lighting_copies',
+      'rng = np.random.default_rng(1)',
+      'images = rng.integers(20, 200, (50, 28, 28)).astype(np.uint8)',
+      'out = lighting_copies(images, 2, 7)',
+      'copies = out[50:].reshape(2, 50, -1)',
+      'x = np.tile(images.reshape(1, 50, -1).astype(np.float64), (2, 1, 1))',
+      // Each copy is exactly a p + b (no clipping in this pixel range): fit a and b per image.
+      'a = ((copies - copies.mean(2, keepdims=True)) * (x - x.mean(2, keepdims=True))).sum(2) / ((x - x.mean(2, keepdims=True)) ** 2).sum(2)',
+      'b = copies.mean(2) - a * x.mean(2)',
+      'residual = np.abs(copies - (a[..., None] * x + b[..., None])).max()',
+      "print(json.dumps({'shape': list(out.shape), 'originals': bool((out[:50] == images).all()),",
+      "                  'a': [float(a.min()), float(a.max())], 'b': [float(b.min()), float(b.max())], 'residual': float(residual),",
+      "                  'same': bool((lighting_copies(images, 2, 7) == out).all()), 'none': list(lighting_copies(images, 0, 7).shape)}))",
+    ].join('\n')], { cwd: repoRoot, encoding: 'utf8' });
+    expect(run.status, run.stderr).toBe(0);
+    const r = JSON.parse(run.stdout) as { shape: number[]; originals: boolean; a: number[]; b: number[]; residual: number; same: boolean; none: number[] };
+    expect(r.shape).toEqual([150, 28, 28]);
+    expect(r.originals).toBe(true);
+    expect(r.residual).toBeLessThan(1e-3);
+    expect(r.a[0]).toBeGreaterThanOrEqual(0.7);
+    expect(r.a[1]).toBeLessThanOrEqual(1);
+    expect(r.a[1] - r.a[0], 'contrasts spread over the range').toBeGreaterThan(0.2);
+    expect(r.b[0]).toBeGreaterThanOrEqual(0);
+    expect(r.b[1]).toBeLessThanOrEqual(45);
+    expect(r.b[1] - r.b[0], 'brightness spread over the range').toBeGreaterThan(30);
+    expect(r.same, 'seeded').toBe(true);
+    expect(r.none).toEqual([50, 28, 28]);
+  });
+});
