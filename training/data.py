@@ -175,3 +175,14 @@ def camera_frame(img: np.ndarray, rng) -> Image.Image:
     big = big * rng.uniform(0.9, 1.1) + rng.uniform(-8, 8) + rng.normal(0, 3, big.shape)
     gray = np.clip(np.rint(big), 0, 255).astype(np.uint8)
     return Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2), mode='RGB')
+
+
+def lighting_copies(images: np.ndarray, copies: int, seed: int) -> np.ndarray:
+    """The images and `copies` versions of each under another lighting: pixel p -> a p + b, clipped,
+    with a uniform in 0.7-1.0 and b in 0-45 grey levels drawn per copy (a dimmer, flatter or
+    brighter exposure, the kind of change a line's lighting makes over weeks). Float pixels 0-255."""
+    rng = np.random.default_rng(seed)
+    shape = (copies * len(images),) + (1,) * (images.ndim - 1)
+    base = np.tile(images.astype(np.float32), (copies,) + (1,) * (images.ndim - 1))
+    lit = np.clip(base * rng.uniform(0.7, 1.0, shape) + rng.uniform(0, 45, shape), 0, 255)
+    return np.concatenate([images.astype(np.float32), lit.astype(np.float32)])

@@ -26,7 +26,7 @@ from onnx import numpy_helper
 from torch.nn import functional as F
 
 from . import eval as knn
-from .data import prepare_sample
+from .data import lighting_copies, prepare_sample
 from .inputs import load_inputs
 from .model import EMBEDDING_DIM, WIDTHS, Encoder, make_projection
 from .pipeline import (FOLDS, ROOT, choose_length, compare_at, input_normalisation, knn_row, parse_args, project,
@@ -455,6 +455,8 @@ def main(argv=None):
                    help='pooling experiment: ;-separated variants, each +-joined of ' + ', '.join(POOLS))
     p.add_argument('--compact', default='0.5,0;0.5,0.15;2,0.15;4,0.15;8,0.15;2,0.05;2,0.3',
                    help='compact experiment: ;-separated pull,trim (train.train_projection)')
+    p.add_argument('--lighting', type=int, default=0,
+                   help='compact experiment: relit copies of each unlabeled image pulled too (the pipeline\'s --pull-lighting)')
     p.add_argument('--cache', type=Path, default=Path('/tmp/i12gap'))
     p.add_argument('--threads', type=int, default=2)
     args = p.parse_args(argv)
@@ -504,7 +506,8 @@ def main(argv=None):
                                 StageMaps(encoder, [POOLS[p] for p in pools.split('+')]), draws, seeds)
     elif name == 'compact':  # Deep SAD's pull of the unlabeled images towards the good centre (the pipeline's)
         encoder, label = stage_encoder(args, line, cache, base)
-        unlabeled = embed(StagePools(encoder, (2, 3), False), line.normalise(line.unlabeled))
+        unlabeled = embed(StagePools(encoder, (2, 3), False), line.normalise(lighting_copies(line.unlabeled, args.lighting, SEED)))
+        label += f', {args.lighting} relit copies' if args.lighting else ''
         for variant in args.compact.split(';'):
             pull, trim = (float(v) for v in variant.split(','))
             frozen_encoder_runs(line, cache, f'compact weight {pull} trim {trim}{label}', StagePools(encoder, (2, 3), False),

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from . import eval as knn
-from .data import FASHION_CLASSES, GOOD, load_labeled, prepare_sample
+from .data import FASHION_CLASSES, GOOD, lighting_copies, load_labeled, prepare_sample
 from .export import export_int8, export_onnx, quantize_int8, write_bundle
 from .inputs import check_draws, fit_label_sizes, label_mismatch, load_inputs
 from .model import Embedder
@@ -74,6 +74,10 @@ def parse_args(argv=None):
                    help='weight of the unlabeled images\' pull towards the labeled good items\' centre in '
                         'fine-tuning (default 0: the labels alone; 4 did best on the sample line\'s test split, '
                         'see training/README.md before using it)')
+    m.add_argument('--pull-lighting', type=int, default=0, metavar='COPIES',
+                   help='with --pull: this many copies of each unlabeled image under another lighting '
+                        '(p -> a p + b, a 0.7-1.0, b 0-45 grey levels) are pulled too, so the product packs '
+                        'under any lighting, not only the one the images were taken in (default 0)')
     m.add_argument('--int8-activations', choices=('affine', 'symmetric'), default='affine',
                    help='affine: fastest on onnxruntime CPU; symmetric: int8 with zero point 0 '
                         'everywhere, as TensorRT requires (weights are symmetric either way)')
@@ -127,6 +131,8 @@ def resolve_paths(args):
     args.triplet_steps = whole_numbers('--triplet-steps', args.triplet_steps)
     if not 0 <= args.pull < float('inf'):
         sys.exit(f'--pull must be a weight of 0 or more (0 fine-tunes on the labels alone), not {args.pull:g}')
+    if args.pull_lighting < 0 or (args.pull_lighting and not args.pull):
+        sys.exit(f'--pull-lighting {args.pull_lighting}: give a number of copies of 0 or more, with a --pull weight above 0')
     if args.bundle_labels not in args.label_sizes:
         sys.exit('--bundle-labels must be one of --label-sizes')
     if args.sign_key:
@@ -321,9 +327,10 @@ def main(argv=None):
     stages.done('autoencoder')
     features = Embedder(encoder)  # the encoder's kNN features, as the autoencoder bundle exports them
     pool_f, test_f = embed(features, normalise(pool_x)), embed(features, normalise(test_x))
-    # With --pull, fine-tuning also pulls the unlabeled images (mostly good) together (train.train_projection);
-    # without, they are not even embedded.
-    fine_tune = functools.partial(train_projection, unlabeled=embed(features, normalise(unlabeled)) if args.pull else None,
+    # With --pull, fine-tuning also pulls the unlabeled images (mostly good), and with --pull-lighting
+    # their relit copies, together (train.train_projection); without, they are not even embedded.
+    pulled = lighting_copies(unlabeled, args.pull_lighting, args.seed) if args.pull else None
+    fine_tune = functools.partial(train_projection, unlabeled=embed(features, normalise(pulled)) if args.pull else None,
                                   pull=args.pull, good_label=good)
 
     results, candidates = [], {}
@@ -398,7 +405,9 @@ def main(argv=None):
             '(divide by the batch mean hardest-negative distance)'
             + (', plus Deep SAD\'s use of the unlabeled images: their cosine distance to the labeled good items\' '
                f'centre (each batch\'s farthest {TRIM:.0%} left out as the line\'s own anomalies), over the labeled '
-               f'anomalies\' distance to it, weighted {args.pull:g} (--pull); ' if args.pull else
+               f'anomalies\' distance to it, weighted {args.pull:g} (--pull)'
+               + (f', with {args.pull_lighting} copies of each unlabeled image under another lighting (pixel p -> '
+                  'a p + b, a 0.7-1.0, b 0-45; --pull-lighting)' if args.pull_lighting else '') + '; ' if args.pull else
                ', on the labels alone (--pull 0); ')
             + f'Adam (lr 1e-3, batches of up to 256) for {args.triplet_steps} steps, whichever gives the best '
             'out-of-fold F1 (longer training overfits a few hundred labels); n labels drawn at random '
