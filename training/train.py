@@ -10,11 +10,12 @@ from torch.nn import functional as F
 
 from .model import WIDTHS, Classifier, Decoder, Encoder, make_projection
 
-# The unlabeled images' pull in fine-tuning (train_projection): its weight against the triplet loss,
-# and the share of each unlabeled batch left out as the line's own anomalies. Off by default: weight 4
-# (the best of 0.5-8 over 12 label draws and seeds of the sample line) gained 0.017 F1 there, but cost
-# the other products AUROC and made the model follow a drifting line worse (training/README.md).
-PULL, TRIM = 0.0, 0.15
+# The unlabeled images' pull in fine-tuning (train_projection): its weight against the triplet loss
+# (4: the best of 0.5-8 over 12 label draws and seeds of the sample line), and the share of each
+# unlabeled batch left out as the line's own anomalies. The pipeline pulls relit copies of the images
+# too (--pull-lighting); without them the pull cost the other products AUROC and made the model
+# follow a drifting line worse (training/README.md).
+PULL, TRIM = 4.0, 0.15
 
 
 def log(msg: str):

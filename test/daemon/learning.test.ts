@@ -30,7 +30,10 @@ it('admits within the caps, keeps admissions across kill -9, lists and exports t
     model: join(repoRoot, 'models/default-fp32'),
     capture: { source: 'replay', replay: { folder: join(repoRoot, 'samples/line/frames'), fps: 100, loop: true } },
     enroll: { folder: join(repoRoot, 'samples/line/references') },
-    learning: { enabled: true, perLabelPerHour: 3 },
+    // Within a label's whole radius: at the default quarter the shipped bundle, which packs a label's
+    // references tightly, admits the sample line's camera frames too seldom to reach the cap in time
+    // (docs/learning.md).
+    learning: { enabled: true, perLabelPerHour: 3, radiusShare: 1 },
     mqtt: { enabled: false },
     http: { port: await freePort() },
     log: { format: 'json' },
@@ -59,7 +62,7 @@ it('admits within the caps, keeps admissions across kill -9, lists and exports t
   expect(Math.max(...perLabel.values())).toBe(3);
   for (const r of before.references) {
     expect(r).toMatchObject({ source: 'auto', device: 'linewatch-plant-l1-c1', modelKey: 'fmnist-triplet@1.0.0' });
-    expect(r.origin).toMatch(/^frame:\d{6}-\w+\.jpg#\d+$/);
+    expect(r.origin).toMatch(/^frame:\d{6}-[\w-]+\.jpg#\d+$/);
     expect(JSON.parse(r.decision).neighbours.some((n: { source: string }) => n.source === 'human')).toBe(true);
   }
 

@@ -84,7 +84,7 @@ describe('training pipeline on a plant\'s own folders', () => {
 
   it('refuses relit copies without a pull to use them, before reading any folder', async () => {
     const dir = plantFolders({ labeled: { good: 40, scratch: 2, hole: 2 }, test: { good: 5, scratch: 2 } });
-    const run = await runPipeline([...ownFolderArgs(dir), '--out', join(dir, 'out'), '--pull-lighting', '2', ...quick]);
+    const run = await runPipeline([...ownFolderArgs(dir), '--out', join(dir, 'out'), '--pull', '0', '--pull-lighting', '2', ...quick]);
     expect(run.status, run.stderr).toBe(1);
     expect(run.stderr).not.toContain('Traceback');
     expect(run.stderr).toContain('--pull-lighting 2: give a number of copies of 0 or more, with a --pull weight above 0');
