@@ -84,7 +84,8 @@ describe('Sparkplug store and forward', () => {
     expect(await daemon.stop('SIGTERM')).toBe(0);
     const all = recordedIds(daemon.logs);
     await host.waitFor(() => all.every((id) => host.events.has(id)));
-    expect(all.length).toBeGreaterThan(50);
+    // The stages above waited for 10 + 5 + 15 + 15 events; how many more came in their waits is timing.
+    expect(all.length).toBeGreaterThanOrEqual(45);
     // Never data without a birth: every DATA follows an NBIRTH and a DBIRTH of a session no NDEATH
     // of the same bdSeq has ended (a host ignores a late NDEATH of an older bdSeq).
     let born = 0;
