@@ -333,9 +333,8 @@ def main(argv=None):
     pool_f, test_f = embed(features, normalise(pool_x)), embed(features, normalise(test_x))
     # With --pull, fine-tuning also pulls the unlabeled images (mostly good), and with --pull-lighting
     # their relit copies, together (train.train_projection); without, they are not even embedded.
-    pulled = lighting_copies(unlabeled, args.pull_lighting, args.seed) if args.pull else None
-    fine_tune = functools.partial(train_projection, unlabeled=embed(features, normalise(pulled)) if args.pull else None,
-                                  pull=args.pull, good_label=good)
+    pulled = embed(features, normalise(lighting_copies(unlabeled, args.pull_lighting, args.seed))) if args.pull else None
+    fine_tune = functools.partial(train_projection, unlabeled=pulled, pull=args.pull, good_label=good)
 
     results, candidates = [], {}
     for n in args.label_sizes:

@@ -8,7 +8,7 @@ import { binary, OverrideStore, ReferenceStore, type Sample } from '../knn/index
 import { Learning, type LearningSettings } from '../learning/index.js';
 import { embedImages, listLabeledImages, ModelManager, type LabeledImage } from '../models/index.js';
 import { openDatabase } from '../storage/index.js';
-import { mulberry32 } from './knn.js';
+import { gaussian, mulberry32 } from './knn.js';
 
 /** One way of running the line: learning on or off, technician labels, a poisoning. */
 export interface DriftRunSpec {
@@ -214,11 +214,6 @@ export async function drifted(path: string, drift: Drift, strength: number, rand
       return sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } }).png().toBuffer();
     }
   }
-}
-
-/** A standard normal draw (Box-Muller) from a uniform source. */
-function gaussian(random: () => number): number {
-  return Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
 }
 
 /**

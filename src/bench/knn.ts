@@ -220,10 +220,14 @@ class ClusteredVectors {
   }
 
   private gaussian(): number {
-    // Box-Muller.
-    const u = 1 - this.random();
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.random());
+    return gaussian(this.random);
   }
+}
+
+/** A standard normal draw (Box-Muller) from a uniform source in [0, 1). */
+export function gaussian(random: () => number): number {
+  const u = 1 - random();
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());
 }
 
 function normalise(v: Float32Array): Float32Array {
