@@ -55,7 +55,8 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    model = Embedder(Encoder(), make_projection()).eval()
+    encoder = Encoder()
+    model = Embedder(encoder, make_projection(encoder.feature_dim)).eval()
     references = [open(p, 'rb').read() for p in image_files(args.references)]
     if args.int8:
         model = quantize_int8(model, torch.from_numpy(np.stack([tensor(r) for r in references[:64]])[:, None] / 255.0), False)
