@@ -31,8 +31,8 @@ from .inputs import load_inputs
 from .model import EMBEDDING_DIM, WIDTHS, Encoder, make_projection
 from .pipeline import (FOLDS, ROOT, choose_length, compare_at, input_normalisation, knn_row, parse_args, project,
                        resolve_paths, stratified_folds)
-from .train import (batch_hard_triplet_loss, embed, label_indices, log, pretrain_autoencoder, pretrain_contrastive,
-                    random_affine, train_projection)
+from .train import (PULL, TRIM, batch_hard_triplet_loss, embed, label_indices, log, pretrain_autoencoder,
+                    pretrain_contrastive, pull_loss, random_affine, train_projection)
 
 SEED = 7  # the pipeline's: the sample splits, the bundle's label draw, the shipped encoder
 LABELS = 200
@@ -264,11 +264,33 @@ PHASES = ((25, 1e-3, ('projection',)), (50, 1e-4, ('stage 4', 'encoder output'))
 UNFREEZE_LENGTHS = [25, 50, 75, 100, 125]
 
 
+def train_in_phases(model: torch.nn.Module, phases: tuple, parts: dict, lengths: list, loss_of) -> list:
+    """Adam phase by phase: each phase is (steps, learning rate, names of `parts`, the modules of the
+    model trainable from then on); the rest stays frozen, and batch-norm statistics stay those of
+    pretraining (a few hundred labeled images are too few to re-estimate them). loss_of() gives one
+    step's loss. Returns the model as it was after each of lengths steps."""
+    model.requires_grad_(False)
+    model.eval()
+    snapshots, step = {}, 0
+    for steps, lr, unfrozen in phases:
+        for name in unfrozen:
+            parts[name].requires_grad_(True)
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+        for _ in range(steps):
+            loss = loss_of()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            if step in lengths:
+                snapshots[step] = copy.deepcopy(model).eval()
+    return [snapshots[n] for n in lengths]
+
+
 def unfreezing_fit(encoder: Encoder, seed: int, batch: int = 256):
     """fit(stage-2 activations, labels, lengths) for choose_length: stages 3-4, the encoder's output
     layer and a new projection, trained with the pipeline's triplet loss and unfrozen phase by phase
-    (PHASES). Batch-norm statistics stay those of pretraining (a few hundred labeled images are too
-    few to re-estimate them)."""
+    (PHASES)."""
     def fit(x, labels, lengths):
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
@@ -277,46 +299,80 @@ def unfreezing_fit(encoder: Encoder, seed: int, batch: int = 256):
         model = torch.nn.Sequential(*enc.blocks[FROZEN_BLOCKS:], enc.pool, torch.nn.Flatten(), enc.fc, make_projection(EMBEDDING_DIM))
         parts = {'stage 3': enc.blocks[4:6], 'stage 4': enc.blocks[6:8], 'encoder output': enc.fc,
                  'projection': model[-1]}
-        model.requires_grad_(False)
-        snapshots, step = {}, 0
-        for steps, lr, unfrozen in PHASES:
-            for name in unfrozen:
-                parts[name].requires_grad_(True)
-            opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-            model.eval()
-            for _ in range(steps):
-                idx = torch.as_tensor(rng.permutation(len(x))[:batch])
-                loss = batch_hard_triplet_loss(model(x[idx]), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                step += 1
-                if step in lengths:
-                    snapshots[step] = copy.deepcopy(model).eval()
-        return [snapshots[n] for n in lengths]
+
+        def loss_of():
+            idx = torch.as_tensor(rng.permutation(len(x))[:batch])
+            return batch_hard_triplet_loss(model(x[idx]), y[idx])
+        return train_in_phases(model, PHASES, parts, lengths, loss_of)
     return fit
 
 
-def unfreezing_runs(line: Line, cache: Path, encoder: Encoder, draws: list, seeds: list, name: str):
-    frozen = torch.nn.Sequential(encoder.stem, *encoder.blocks[:FROZEN_BLOCKS])
+def phased_runs(line: Line, cache: Path, frozen: torch.nn.Module, make_fit, lengths: list, draws: list, seeds: list,
+                name: str):
+    """Each draw and seed: the frozen layers' output computed once, make_fit(seed) fits the rest
+    (train_in_phases), its length chosen out of fold as the pipeline chooses, scored on the test split."""
     pool_a, test_a = (torch.from_numpy(embed(frozen, line.normalise(x))) for x in (line.pool_x, line.test_x))
     for draw in draws:
         sel = line.draw(draw)
         x, labels = pool_a[torch.as_tensor(sel)], line.pool_y[sel]
         for seed in seeds:
-            fit = unfreezing_fit(encoder, seed)
+            fit = make_fit(seed)
             fold = stratified_folds(labels, seed)
-            settings, calibration, steps = choose_length(x, labels, fold, UNFREEZE_LENGTHS, 'good', fit, embed, name)
-            # The test figures of every length too (not used to choose: they show what the choice missed).
-            models = fit(x, labels, UNFREEZE_LENGTHS)
+            settings, calibration, steps = choose_length(x, labels, fold, lengths, 'good', fit, embed, name)
+            # The test figures of every length too, at the chosen length's settings (not used to
+            # choose: they show what the choice missed).
+            models = fit(x, labels, lengths)
             by_length = {}
-            for length, model in zip(UNFREEZE_LENGTHS, models):
+            for length, model in zip(lengths, models):
                 row = knn.evaluate_knn(embed(model, test_a), line.test_y, embed(model, x), labels, settings)
                 by_length[length] = round(row['f1'], 3)
-            model = models[UNFREEZE_LENGTHS.index(steps)]
+            model = models[lengths.index(steps)]
             row = knn_row(name, LABELS, settings, calibration, embed(model, test_a), line.test_y, embed(model, x), labels)
             row['tripletSteps'] = steps
             record(cache, name, draw, seed, [row], testF1ByLength=by_length)
+
+
+# Gradual unfreezing on the pipeline's own fine-tuning (stage 3-4 features, the unlabeled pull): the
+# projection alone for 100 steps, exactly as the pipeline trains it (its lengths 25, 50 and 100 are
+# the same models), then stage 4 too at a tenth of the learning rate, in place of the pipeline's 200.
+# Stages 1-3 stay frozen, so their output is computed once.
+PULL_PHASES = ((100, 1e-3, ('projection',)), (100, 1e-4, ('stage 4',)))
+PULL_UNFREEZE_LENGTHS = [25, 50, 100, 150, 200]
+
+
+class Stage4Unfrozen(torch.nn.Module):
+    """Stage 3's output -> the pipeline's features (stage 3 and a trainable copy of stage 4, each
+    average-pooled and L2-normalised, side by side) -> a new projection."""
+
+    def __init__(self, encoder: Encoder):
+        super().__init__()
+        self.stage4 = copy.deepcopy(encoder.blocks[6:8])
+        self.projection = make_projection(encoder.feature_dim)
+
+    def forward(self, a):
+        def pooled(h):
+            return F.normalize(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+        return self.projection(torch.cat([pooled(a), pooled(self.stage4(a))], 1))
+
+
+def unfreezing_pull_fit(encoder: Encoder, seed: int, unlabeled: torch.Tensor, batch: int = 256):
+    """fit(stage-3 activations, labels, lengths) for choose_length: the pipeline's loss (batch-hard
+    triplet + PULL x the pull of the unlabeled activations), phase by phase (PULL_PHASES)."""
+    def fit(x, labels, lengths):
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        y = label_indices(list(labels))
+        good = torch.tensor([label == 'good' for label in labels])
+        model = Stage4Unfrozen(encoder)
+
+        def loss_of():
+            idx = torch.as_tensor(rng.permutation(len(x))[:batch])
+            near = torch.as_tensor(rng.permutation(len(unlabeled))[:batch])
+            return (batch_hard_triplet_loss(model(x[idx]), y[idx])
+                    + PULL * pull_loss(model, x[good], x[~good], unlabeled[near], TRIM))
+        return train_in_phases(model, PULL_PHASES, {'projection': model.projection, 'stage 4': model.stage4}, lengths,
+                               loss_of)
+    return fit
 
 
 # The daemon's living memory (src/learning, learning.* defaults): an unknown decision is never
@@ -445,7 +501,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('experiment', choices=['baseline', 'fixed-steps', 'smoothed-threshold', 'ensemble', 'unfreeze', 'ae30', 'ae60',
                                           'ae-wide', 'ae15', 'ae-augmented', 'contrastive', 'ae-seed',
-                                          'living-memory', 'active', 'with-encoder-vector', 'margin', 'stages', 'stages-alone', 'centred', 'pooling', 'compact'])
+                                          'living-memory', 'active', 'with-encoder-vector', 'margin', 'stages', 'stages-alone', 'centred', 'pooling', 'compact',
+                                          'unfreeze-pull'])
     p.add_argument('--draws', default='7', help='label draws (7: the bundle\'s)')
     p.add_argument('--seeds', default='7', help='fold and fine-tuning seeds')
     p.add_argument('--encoder-seed', type=int, default=SEED,
@@ -456,7 +513,7 @@ def main(argv=None):
     p.add_argument('--compact', default='0.5,0;0.5,0.15;2,0.15;4,0.15;8,0.15;2,0.05;2,0.3',
                    help='compact experiment: ;-separated pull,trim (train.train_projection)')
     p.add_argument('--lighting', type=int, default=0,
-                   help='compact experiment: relit copies of each unlabeled image pulled too (the pipeline\'s --pull-lighting)')
+                   help='compact and unfreeze-pull: relit copies of each unlabeled image pulled too (the pipeline\'s --pull-lighting)')
     p.add_argument('--cache', type=Path, default=Path('/tmp/i12gap'))
     p.add_argument('--threads', type=int, default=2)
     args = p.parse_args(argv)
@@ -483,7 +540,8 @@ def main(argv=None):
         pool_f, test_f = embed(base, line.normalise(line.pool_x)), embed(base, line.normalise(line.test_x))
         ensemble_runs(line, cache, pool_f, test_f, draws, seeds)
     elif name == 'unfreeze':
-        unfreezing_runs(line, cache, base, draws, seeds, name)
+        phased_runs(line, cache, torch.nn.Sequential(base.stem, *base.blocks[:FROZEN_BLOCKS]),
+                    lambda seed: unfreezing_fit(base, seed), UNFREEZE_LENGTHS, draws, seeds, name)
     elif name == 'margin':  # the triplet margin: 0.5 (Quaterion's default, the pipeline's) against the case study's 1.0, and 0.25
         for margin in (0.25, 1.0):
             frozen_encoder_runs(line, cache, f'margin {margin}', base, draws, seeds,
@@ -513,6 +571,12 @@ def main(argv=None):
             frozen_encoder_runs(line, cache, f'compact weight {pull} trim {trim}{label}', StagePools(encoder, (2, 3), False),
                                 draws, seeds, train=functools.partial(train_projection, unlabeled=unlabeled, pull=pull,
                                                                       trim=trim))
+    elif name == 'unfreeze-pull':  # gradual unfreezing of stage 4 in the pipeline's fine-tuning (pull, relit copies)
+        encoder, label = stage_encoder(args, line, cache, base)
+        frozen = torch.nn.Sequential(encoder.stem, *encoder.blocks[:6])
+        unlabeled = torch.from_numpy(embed(frozen, line.normalise(lighting_copies(line.unlabeled, args.lighting, SEED))))
+        phased_runs(line, cache, frozen, lambda seed: unfreezing_pull_fit(encoder, seed, unlabeled), PULL_UNFREEZE_LENGTHS,
+                    draws, seeds, f'unfreeze stage 4 with the pull{label}, {args.lighting} relit copies')
     elif name == 'with-encoder-vector':
         frozen_encoder_runs(line, cache, name, base, draws, seeds, vectors=with_encoder_vector)
     elif name == 'active':

@@ -165,7 +165,7 @@ def train_projection(features: np.ndarray, labels: list, lengths: list, seed: in
         idx = torch.as_tensor(rng.permutation(len(x))[:batch])
         loss = batch_hard_triplet_loss(proj(x[idx]), y[idx], margin)
         if unlabeled is not None:
-            loss = loss + pull * _pull_loss(proj, x[good], x[~good],
+            loss = loss + pull * pull_loss(proj, x[good], x[~good],
                                             torch.as_tensor(unlabeled[rng.permutation(len(unlabeled))[:batch]]), trim)
         opt.zero_grad()
         loss.backward()
@@ -175,7 +175,7 @@ def train_projection(features: np.ndarray, labels: list, lengths: list, seed: in
     return [snapshots[n] for n in lengths]
 
 
-def _pull_loss(proj, good: torch.Tensor, anomalies: torch.Tensor, unlabeled: torch.Tensor, trim: float):
+def pull_loss(proj, good: torch.Tensor, anomalies: torch.Tensor, unlabeled: torch.Tensor, trim: float):
     """Mean cosine distance of the unlabeled batch (less its farthest `trim` share) to the labeled
     good items' centre, over the labeled anomalies' mean distance to it (held constant)."""
     centre = F.normalize(F.normalize(proj(good), dim=1).mean(0), dim=0)
