@@ -6,7 +6,7 @@ import { python } from '../helpers/training.js';
 interface Figures {
   /** Held-out good items' mean cosine distance to the good centre, over the anomalies' (lower: the product packs tighter). */
   spread: { plain: number; pulled: number };
-  /** _pull_loss of a batch whose last tenth lies far away, with trim 0.15 and 0, and of the near part alone. */
+  /** pull_loss of a batch whose last tenth lies far away, with trim 0.15 and 0, and of the near part alone. */
   loss: { trimmed: number; untrimmed: number; nearOnly: number };
   /** Whether a run without a labeled anomaly (nothing to measure the pull against) equals a plain run. */
   noAnomalyIsPlain: boolean;
@@ -47,7 +47,7 @@ function figures(): Figures {
     'identity = torch.nn.Identity()',
     'near, far = torch.as_tensor(items(90, False)), -torch.as_tensor(items(10, False))',
     'good, bad = torch.as_tensor(x[:10]), torch.as_tensor(x[10:])',
-    'loss = lambda batch, trim: train._pull_loss(identity, good, bad, batch, trim).item()',
+    'loss = lambda batch, trim: train.pull_loss(identity, good, bad, batch, trim).item()',
     "alone = train.train_projection(x[:10], labels[:10], [25], 7)[0].state_dict()",
     "with_unlabeled = train.train_projection(x[:10], labels[:10], [25], 7, unlabeled=unlabeled, pull=4)[0].state_dict()",
     "same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)",
