@@ -349,6 +349,11 @@ class Stage4Unfrozen(torch.nn.Module):
         self.stage4 = copy.deepcopy(encoder.blocks[6:8])
         self.projection = make_projection(encoder.feature_dim)
 
+    @staticmethod
+    def frozen(encoder: Encoder) -> torch.nn.Module:
+        """The layers before: the stem and stages 1-3, whose output is this model's input."""
+        return torch.nn.Sequential(encoder.stem, *encoder.blocks[:6])
+
     def forward(self, a):
         def pooled(h):
             return F.normalize(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
@@ -363,13 +368,14 @@ def unfreezing_pull_fit(encoder: Encoder, seed: int, unlabeled: torch.Tensor, ba
         rng = np.random.default_rng(seed)
         y = label_indices(list(labels))
         good = torch.tensor([label == 'good' for label in labels])
+        good_x, anomalies_x = x[good], x[~good]
         model = Stage4Unfrozen(encoder)
 
         def loss_of():
             idx = torch.as_tensor(rng.permutation(len(x))[:batch])
             near = torch.as_tensor(rng.permutation(len(unlabeled))[:batch])
             return (batch_hard_triplet_loss(model(x[idx]), y[idx])
-                    + PULL * pull_loss(model, x[good], x[~good], unlabeled[near], TRIM))
+                    + PULL * pull_loss(model, good_x, anomalies_x, unlabeled[near], TRIM))
         return train_in_phases(model, PULL_PHASES, {'projection': model.projection, 'stage 4': model.stage4}, lengths,
                                loss_of)
     return fit
@@ -573,7 +579,7 @@ def main(argv=None):
                                                                       trim=trim))
     elif name == 'unfreeze-pull':  # gradual unfreezing of stage 4 in the pipeline's fine-tuning (pull, relit copies)
         encoder, label = stage_encoder(args, line, cache, base)
-        frozen = torch.nn.Sequential(encoder.stem, *encoder.blocks[:6])
+        frozen = Stage4Unfrozen.frozen(encoder)
         unlabeled = torch.from_numpy(embed(frozen, line.normalise(lighting_copies(line.unlabeled, args.lighting, SEED))))
         phased_runs(line, cache, frozen, lambda seed: unfreezing_pull_fit(encoder, seed, unlabeled), PULL_UNFREEZE_LENGTHS,
                     draws, seeds, f'unfreeze stage 4 with the pull{label}, {args.lighting} relit copies')

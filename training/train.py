@@ -158,6 +158,7 @@ def train_projection(features: np.ndarray, labels: list, lengths: list, seed: in
     good = torch.tensor([label == good_label for label in labels])
     if unlabeled is not None and (not pull or not len(unlabeled) or good.all() or not good.any()):
         unlabeled = None  # no pull, nothing to pull, or no centre / no anomaly to measure it against
+    good_x, anomalies_x = x[good], x[~good]  # the pull's centre and yardstick, every step
     proj = make_projection(x.shape[1])
     opt = torch.optim.Adam(proj.parameters(), lr=lr)
     snapshots = {}
@@ -165,8 +166,8 @@ def train_projection(features: np.ndarray, labels: list, lengths: list, seed: in
         idx = torch.as_tensor(rng.permutation(len(x))[:batch])
         loss = batch_hard_triplet_loss(proj(x[idx]), y[idx], margin)
         if unlabeled is not None:
-            loss = loss + pull * pull_loss(proj, x[good], x[~good],
-                                            torch.as_tensor(unlabeled[rng.permutation(len(unlabeled))[:batch]]), trim)
+            loss = loss + pull * pull_loss(proj, good_x, anomalies_x,
+                                           torch.as_tensor(unlabeled[rng.permutation(len(unlabeled))[:batch]]), trim)
         opt.zero_grad()
         loss.backward()
         opt.step()
